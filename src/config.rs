@@ -1,0 +1,106 @@
+//! A node's settings, with the defaults an operator gets when a flag is absent.
+
+use crate::core::CoreConfig;
+use crate::message::NodeId;
+use crate::wire::DEFAULT_MAX_FRAME;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub id: NodeId,
+    /// Nodes refuse peers that name another cluster in their handshake.
+    pub cluster_id: String,
+    pub data_dir: PathBuf,
+    /// Where this node listens for its peers.
+    pub raft_addr: String,
+    /// The other members, and the address at which *this* node dials each.
+    pub peers: BTreeMap<NodeId, String>,
+    /// One logical tick of the core.
+    pub tick: Duration,
+    /// The election timeout is drawn uniformly from this range (§5.2).
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+    pub heartbeat_interval: Duration,
+    /// The largest peer frame accepted or sent.
+    pub max_frame: usize,
+    /// The most entry bytes one AppendEntries carries.
+    pub max_append_bytes: usize,
+    /// How long a write waits to be committed and applied before it is
+    /// answered with a timeout (outcome unknown).
+    pub proposal_timeout: Duration,
+    /// Bounds on connecting to a peer and on one blocked write or handshake.
+    pub connect_timeout: Duration,
+    pub io_timeout: Duration,
+}
+
+impl Config {
+    /// A single-node configuration with the defaults: election timeout
+    /// 150–300 ms, heartbeat 50 ms, tick 10 ms, 16 MiB frames.
+    pub fn new(id: NodeId, data_dir: impl Into<PathBuf>) -> Config {
+        Config {
+            id,
+            cluster_id: "raftnode".to_string(),
+            data_dir: data_dir.into(),
+            raft_addr: "127.0.0.1:0".to_string(),
+            peers: BTreeMap::new(),
+            tick: Duration::from_millis(10),
+            election_timeout_min: Duration::from_millis(150),
+            election_timeout_max: Duration::from_millis(300),
+            heartbeat_interval: Duration::from_millis(50),
+            max_frame: DEFAULT_MAX_FRAME,
+            max_append_bytes: 1024 * 1024,
+            proposal_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_millis(500),
+            io_timeout: Duration::from_secs(2),
+        }
+    }
+
+    /// The largest command a client may propose: an entry must always fit in a
+    /// frame, or no follower could ever receive it.
+    pub fn max_command_bytes(&self) -> usize {
+        self.max_frame.saturating_sub(64 * 1024)
+    }
+
+    /// Checks the settings and converts the timings into ticks for the core.
+    pub fn core_config(&self) -> Result<CoreConfig, String> {
+        if self.tick.is_zero() {
+            return Err("tick must be positive".into());
+        }
+        let ticks = |d: Duration| -> u32 {
+            let t = d.as_nanos().div_ceil(self.tick.as_nanos());
+            u32::try_from(t).unwrap_or(u32::MAX).max(1)
+        };
+        let (min, max) = (
+            ticks(self.election_timeout_min),
+            ticks(self.election_timeout_max),
+        );
+        let heartbeat = ticks(self.heartbeat_interval);
+        if min > max {
+            return Err(format!(
+                "election timeout minimum {:?} exceeds the maximum {:?}",
+                self.election_timeout_min, self.election_timeout_max
+            ));
+        }
+        if heartbeat >= min {
+            return Err(format!(
+                "heartbeat interval {:?} must be shorter than the election timeout {:?}",
+                self.heartbeat_interval, self.election_timeout_min
+            ));
+        }
+        if self.peers.contains_key(&self.id) {
+            return Err(format!("node {} lists itself as a peer", self.id));
+        }
+        if self.max_append_bytes >= self.max_frame {
+            return Err("max_append_bytes must be below max_frame".into());
+        }
+        let mut core = CoreConfig::new(self.id, self.peers.keys().copied().collect());
+        core.election_ticks_min = min;
+        core.election_ticks_max = max;
+        core.heartbeat_ticks = heartbeat;
+        core.max_append_bytes = self.max_append_bytes;
+        core.seed = rand::random();
+        Ok(core)
+    }
+}

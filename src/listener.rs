@@ -1,0 +1,176 @@
+//! Accepts peer connections: a listener thread, and a thread per inbound
+//! connection that checks the handshake and then steps every message it reads
+//! into the core.
+//!
+//! The handshake is where foreign nodes are kept out: a connection whose
+//! [`Hello`] names another cluster, a node that is not a member, or a receiver
+//! other than this node is refused and logged, so such a sender can neither
+//! vote nor append. Each message must also come from the node the handshake
+//! named. A peer keeps at most one inbound connection: a new one from the same
+//! peer replaces the old, whose thread ends (a peer that vanished without
+//! closing its socket would otherwise hold a thread forever).
+
+use crate::message::{Envelope, NodeId};
+use crate::node::Shared;
+use crate::wire::{self, Hello, HelloReply, WireError};
+use log::{debug, info, warn};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::io::BufReader;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// The inbound connection currently accepted from each peer.
+type Current = Arc<Mutex<HashMap<NodeId, TcpStream>>>;
+
+pub(crate) fn run(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    handles: Arc<Mutex<Vec<JoinHandle<()>>>>,
+) {
+    let id = shared.config.id;
+    let current: Current = Arc::default();
+    for stream in listener.incoming() {
+        if shared.stopping.load(Ordering::Acquire) {
+            break;
+        }
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                // Typically out of file descriptors: pause rather than spin.
+                warn!("node {id}: accepting a peer connection failed: {e}");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let (s, c) = (shared.clone(), current.clone());
+        let spawned = thread::Builder::new()
+            .name(format!("raft-{id}-inbound"))
+            .spawn(move || serve(s, c, stream));
+        let mut handles = handles.lock();
+        handles.retain(|h| !h.is_finished());
+        match spawned {
+            Ok(handle) => handles.push(handle),
+            Err(e) => warn!("node {id}: cannot start a thread for a peer connection: {e}"),
+        }
+    }
+}
+
+/// Unblocks the listener's `accept` so that it notices the node is stopping.
+pub(crate) fn wake(addr: SocketAddr) {
+    let mut addr = addr;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(match addr {
+            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+        });
+    }
+    let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+}
+
+fn serve(shared: Arc<Shared>, current: Current, stream: TcpStream) {
+    let id = shared.config.id;
+    let remote = stream
+        .peer_addr()
+        .map_or_else(|_| "?".to_string(), |a| a.to_string());
+    if shared.stopping.load(Ordering::Acquire) {
+        return;
+    }
+    let socket_id = shared.sockets.register(&stream);
+    let peer = match handshake(&shared, &stream) {
+        Ok(peer) => peer,
+        Err(reason) => {
+            warn!("node {id}: refused peer connection from {remote}: {reason}");
+            shared.sockets.unregister(socket_id);
+            return;
+        }
+    };
+    info!("node {id}: peer {peer} connected from {remote}");
+    if let Ok(clone) = stream.try_clone() {
+        if let Some(old) = current.lock().insert(peer, clone) {
+            let _ = old.shutdown(std::net::Shutdown::Both);
+        }
+    }
+    let mut reader = BufReader::with_capacity(64 * 1024, &stream);
+    let reason = loop {
+        match wire::read_frame::<Envelope, _>(&mut reader, shared.config.max_frame) {
+            Ok(envelope) if envelope.from != peer => {
+                break format!(
+                    "message claims to be from node {} on a connection from node {peer}",
+                    envelope.from
+                );
+            }
+            Ok(envelope) => {
+                if shared.with_core(|core| core.step(envelope)).is_none() {
+                    break "node has stopped".to_string();
+                }
+            }
+            Err(WireError::Closed) => break String::new(),
+            Err(e) => break e.to_string(),
+        }
+    };
+    if !reason.is_empty() && !shared.stopping.load(Ordering::Acquire) {
+        match reason.contains("i/o error") {
+            true => debug!("node {id}: connection from peer {peer} ended: {reason}"),
+            false => warn!("node {id}: closing connection from peer {peer}: {reason}"),
+        }
+    } else {
+        debug!("node {id}: peer {peer} disconnected");
+    }
+    {
+        let mut current = current.lock();
+        let ours = current.get(&peer).and_then(|s| s.peer_addr().ok()) == stream.peer_addr().ok();
+        if ours {
+            current.remove(&peer);
+        }
+    }
+    shared.sockets.unregister(socket_id);
+}
+
+/// Reads and checks the [`Hello`], answering it. Returns the peer's id.
+fn handshake(shared: &Shared, mut stream: &TcpStream) -> Result<NodeId, String> {
+    let config = &shared.config;
+    stream
+        .set_read_timeout(Some(config.io_timeout))
+        .and_then(|_| stream.set_write_timeout(Some(config.io_timeout)))
+        .and_then(|_| stream.set_nodelay(true))
+        .map_err(|e| e.to_string())?;
+    let hello: Hello = wire::read_frame(&mut stream, config.max_frame)
+        .map_err(|e| format!("bad handshake: {e}"))?;
+    let refusal = if hello.cluster_id != config.cluster_id {
+        Some(format!(
+            "node {} belongs to cluster {:?}, this is {:?}",
+            hello.from, hello.cluster_id, config.cluster_id
+        ))
+    } else if hello.to != config.id {
+        Some(format!(
+            "node {} meant to reach node {}, this is node {}",
+            hello.from, hello.to, config.id
+        ))
+    } else if !config.peers.contains_key(&hello.from) {
+        Some(format!(
+            "node {} is not a member of this cluster",
+            hello.from
+        ))
+    } else {
+        None
+    };
+    let reply = match &refusal {
+        None => HelloReply::Accepted,
+        Some(reason) => HelloReply::Refused {
+            reason: reason.clone(),
+        },
+    };
+    // Best effort: the refusal is logged here whether or not the peer hears it.
+    let _ = wire::write_frame(&mut stream, &reply, config.max_frame);
+    if let Some(reason) = refusal {
+        return Err(reason);
+    }
+    // From now on the connection may be idle for long stretches (followers
+    // rarely talk to each other); a replacement connection ends it instead.
+    stream.set_read_timeout(None).map_err(|e| e.to_string())?;
+    Ok(hello.from)
+}

@@ -1,0 +1,115 @@
+//! The types Raft nodes exchange and store: log entries and RPC messages.
+//!
+//! These are plain data. The rules for producing and consuming them live in
+//! [`crate::core`]; how they cross the network lives in [`crate::wire`]; how
+//! entries are laid out on disk lives in [`crate::storage`].
+
+use serde::{Deserialize, Serialize};
+
+/// A node's identity within its cluster. Fixed for the life of the data dir.
+pub type NodeId = u64;
+/// A Raft term (§5.1). Term 0 is "before any election".
+pub type Term = u64;
+/// A position in the replicated log, starting at 1. Index 0 is "before the log".
+pub type Index = u64;
+
+/// One slot of the replicated log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub index: Index,
+    /// The term of the leader that created the entry.
+    pub term: Term,
+    pub payload: Payload,
+}
+
+/// What an entry carries.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Payload {
+    /// Appended by every new leader at the start of its term, so that it can
+    /// commit (and thereby learn the commit point of) the entries of earlier
+    /// terms (§5.4.2, §8).
+    Noop,
+    /// An opaque command for the state machine.
+    Command(Vec<u8>),
+}
+
+impl Entry {
+    /// Bytes this entry counts against the AppendEntries size cap.
+    pub fn size(&self) -> usize {
+        match &self.payload {
+            Payload::Noop => 16,
+            Payload::Command(data) => 16 + data.len(),
+        }
+    }
+}
+
+/// The state that must be on stable storage before a node answers any RPC
+/// (Figure 2, "Persistent state on all servers"); the log is stored separately.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HardState {
+    pub current_term: Term,
+    pub voted_for: Option<NodeId>,
+}
+
+/// A message from one node to another, stamped with the sender's term.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub term: Term,
+    pub message: Message,
+}
+
+/// The Raft RPCs and their replies (Figure 2). Requests and replies travel as
+/// separate one-way messages, so a reply is matched to its request by content
+/// (indexes and terms), never by a connection.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Sent by candidates to gather votes (§5.2).
+    RequestVote {
+        last_log_index: Index,
+        last_log_term: Term,
+    },
+    /// Reply to [`Message::RequestVote`].
+    RequestVoteResponse { vote_granted: bool },
+    /// Sent by the leader to replicate entries (§5.3); also the heartbeat when
+    /// `entries` is empty (§5.2).
+    AppendEntries {
+        prev_log_index: Index,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: Index,
+    },
+    /// Reply to [`Message::AppendEntries`].
+    AppendEntriesResponse(AppendResult),
+}
+
+/// The outcome of an AppendEntries at the follower.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AppendResult {
+    /// The follower's log now matches the leader's up to and including
+    /// `match_index` (and is durable up to there).
+    Success { match_index: Index },
+    /// The consistency check failed at `rejected_index` (the request's
+    /// `prev_log_index`). The hint lets the leader skip a whole term at a time
+    /// instead of probing one index per round trip (§5.3, "the protocol can be
+    /// optimized").
+    Reject {
+        rejected_index: Index,
+        hint: RejectHint,
+    },
+}
+
+/// Why a follower's log did not match, so the leader can find the match point
+/// in one round trip per term rather than one per entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RejectHint {
+    /// The follower's log ends before `prev_log_index`.
+    LogTooShort { last_index: Index },
+    /// The follower has an entry of `conflict_term` at `prev_log_index`;
+    /// `first_index` is the first index of that term in its log.
+    ConflictingTerm {
+        conflict_term: Term,
+        first_index: Index,
+    },
+}

@@ -1,0 +1,531 @@
+//! A running Raft node: the core, its storage and its state machine, driven by
+//! OS threads.
+//!
+//! # Threads
+//!
+//! * **timer** — ticks the core every [`Config::tick`].
+//! * **writer** — makes the core's output durable. It takes every pending
+//!   [`Ready`] at once, writes the hard state (temp file, fsync, rename), appends
+//!   all their entries and fsyncs the log once (group commit), and only then
+//!   hands their messages to the peer threads — so no vote and no
+//!   acknowledgement ever leaves before what it promises is on disk. Finally it
+//!   tells the core how far the log is durable, which is when a leader counts
+//!   itself towards a majority.
+//! * **apply** — applies committed entries to the key-value map in log order
+//!   and answers the clients waiting on them.
+//! * **one per peer** ([`crate::peer`]) — owns the outbound connection to that
+//!   peer: sends the messages the writer released and, on a leader, pulls
+//!   AppendEntries from the core whenever it is woken.
+//! * **listener**, plus **one per inbound connection** ([`crate::listener`]) —
+//!   reads messages from peers and steps them into the core.
+//!
+//! They share one [`parking_lot::Mutex`] around the core and talk through
+//! crossbeam channels. Whoever steps the core calls [`Shared::dispatch`] while
+//! still holding the lock, which routes the core's output in the order it was
+//! produced. No thread does I/O while holding the core lock.
+
+use crate::config::Config;
+use crate::core::{RaftCore, Ready, RoleKind};
+use crate::error::{Error, StartError};
+use crate::kv::{Command, Kv, Outcome};
+use crate::listener;
+use crate::message::{Entry, Index, NodeId, Payload, Term};
+use crate::peer::{self, PeerHandle};
+use crate::storage::Storage;
+use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+use log::{error, info};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+
+/// A client waiting for its entry (index, term) to be applied. It receives the
+/// outcome, or `None` if another entry was committed at that index.
+type Waiters = BTreeMap<(Index, Term), Sender<Option<Outcome>>>;
+
+/// State shared by all of a node's threads.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) core: Mutex<RaftCore>,
+    kv: Mutex<Kv>,
+    waiters: Mutex<Waiters>,
+    last_applied: AtomicU64,
+    to_writer: Sender<Ready>,
+    to_apply: Sender<Vec<Entry>>,
+    pub(crate) peers: BTreeMap<NodeId, PeerHandle>,
+    /// Set once storage has failed: the node stops taking part (fail-stop).
+    failure: Mutex<Option<String>>,
+    failed: AtomicBool,
+    pub(crate) stopping: AtomicBool,
+    /// Every open peer socket, so that halting can unblock their threads.
+    pub(crate) sockets: Sockets,
+}
+
+impl Shared {
+    /// Runs `f` on the core unless the node has failed, then routes whatever
+    /// the core produced.
+    pub(crate) fn with_core<T>(&self, f: impl FnOnce(&mut RaftCore) -> T) -> Option<T> {
+        if self.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut core = self.core.lock();
+        let result = f(&mut core);
+        self.dispatch(&mut core);
+        Some(result)
+    }
+
+    /// Routes the core's pending output. Called with the core locked, so
+    /// outputs leave in the order the core produced them.
+    fn dispatch(&self, core: &mut RaftCore) {
+        let mut ready = core.take_ready();
+        if !ready.committed.is_empty() {
+            let _ = self.to_apply.send(std::mem::take(&mut ready.committed));
+        }
+        for peer in std::mem::take(&mut ready.replicate) {
+            if let Some(handle) = self.peers.get(&peer) {
+                handle.wake();
+            }
+        }
+        if ready.has_storage_work() || !ready.messages.is_empty() {
+            let _ = self.to_writer.send(ready);
+        }
+    }
+
+    fn fail(&self, reason: String) {
+        error!(
+            "node {}: storage failed, stopping: {reason}",
+            self.config.id
+        );
+        *self.failure.lock() = Some(reason);
+        self.failed.store(true, Ordering::Release);
+        // Nothing that waits on this node will complete now.
+        self.waiters.lock().clear();
+    }
+
+    fn failure(&self) -> Option<Error> {
+        self.failure.lock().clone().map(Error::Storage)
+    }
+}
+
+/// Open sockets by a registration number, so halting can shut them down.
+#[derive(Default)]
+pub(crate) struct Sockets {
+    next: AtomicU64,
+    open: Mutex<HashMap<u64, TcpStream>>,
+}
+
+impl Sockets {
+    pub(crate) fn register(&self, stream: &TcpStream) -> Option<u64> {
+        let clone = stream.try_clone().ok()?;
+        let id = self.next.fetch_add(1, Ordering::Relaxed);
+        self.open.lock().insert(id, clone);
+        Some(id)
+    }
+
+    pub(crate) fn unregister(&self, id: Option<u64>) {
+        if let Some(id) = id {
+            self.open.lock().remove(&id);
+        }
+    }
+
+    fn shutdown_all(&self) {
+        for (_, stream) in self.open.lock().drain() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+/// A snapshot of a node's Raft state, for INFO and tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Status {
+    pub id: NodeId,
+    pub role: RoleKind,
+    pub term: Term,
+    pub leader_id: Option<NodeId>,
+    pub commit_index: Index,
+    pub last_applied: Index,
+    pub last_log_index: Index,
+    pub members: Vec<NodeId>,
+}
+
+/// A running node. Dropping it halts it.
+pub struct Node {
+    shared: Arc<Shared>,
+    raft_addr: SocketAddr,
+    shutdown: Option<Sender<()>>,
+    threads: Vec<JoinHandle<()>>,
+    inbound: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Node {
+    /// Opens the data dir, binds `config.raft_addr` and starts the threads.
+    pub fn start(config: Config) -> Result<Node, StartError> {
+        let listener = TcpListener::bind(&config.raft_addr).map_err(|source| StartError::Bind {
+            addr: config.raft_addr.clone(),
+            source,
+        })?;
+        Node::start_with_listener(config, listener)
+    }
+
+    /// Like [`Node::start`] with an already bound listener (tests bind port 0
+    /// for every node first, to learn all addresses before any node starts).
+    pub fn start_with_listener(config: Config, listener: TcpListener) -> Result<Node, StartError> {
+        let core_config = config.core_config().map_err(StartError::Config)?;
+        let raft_addr = listener.local_addr().map_err(|source| StartError::Bind {
+            addr: config.raft_addr.clone(),
+            source,
+        })?;
+        let (storage, recovered) = Storage::open(&config.data_dir, config.id, &config.cluster_id)?;
+        info!(
+            "node {}: recovered term {}, vote {:?}, {} log entries from {}",
+            config.id,
+            recovered.hard_state.current_term,
+            recovered.hard_state.voted_for,
+            recovered.entries.len(),
+            config.data_dir.display()
+        );
+        let core = RaftCore::new(core_config, recovered.hard_state, recovered.entries);
+
+        let (shutdown_tx, shutdown_rx) = bounded::<()>(0);
+        let (to_writer, writer_rx) = unbounded();
+        let (to_apply, apply_rx) = unbounded();
+        let mut peer_inputs = Vec::new();
+        let mut peers = BTreeMap::new();
+        for (&id, addr) in &config.peers {
+            let (handle, inputs) = PeerHandle::new(id, addr.clone());
+            peers.insert(id, handle);
+            peer_inputs.push(inputs);
+        }
+        let shared = Arc::new(Shared {
+            config,
+            core: Mutex::new(core),
+            kv: Mutex::new(Kv::new()),
+            waiters: Mutex::new(BTreeMap::new()),
+            last_applied: AtomicU64::new(0),
+            to_writer,
+            to_apply,
+            peers,
+            failure: Mutex::new(None),
+            failed: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            sockets: Sockets::default(),
+        });
+        let id = shared.config.id;
+        let inbound = Arc::new(Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            thread::Builder::new()
+                .name(format!("raft-{id}-{name}"))
+                .spawn(f)
+                .expect("spawning a thread")
+        };
+        {
+            let (s, rx) = (shared.clone(), shutdown_rx.clone());
+            threads.push(spawn("timer", Box::new(move || run_timer(s, rx))));
+        }
+        {
+            let (s, rx) = (shared.clone(), shutdown_rx.clone());
+            threads.push(spawn(
+                "writer",
+                Box::new(move || run_writer(s, storage, writer_rx, rx)),
+            ));
+        }
+        {
+            let (s, rx) = (shared.clone(), shutdown_rx.clone());
+            threads.push(spawn("apply", Box::new(move || run_apply(s, apply_rx, rx))));
+        }
+        for inputs in peer_inputs {
+            let (s, rx) = (shared.clone(), shutdown_rx.clone());
+            let name = format!("peer-{}", inputs.peer);
+            threads.push(spawn(&name, Box::new(move || peer::run(s, inputs, rx))));
+        }
+        {
+            let (s, handles) = (shared.clone(), inbound.clone());
+            threads.push(spawn(
+                "listener",
+                Box::new(move || listener::run(s, listener, handles)),
+            ));
+        }
+        Ok(Node {
+            shared,
+            raft_addr,
+            shutdown: Some(shutdown_tx),
+            threads,
+            inbound,
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.shared.config.id
+    }
+
+    /// The address peers reach this node at (useful when bound to port 0).
+    pub fn raft_addr(&self) -> SocketAddr {
+        self.raft_addr
+    }
+
+    /// Sets `key` to `value`; returns once the write is committed and applied.
+    pub fn set(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<(), Error> {
+        self.write(Command::Set {
+            key: key.into(),
+            value: value.into(),
+        })
+        .map(|_| ())
+    }
+
+    /// Deletes `key`; returns whether it existed.
+    pub fn delete(&self, key: impl Into<Vec<u8>>) -> Result<bool, Error> {
+        self.delete_many(vec![key.into()]).map(|n| n > 0)
+    }
+
+    /// Deletes every key in one atomic write; returns how many existed.
+    pub fn delete_many(&self, keys: Vec<Vec<u8>>) -> Result<usize, Error> {
+        match self.write(Command::Delete { keys })? {
+            Outcome::Deleted(n) => Ok(n),
+            other => unreachable!("delete produced {other:?}"),
+        }
+    }
+
+    /// Sets `key` to `new` if its value is `expected`; returns whether it did.
+    /// An absent key never matches.
+    pub fn cas(
+        &self,
+        key: impl Into<Vec<u8>>,
+        expected: impl Into<Vec<u8>>,
+        new: impl Into<Vec<u8>>,
+    ) -> Result<bool, Error> {
+        match self.write(Command::Cas {
+            key: key.into(),
+            expected: expected.into(),
+            new: new.into(),
+        })? {
+            Outcome::Swapped(swapped) => Ok(swapped),
+            other => unreachable!("cas produced {other:?}"),
+        }
+    }
+
+    /// Reads `key` from this node's state machine as it is now.
+    ///
+    /// This is a *local* read: on a follower, or on a leader that has been
+    /// deposed without knowing it, it may miss recent writes. Linearizable
+    /// reads (ReadIndex, §6.4 of the Raft dissertation) come in a later issue.
+    pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.shared.kv.lock().get(key).cloned()
+    }
+
+    pub fn status(&self) -> Status {
+        let core = self.shared.core.lock();
+        Status {
+            id: core.id(),
+            role: core.role(),
+            term: core.current_term(),
+            leader_id: core.leader_id(),
+            commit_index: core.commit_index(),
+            last_applied: self.shared.last_applied.load(Ordering::Acquire),
+            last_log_index: core.log().last_index(),
+            members: core.members(),
+        }
+    }
+
+    /// Proposes a command and waits until it is applied.
+    fn write(&self, command: Command) -> Result<Outcome, Error> {
+        if let Some(e) = self.shared.failure() {
+            return Err(e);
+        }
+        let data = command
+            .encode()
+            .map_err(|e| Error::Storage(format!("cannot encode command: {e}")))?;
+        let limit = self.shared.config.max_command_bytes();
+        if data.len() > limit {
+            return Err(Error::CommandTooLarge {
+                len: data.len(),
+                limit,
+            });
+        }
+        let (tx, rx) = bounded(1);
+        let proposed = self.shared.with_core(|core| {
+            let (index, term) = core
+                .propose(data)
+                .map_err(|e| Error::NotLeader { leader: e.leader })?;
+            // Registered under the core lock, so it is in place before the
+            // entry can possibly be applied.
+            self.shared.waiters.lock().insert((index, term), tx);
+            Ok((index, term))
+        });
+        let key = match proposed {
+            None => return Err(self.shared.failure().unwrap_or(Error::ShutDown)),
+            Some(result) => result?,
+        };
+        match rx.recv_timeout(self.shared.config.proposal_timeout) {
+            Ok(Some(outcome)) => Ok(outcome),
+            Ok(None) => Err(Error::NotLeader {
+                leader: self.shared.core.lock().leader_id(),
+            }),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                self.shared.waiters.lock().remove(&key);
+                Err(Error::Timeout)
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                Err(self.shared.failure().unwrap_or(Error::ShutDown))
+            }
+        }
+    }
+
+    /// Stops every thread of this node, closes its sockets and files, and
+    /// waits for all of them. Writes in flight get [`Error::ShutDown`].
+    pub fn halt(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(shutdown) = self.shutdown.take() else {
+            return;
+        };
+        info!("node {}: halting", self.id());
+        self.shared.stopping.store(true, Ordering::Release);
+        // Dropping the only sender wakes every thread's select on shutdown.
+        drop(shutdown);
+        listener::wake(self.raft_addr);
+        self.shared.sockets.shutdown_all();
+        for handle in self.threads.drain(..) {
+            let _ = handle.join();
+        }
+        // The listener has exited, so no new inbound threads can appear.
+        self.shared.sockets.shutdown_all();
+        for handle in self.inbound.lock().drain(..) {
+            let _ = handle.join();
+        }
+        self.shared.waiters.lock().clear();
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn run_timer(shared: Arc<Shared>, shutdown: Receiver<()>) {
+    let ticker = crossbeam_channel::tick(shared.config.tick);
+    loop {
+        select! {
+            recv(ticker) -> _ => {
+                shared.with_core(|core| core.tick());
+            }
+            recv(shutdown) -> _ => return,
+        }
+    }
+}
+
+/// The writer thread: see the module docs.
+fn run_writer(
+    shared: Arc<Shared>,
+    mut storage: Storage,
+    jobs: Receiver<Ready>,
+    shutdown: Receiver<()>,
+) {
+    loop {
+        let first = select! {
+            recv(jobs) -> job => match job { Ok(job) => job, Err(_) => return },
+            recv(shutdown) -> _ => return,
+        };
+        let mut batch = vec![first];
+        batch.extend(jobs.try_iter());
+        match persist(&mut storage, &batch) {
+            Ok(last_written) => {
+                for ready in &mut batch {
+                    for message in ready.messages.drain(..) {
+                        if let Some(handle) = shared.peers.get(&message.to) {
+                            handle.send(message);
+                        }
+                    }
+                }
+                if let Some((index, term)) = last_written {
+                    shared.with_core(|core| core.persisted(index, term));
+                }
+            }
+            Err(e) => {
+                shared.fail(e.to_string());
+                return;
+            }
+        }
+    }
+}
+
+/// Writes a batch of readies with one log fsync. The hard state goes first:
+/// it is monotonic (terms only grow, a vote is cast once per term), so the
+/// newest one covers every earlier ready, and it must never lag the log.
+fn persist(
+    storage: &mut Storage,
+    batch: &[Ready],
+) -> Result<Option<(Index, Term)>, crate::storage::StorageError> {
+    if let Some(hard_state) = batch.iter().rev().find_map(|r| r.hard_state) {
+        storage.save_hard_state(&hard_state)?;
+    }
+    let mut log_changed = false;
+    let mut last_written = None;
+    for ready in batch {
+        if let Some(last_kept) = ready.truncate_after {
+            storage.truncate_after(last_kept)?;
+            log_changed = true;
+        }
+        if let Some(last) = ready.entries.last() {
+            storage.append(&ready.entries)?;
+            log_changed = true;
+            last_written = Some((last.index, last.term));
+        }
+    }
+    if log_changed {
+        storage.sync()?;
+    }
+    Ok(last_written)
+}
+
+/// The apply thread: applies committed entries in order and answers waiters.
+fn run_apply(shared: Arc<Shared>, batches: Receiver<Vec<Entry>>, shutdown: Receiver<()>) {
+    loop {
+        let entries = select! {
+            recv(batches) -> b => match b { Ok(b) => b, Err(_) => return },
+            recv(shutdown) -> _ => return,
+        };
+        let mut outcomes = Vec::with_capacity(entries.len());
+        {
+            let mut kv = shared.kv.lock();
+            for entry in &entries {
+                let outcome = match &entry.payload {
+                    Payload::Noop => None,
+                    Payload::Command(bytes) => match Command::decode(bytes) {
+                        Ok(command) => Some(kv.apply(command)),
+                        Err(e) => {
+                            error!(
+                                "node {}: entry {} holds an undecodable command ({e}); skipped",
+                                shared.config.id, entry.index
+                            );
+                            None
+                        }
+                    },
+                };
+                outcomes.push((entry.index, entry.term, outcome));
+            }
+        }
+        if let Some(last) = entries.last() {
+            shared.last_applied.store(last.index, Ordering::Release);
+        }
+        let mut waiters = shared.waiters.lock();
+        for (index, term, outcome) in outcomes {
+            // Whoever waits on this index with another term lost: their entry
+            // was replaced before it could commit.
+            let waiting: Vec<(Index, Term)> = waiters
+                .range((index, 0)..=(index, Term::MAX))
+                .map(|(&k, _)| k)
+                .collect();
+            for key in waiting {
+                if let Some(tx) = waiters.remove(&key) {
+                    let _ = tx.send(if key.1 == term { outcome } else { None });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The peer port refuses what it must: foreign clusters, non-members, oversize
+//! and undecodable frames — and keeps serving the real cluster.
+
+mod support;
+
+use raftnode::wire::{self, Hello, HelloReply};
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+use support::Cluster;
+
+fn connect(cluster: &Cluster, id: u64) -> TcpStream {
+    let addr = cluster.node(id).raft_addr();
+    let stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    stream
+}
+
+fn hello(stream: &mut TcpStream, cluster_id: &str, from: u64, to: u64) -> HelloReply {
+    let hello = Hello {
+        cluster_id: cluster_id.into(),
+        from,
+        to,
+    };
+    wire::write_frame(stream, &hello, wire::DEFAULT_MAX_FRAME).unwrap();
+    wire::read_frame(stream, wire::DEFAULT_MAX_FRAME).unwrap()
+}
+
+fn assert_closed(stream: &mut TcpStream) {
+    let mut buf = [0u8; 16];
+    match stream.read(&mut buf) {
+        Ok(0) | Err(_) => {}
+        Ok(n) => panic!("connection still open, read {n} bytes"),
+    }
+}
+
+#[test]
+fn handshake_refuses_other_clusters_and_non_members() {
+    let cluster = Cluster::new(3);
+    cluster.wait_for_leader();
+    let cases = [
+        ("other", 2, 1, "cluster"),
+        ("test", 9, 1, "not a member"),
+        ("test", 2, 3, "meant to reach"),
+    ];
+    for (cluster_id, from, to, why) in cases {
+        let mut stream = connect(&cluster, 1);
+        match hello(&mut stream, cluster_id, from, to) {
+            HelloReply::Refused { reason } => assert!(reason.contains(why), "{reason}"),
+            HelloReply::Accepted => panic!("accepted {cluster_id}/{from}->{to}"),
+        }
+        assert_closed(&mut stream);
+    }
+    // The real members were not disturbed.
+    cluster.set("k", "v");
+    cluster.wait_replicated("k", "v");
+}
+
+#[test]
+fn oversize_and_garbage_frames_close_only_that_connection() {
+    let cluster = Cluster::new(3);
+    let leader = cluster.wait_for_leader();
+    let target = if leader == 1 { 2 } else { 1 };
+    // An impostor claiming to be the leader sends a frame header of 1 GiB.
+    let mut stream = connect(&cluster, target);
+    assert_eq!(
+        hello(&mut stream, "test", leader, target),
+        HelloReply::Accepted
+    );
+    stream.write_all(&(1u32 << 30).to_be_bytes()).unwrap();
+    assert_closed(&mut stream);
+    // Then a well-sized frame that does not decode.
+    let mut stream = connect(&cluster, target);
+    assert_eq!(
+        hello(&mut stream, "test", leader, target),
+        HelloReply::Accepted
+    );
+    stream
+        .write_all(&[0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff])
+        .unwrap();
+    assert_closed(&mut stream);
+    // Garbage instead of a handshake.
+    let mut stream = connect(&cluster, target);
+    stream.write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    assert_closed(&mut stream);
+    cluster.set("still", "works");
+    cluster.wait_replicated("still", "works");
+}
