@@ -379,7 +379,8 @@ impl RaftCore {
 
     fn quorum(&self) -> usize {
         // A majority of all voting members, this node included.
-        (self.config.peers.len() + 1) / 2 + 1
+        let members = self.config.peers.len() + 1;
+        members / 2 + 1
     }
 
     // ----- Inputs ----------------------------------------------------------

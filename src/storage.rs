@@ -44,6 +44,18 @@
 //! Transient files `hard_state.tmp` and `meta.tmp` may be left by a crash;
 //! they are ignored (and overwritten by the next write).
 //!
+//! # Initialization
+//!
+//! A dir that does not exist, or has no `meta`, is initialized: the log (just
+//! its header) is written and fsynced, then `hard_state` (default term and
+//! vote), then `meta`, each made durable before the next. A dir without
+//! `meta` is only initialized if it holds nothing but what an interrupted
+//! initialization leaves (`LOCK`, `meta.tmp`, a log holding at most the
+//! header, empty or default `hard_state` and `hard_state.tmp`); anything else,
+//! in particular a log with records, is refused and left untouched. Once
+//! `meta` exists, a missing `log` or `hard_state` is an error, never a reason
+//! to start afresh.
+//!
 //! # Recovery
 //!
 //! On open the log is read from offset 8 record by record. A defective record
@@ -57,6 +69,13 @@
 //! bad record followed by more non-zero data cannot be explained by a crash
 //! and is reported as [`StorageError::Corrupt`] without touching the file:
 //! dropping the data after it could drop entries this node has acknowledged.
+//! A length over 64 MiB was never written by anyone, so such a record's end
+//! is unknown; it is judged by what follows its 8-byte header. (The rule errs
+//! on the safe side: if a crash lost a block in the middle of one unsynced
+//! batch but kept a later one, the node refuses to start rather than guess.)
+//!
+//! Intact records must then have consecutive indexes from 1 and
+//! non-decreasing terms; a violation is corruption too.
 
 use crate::codec::{decode, encode, encode_into, CodecError};
 use crate::message::{Entry, HardState, Index, NodeId, Term};
@@ -304,7 +323,13 @@ impl Storage {
                 cluster_id: cluster_id.to_string(),
             });
         }
+        let meta_path = dir.join(META);
         let dir_existed = dir.exists();
+        if dir_existed && !file_exists(&meta_path)? {
+            // Refuse a foreign dir before putting even a LOCK file into it.
+            // This look is unlocked, so it is repeated under the lock below.
+            check_uninitialized(dir)?;
+        }
         fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
         if !dir_existed {
             // A dir that vanishes in a crash would take every vote and entry
@@ -314,15 +339,10 @@ impl Storage {
             }
         }
 
-        // Lock before looking at anything, so that two nodes started on the
+        // Lock before deciding anything, so that two nodes started on the
         // same dir cannot both decide to initialize it.
         let lock = lock_dir(dir)?;
-
-        let meta_path = dir.join(META);
-        let meta_exists = meta_path
-            .try_exists()
-            .map_err(io_err(&meta_path, "check for"))?;
-        if !meta_exists {
+        if !file_exists(&meta_path)? {
             check_uninitialized(dir)?;
             initialize(dir, node_id, cluster_id)?;
         }
@@ -420,9 +440,8 @@ impl Storage {
         // refused batch leaves the log untouched.
         let mut buf = Vec::new();
         let mut offsets = Vec::with_capacity(entries.len());
-        let mut expected = self.last_index() + 1;
         let mut last_term = self.last_term;
-        for entry in entries {
+        for (expected, entry) in (self.last_index() + 1..).zip(entries) {
             if entry.index != expected {
                 return Err(StorageError::Gap {
                     path: self.log_path.clone(),
@@ -440,7 +459,6 @@ impl Storage {
             }
             offsets.push(self.end + buf.len() as u64);
             encode_record(entry, &mut buf, &self.log_path)?;
-            expected += 1;
             last_term = entry.term;
         }
         if buf.is_empty() {
@@ -892,6 +910,10 @@ fn replace_file(
     // The rename is a change to the directory; until the directory is synced
     // a crash can undo it and bring the old contents back.
     sync_dir(dir)
+}
+
+fn file_exists(path: &Path) -> Result<bool, StorageError> {
+    path.try_exists().map_err(io_err(path, "check for"))
 }
 
 fn sync_dir(dir: &Path) -> Result<(), StorageError> {

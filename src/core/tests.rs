@@ -1,1 +1,1 @@
-use super::*;
+// Filled in by the paper tests.
