@@ -1,1 +1,5 @@
-fn main() {}
+//! The `raftnode` binary; everything lives in [`raftnode::cli`].
+
+fn main() -> std::process::ExitCode {
+    raftnode::cli::main()
+}

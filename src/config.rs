@@ -17,6 +17,10 @@ pub struct Config {
     pub raft_addr: String,
     /// The other members, and the address at which *this* node dials each.
     pub peers: BTreeMap<NodeId, String>,
+    /// The address clients reach this node at, if it serves clients. Sent to
+    /// peers in the connection handshake, so that any node can redirect
+    /// clients to the leader with no further configuration.
+    pub client_addr: Option<String>,
     /// One logical tick of the core.
     pub tick: Duration,
     /// The election timeout is drawn uniformly from this range (§5.2).
@@ -45,6 +49,7 @@ impl Config {
             data_dir: data_dir.into(),
             raft_addr: "127.0.0.1:0".to_string(),
             peers: BTreeMap::new(),
+            client_addr: None,
             tick: Duration::from_millis(10),
             election_timeout_min: Duration::from_millis(150),
             election_timeout_max: Duration::from_millis(300),

@@ -10,7 +10,9 @@
 //! * [`kv`] — the replicated key-value state machine;
 //! * [`codec`] — the one place values become bytes.
 
+pub mod cli;
 pub mod codec;
+pub mod commands;
 pub mod config;
 pub mod core;
 pub mod error;
@@ -20,6 +22,9 @@ pub mod message;
 pub mod node;
 mod peer;
 pub mod raft_log;
+pub mod resp;
+pub mod server;
+pub mod sockets;
 pub mod storage;
 pub mod wire;
 

@@ -17,7 +17,7 @@ use log::{debug, info, warn};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io::BufReader;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -57,18 +57,6 @@ pub(crate) fn run(
             Err(e) => warn!("node {id}: cannot start a thread for a peer connection: {e}"),
         }
     }
-}
-
-/// Unblocks the listener's `accept` so that it notices the node is stopping.
-pub(crate) fn wake(addr: SocketAddr) {
-    let mut addr = addr;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(match addr {
-            SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
-            SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
-        });
-    }
-    let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
 }
 
 fn serve(shared: Arc<Shared>, current: Current, stream: TcpStream) {
@@ -168,6 +156,9 @@ fn handshake(shared: &Shared, mut stream: &TcpStream) -> Result<NodeId, String> 
     let _ = wire::write_frame(&mut stream, &reply, config.max_frame);
     if let Some(reason) = refusal {
         return Err(reason);
+    }
+    if let Some(addr) = hello.client_addr {
+        shared.client_addrs.lock().insert(hello.from, addr);
     }
     // From now on the connection may be idle for long stretches (followers
     // rarely talk to each other); a replacement connection ends it instead.

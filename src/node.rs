@@ -31,12 +31,13 @@ use crate::kv::{Command, Kv, Outcome};
 use crate::listener;
 use crate::message::{Entry, Index, NodeId, Payload, Term};
 use crate::peer::{self, PeerHandle};
+use crate::sockets::{self, Sockets};
 use crate::storage::Storage;
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use log::{error, info};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -61,6 +62,8 @@ pub(crate) struct Shared {
     pub(crate) stopping: AtomicBool,
     /// Every open peer socket, so that halting can unblock their threads.
     pub(crate) sockets: Sockets,
+    /// Peers' client addresses, learnt from their handshakes.
+    pub(crate) client_addrs: Mutex<HashMap<NodeId, String>>,
 }
 
 impl Shared {
@@ -106,34 +109,6 @@ impl Shared {
 
     fn failure(&self) -> Option<Error> {
         self.failure.lock().clone().map(Error::Storage)
-    }
-}
-
-/// Open sockets by a registration number, so halting can shut them down.
-#[derive(Default)]
-pub(crate) struct Sockets {
-    next: AtomicU64,
-    open: Mutex<HashMap<u64, TcpStream>>,
-}
-
-impl Sockets {
-    pub(crate) fn register(&self, stream: &TcpStream) -> Option<u64> {
-        let clone = stream.try_clone().ok()?;
-        let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.open.lock().insert(id, clone);
-        Some(id)
-    }
-
-    pub(crate) fn unregister(&self, id: Option<u64>) {
-        if let Some(id) = id {
-            self.open.lock().remove(&id);
-        }
-    }
-
-    fn shutdown_all(&self) {
-        for (_, stream) in self.open.lock().drain() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-        }
     }
 }
 
@@ -211,6 +186,7 @@ impl Node {
             failed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             sockets: Sockets::default(),
+            client_addrs: Mutex::new(HashMap::new()),
         });
         let id = shared.config.id;
         let inbound = Arc::new(Mutex::new(Vec::new()));
@@ -315,6 +291,24 @@ impl Node {
         self.shared.kv.lock().get(key).cloned()
     }
 
+    /// Where node `id` serves clients, if known: this node's own from its
+    /// configuration, a peer's from its handshake.
+    pub fn client_addr_of(&self, id: NodeId) -> Option<String> {
+        if id == self.id() {
+            return self.shared.config.client_addr.clone();
+        }
+        self.shared.client_addrs.lock().get(&id).cloned()
+    }
+
+    /// The leader of the current term, as far as this node knows.
+    pub fn leader_id(&self) -> Option<NodeId> {
+        self.shared.core.lock().leader_id()
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.shared.config
+    }
+
     pub fn status(&self) -> Status {
         let core = self.shared.core.lock();
         Status {
@@ -387,7 +381,7 @@ impl Node {
         self.shared.stopping.store(true, Ordering::Release);
         // Dropping the only sender wakes every thread's select on shutdown.
         drop(shutdown);
-        listener::wake(self.raft_addr);
+        sockets::wake_listener(self.raft_addr);
         self.shared.sockets.shutdown_all();
         for handle in self.threads.drain(..) {
             let _ = handle.join();

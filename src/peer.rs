@@ -200,6 +200,7 @@ fn dial(shared: &Shared, peer: NodeId, addr: &str) -> Result<TcpStream, String> 
                     cluster_id: config.cluster_id.clone(),
                     from: config.id,
                     to: peer,
+                    client_addr: config.client_addr.clone(),
                 };
                 wire::write_frame(&mut stream, &hello, config.max_frame)
                     .map_err(|e| format!("handshake: {e}"))?;

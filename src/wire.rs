@@ -33,6 +33,8 @@ pub struct Hello {
     pub cluster_id: String,
     pub from: NodeId,
     pub to: NodeId,
+    /// Where the sender serves clients, if it does.
+    pub client_addr: Option<String>,
 }
 
 /// The receiver's answer to a [`Hello`].
@@ -155,6 +157,7 @@ mod tests {
             cluster_id: "c".into(),
             from: 1,
             to: 2,
+            client_addr: Some("127.0.0.1:7001".into()),
         };
         encode_frame(&hello, DEFAULT_MAX_FRAME, &mut buf).unwrap();
         assert!(u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize + 4 < buf.len());

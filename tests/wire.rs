@@ -23,6 +23,7 @@ fn hello(stream: &mut TcpStream, cluster_id: &str, from: u64, to: u64) -> HelloR
         cluster_id: cluster_id.into(),
         from,
         to,
+        client_addr: None,
     };
     wire::write_frame(stream, &hello, wire::DEFAULT_MAX_FRAME).unwrap();
     wire::read_frame(stream, wire::DEFAULT_MAX_FRAME).unwrap()

@@ -167,3 +167,4 @@ impl Drop for Cluster {
         }
     }
 }
+pub mod process;

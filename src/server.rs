@@ -1,0 +1,172 @@
+//! The client port: a listener thread and a thread per client connection,
+//! speaking RESP2 ([`crate::resp`]) and executing [`crate::commands`].
+//!
+//! Requests on a connection are answered in order. Replies to a pipelined
+//! burst are buffered and written together once the burst has been read, so a
+//! pipelining client costs one write per burst rather than one per request.
+//! A client that sends something malformed gets `-ERR Protocol error: ...` and
+//! its connection is closed; everyone else is unaffected. Each connection has
+//! its own thread, so a slow or vanished client only ever blocks itself: the
+//! node's own threads never wait on a client socket.
+
+use crate::commands::{self, After};
+use crate::node::Node;
+use crate::resp::{self, Limits, RespError};
+use crate::sockets::{self, Sockets};
+use log::{debug, info, warn};
+use parking_lot::Mutex;
+use std::io::{BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+/// A client that does not read its replies for this long is disconnected.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// Client threads need little stack; hundreds of idle connections are fine.
+const CONNECTION_STACK: usize = 256 * 1024;
+
+struct State {
+    node: Arc<Node>,
+    stopping: AtomicBool,
+    sockets: Sockets,
+    connections: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// A running client port.
+pub struct Server {
+    state: Arc<State>,
+    addr: SocketAddr,
+    listener: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Serves clients of `node` on `listener`.
+    pub fn start(node: Arc<Node>, listener: TcpListener) -> std::io::Result<Server> {
+        let addr = listener.local_addr()?;
+        let state = Arc::new(State {
+            node,
+            stopping: AtomicBool::new(false),
+            sockets: Sockets::default(),
+            connections: Mutex::new(Vec::new()),
+        });
+        let s = state.clone();
+        let id = state.node.id();
+        let handle = thread::Builder::new()
+            .name(format!("client-{id}-listener"))
+            .spawn(move || accept_loop(s, listener))?;
+        info!("node {id}: serving clients on {addr}");
+        Ok(Server {
+            state,
+            addr,
+            listener: Some(handle),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Closes the port and every client connection, and joins their threads.
+    pub fn halt(mut self) {
+        self.stop();
+    }
+
+    fn stop(&mut self) {
+        let Some(listener) = self.listener.take() else {
+            return;
+        };
+        self.state.stopping.store(true, Ordering::Release);
+        sockets::wake_listener(self.addr);
+        let _ = listener.join();
+        self.state.sockets.shutdown_all();
+        for handle in self.state.connections.lock().drain(..) {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn accept_loop(state: Arc<State>, listener: TcpListener) {
+    let id = state.node.id();
+    for stream in listener.incoming() {
+        if state.stopping.load(Ordering::Acquire) {
+            break;
+        }
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                warn!("node {id}: accepting a client failed: {e}");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let s = state.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("client-{id}"))
+            .stack_size(CONNECTION_STACK)
+            .spawn(move || {
+                let socket = s.sockets.register(&stream);
+                if !s.stopping.load(Ordering::Acquire) {
+                    serve(&s.node, stream);
+                }
+                s.sockets.unregister(socket);
+            });
+        let mut connections = state.connections.lock();
+        connections.retain(|h| !h.is_finished());
+        match spawned {
+            Ok(handle) => connections.push(handle),
+            Err(e) => warn!("node {id}: cannot start a client thread: {e}"),
+        }
+    }
+}
+
+fn serve(node: &Node, stream: TcpStream) {
+    let peer = stream
+        .peer_addr()
+        .map_or_else(|_| "?".into(), |a| a.to_string());
+    let _ = stream.set_nodelay(true);
+    let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
+    let mut writer = &stream;
+    let mut reader = BufReader::with_capacity(64 * 1024, &stream);
+    let limits = Limits::default();
+    let mut out = Vec::new();
+    loop {
+        let after = match resp::read_request(&mut reader, &limits) {
+            Ok(None) => break,
+            Ok(Some(args)) => {
+                let (reply, after) = commands::execute(node, &args);
+                reply.write_to(&mut out);
+                after
+            }
+            Err(e @ RespError::Protocol(_)) => {
+                debug!("client {peer}: {e}; closing");
+                if let Some(reply) = e.to_reply() {
+                    reply.write_to(&mut out);
+                }
+                After::Close
+            }
+            Err(RespError::Io(e)) => {
+                debug!("client {peer}: {e}");
+                break;
+            }
+        };
+        // Write once the pipelined burst has been read (or before closing).
+        if after == After::Close || reader.buffer().is_empty() {
+            if writer.write_all(&out).is_err() {
+                break;
+            }
+            out.clear();
+        }
+        if after == After::Close {
+            break;
+        }
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}

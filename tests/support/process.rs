@@ -1,0 +1,204 @@
+//! Real `raftnode run` processes on free loopback ports, and a small RESP
+//! client to talk to them. Every process is killed when its cluster is
+//! dropped; each also exits by itself if this test process dies, because it
+//! runs with `--exit-on-stdin-eof` and its stdin is a pipe from us.
+
+use super::{wait_for, WAIT};
+use raftnode::resp::{self, Limits, Reply};
+use std::collections::BTreeMap;
+use std::io::{BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_raftnode");
+
+/// A port the OS says is free right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub struct ProcNode {
+    pub client_port: u16,
+    pub raft_port: u16,
+    child: Option<Child>,
+}
+
+pub struct ProcCluster {
+    pub dir: tempfile::TempDir,
+    pub nodes: BTreeMap<u64, ProcNode>,
+}
+
+impl ProcCluster {
+    /// Starts nodes `start` of an `n`-node cluster (the others stay down).
+    pub fn start_some(n: u64, start: &[u64]) -> ProcCluster {
+        super::init_logging();
+        let mut cluster = ProcCluster {
+            dir: tempfile::tempdir().unwrap(),
+            nodes: (1..=n)
+                .map(|id| {
+                    let node = ProcNode {
+                        client_port: free_port(),
+                        raft_port: free_port(),
+                        child: None,
+                    };
+                    (id, node)
+                })
+                .collect(),
+        };
+        for &id in start {
+            cluster.start_node(id);
+        }
+        cluster
+    }
+
+    pub fn start(n: u64) -> ProcCluster {
+        let all: Vec<u64> = (1..=n).collect();
+        ProcCluster::start_some(n, &all)
+    }
+
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}"))
+    }
+
+    pub fn start_node(&mut self, id: u64) {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("run")
+            .args(["--id", &id.to_string()])
+            .arg("--data-dir")
+            .arg(self.data_dir(id))
+            .args([
+                "--raft-addr",
+                &format!("127.0.0.1:{}", self.nodes[&id].raft_port),
+            ])
+            .args([
+                "--client-addr",
+                &format!("127.0.0.1:{}", self.nodes[&id].client_port),
+            ])
+            .arg("--exit-on-stdin-eof")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::options()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join(format!("node-{id}.log")))
+                    .unwrap(),
+            );
+        for (&peer, node) in self.nodes.iter().filter(|(&p, _)| p != id) {
+            cmd.args(["--peer", &format!("{peer}=127.0.0.1:{}", node.raft_port)]);
+        }
+        let child = cmd.spawn().expect("spawn raftnode");
+        self.nodes.get_mut(&id).unwrap().child = Some(child);
+        // Ready once it answers PING.
+        let port = self.nodes[&id].client_port;
+        wait_for(WAIT, &format!("node {id} to serve clients"), || {
+            let mut client = Resp::connect(port).ok()?;
+            (client.call(&["PING"]) == Reply::Simple("PONG".into())).then_some(())
+        });
+    }
+
+    /// kill -9: no chance to flush anything not already fsynced.
+    pub fn kill(&mut self, id: u64) {
+        if let Some(mut child) = self.nodes.get_mut(&id).unwrap().child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn client(&self, id: u64) -> Resp {
+        Resp::connect(self.nodes[&id].client_port).expect("connect to node")
+    }
+
+    pub fn running(&self) -> Vec<u64> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.child.is_some())
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// INFO as a map.
+    pub fn info(&self, id: u64) -> BTreeMap<String, String> {
+        match self.client(id).call(&["INFO"]) {
+            Reply::Bulk(text) => String::from_utf8(text)
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            other => panic!("INFO answered {other:?}"),
+        }
+    }
+
+    /// Waits until every running node names the same leader and knows its
+    /// client address.
+    pub fn wait_for_leader(&self) -> u64 {
+        wait_for(WAIT, "the processes to agree on a leader", || {
+            let infos: Vec<_> = self.running().into_iter().map(|id| self.info(id)).collect();
+            let leader = infos.first()?.get("leader_id")?.parse::<u64>().ok()?;
+            if !self.running().contains(&leader) {
+                return None;
+            }
+            let addr = format!("127.0.0.1:{}", self.nodes[&leader].client_port);
+            infos
+                .iter()
+                .all(|i| i["leader_id"] == leader.to_string() && i["leader_client_addr"] == addr)
+                .then_some(leader)
+        })
+    }
+}
+
+impl Drop for ProcCluster {
+    fn drop(&mut self) {
+        let ids: Vec<u64> = self.nodes.keys().copied().collect();
+        for id in ids {
+            self.kill(id);
+        }
+    }
+}
+
+/// A plain RESP connection.
+pub struct Resp {
+    pub stream: TcpStream,
+    reader: BufReader<TcpStream>,
+}
+
+impl Resp {
+    pub fn connect(port: u16) -> std::io::Result<Resp> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let reader = BufReader::new(stream.try_clone()?);
+        Ok(Resp { stream, reader })
+    }
+
+    pub fn send(&mut self, args: &[&str]) {
+        let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+        let mut buf = Vec::new();
+        resp::encode_command(&args, &mut buf);
+        self.stream.write_all(&buf).unwrap();
+    }
+
+    pub fn send_raw(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    pub fn read(&mut self) -> Reply {
+        resp::read_reply(&mut self.reader, &Limits::default()).expect("a reply")
+    }
+
+    /// The next reply, or an error if the server closed the connection.
+    pub fn try_read(&mut self) -> Result<Reply, resp::RespError> {
+        resp::read_reply(&mut self.reader, &Limits::default())
+    }
+
+    pub fn call(&mut self, args: &[&str]) -> Reply {
+        self.send(args);
+        self.read()
+    }
+}
