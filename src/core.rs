@@ -732,7 +732,9 @@ impl RaftCore {
         let Role::Candidate { votes } = &mut self.role else {
             return;
         };
-        votes.insert(from, vote_granted);
+        // A grant is final for the term (the voter persisted it); a refusal
+        // arriving later answers an older request and must not undo it.
+        *votes.entry(from).or_insert(false) |= vote_granted;
         let granted = votes.values().filter(|&&v| v).count();
         if granted >= quorum {
             self.become_leader();
@@ -908,9 +910,11 @@ impl RaftCore {
                 rejected_index,
                 hint,
             } => {
-                if rejected_index < pr.match_index || rejected_index >= pr.next_index {
+                if rejected_index <= pr.match_index || rejected_index >= pr.next_index {
                     // An answer to a message sent before a later success or
-                    // rejection moved us on; it says nothing new.
+                    // rejection moved us on; it says nothing new. (A follower
+                    // that acknowledged `match_index` holds our entry there, so
+                    // a rejection at or below it is necessarily old.)
                     debug!(
                         "node {}: stale rejection at {} from {} (match {}, next {})",
                         self.config.id, rejected_index, from, pr.match_index, pr.next_index

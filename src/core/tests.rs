@@ -1,1 +1,1925 @@
-// Filled in by the paper tests.
+//! Unit tests of the Raft core, one per rule of the paper, modelled on etcd's
+//! `raft_paper_test.go`. Section numbers refer to "In Search of an
+//! Understandable Consensus Algorithm (Extended Version)".
+//!
+//! Two styles are used: single cores driven by hand-made envelopes (to check
+//! one rule precisely), and a deterministic in-memory [`Network`] of cores (to
+//! check rules that need several nodes to interact).
+
+use super::*;
+use std::collections::{BTreeSet, VecDeque};
+
+// ===========================================================================
+// Helpers: building cores, entries and envelopes
+// ===========================================================================
+
+/// The configuration of node `id` in a cluster of nodes `1..=n`, with the
+/// defaults of [`CoreConfig::new`] (election 15–30 ticks, heartbeat 5).
+fn config(id: NodeId, n: u64) -> CoreConfig {
+    let peers = (1..=n).filter(|&p| p != id).collect();
+    let mut cfg = CoreConfig::new(id, peers);
+    cfg.seed = id * 7919 + n;
+    cfg
+}
+
+/// A command whose bytes depend only on (index, term), so that two entries with
+/// the same index and term are identical, as the Log Matching property says.
+fn entry(index: Index, term: Term) -> Entry {
+    Entry {
+        index,
+        term,
+        payload: Payload::Command(format!("{index}@{term}").into_bytes()),
+    }
+}
+
+/// Entries 1, 2, … with the given terms.
+fn entries_of(terms: &[Term]) -> Vec<Entry> {
+    terms
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| entry(i as Index + 1, t))
+        .collect()
+}
+
+/// A fresh core of a cluster `1..=n`, term 0, empty log.
+fn new_core(id: NodeId, n: u64) -> RaftCore {
+    RaftCore::new(config(id, n), HardState::default(), Vec::new())
+}
+
+/// A core recovered with the given log (`terms[i]` is the term of index i+1)
+/// and hard state.
+fn core_with_log(
+    id: NodeId,
+    n: u64,
+    terms: &[Term],
+    term: Term,
+    voted_for: Option<NodeId>,
+) -> RaftCore {
+    let hs = HardState {
+        current_term: term,
+        voted_for,
+    };
+    RaftCore::new(config(id, n), hs, entries_of(terms))
+}
+
+fn terms_of(core: &RaftCore) -> Vec<Term> {
+    let log = core.log();
+    log.slice(1, log.last_index())
+        .iter()
+        .map(|e| e.term)
+        .collect()
+}
+
+fn log_entries(core: &RaftCore) -> Vec<Entry> {
+    core.log().slice(1, core.log().last_index()).to_vec()
+}
+
+fn env(from: NodeId, to: NodeId, term: Term, message: Message) -> Envelope {
+    Envelope {
+        from,
+        to,
+        term,
+        message,
+    }
+}
+
+fn append(
+    from: NodeId,
+    to: NodeId,
+    term: Term,
+    prev: (Index, Term),
+    entries: Vec<Entry>,
+    commit: Index,
+) -> Envelope {
+    env(
+        from,
+        to,
+        term,
+        Message::AppendEntries {
+            prev_log_index: prev.0,
+            prev_log_term: prev.1,
+            entries,
+            leader_commit: commit,
+        },
+    )
+}
+
+fn heartbeat(from: NodeId, to: NodeId, term: Term) -> Envelope {
+    append(from, to, term, (0, 0), Vec::new(), 0)
+}
+
+fn success(from: NodeId, to: NodeId, term: Term, match_index: Index) -> Envelope {
+    env(
+        from,
+        to,
+        term,
+        Message::AppendEntriesResponse(AppendResult::Success { match_index }),
+    )
+}
+
+fn reject(
+    from: NodeId,
+    to: NodeId,
+    term: Term,
+    rejected_index: Index,
+    hint: RejectHint,
+) -> Envelope {
+    env(
+        from,
+        to,
+        term,
+        Message::AppendEntriesResponse(AppendResult::Reject {
+            rejected_index,
+            hint,
+        }),
+    )
+}
+
+fn vote_request(from: NodeId, to: NodeId, term: Term, last: (Index, Term)) -> Envelope {
+    env(
+        from,
+        to,
+        term,
+        Message::RequestVote {
+            last_log_index: last.0,
+            last_log_term: last.1,
+        },
+    )
+}
+
+fn vote_response(from: NodeId, to: NodeId, term: Term, granted: bool) -> Envelope {
+    env(
+        from,
+        to,
+        term,
+        Message::RequestVoteResponse {
+            vote_granted: granted,
+        },
+    )
+}
+
+/// Ticks until the core starts a new election (its term grows), returning the
+/// number of ticks it took. Panics if that takes longer than the maximum
+/// election timeout.
+fn tick_until_campaign(core: &mut RaftCore) -> u32 {
+    let term = core.current_term();
+    for ticks in 1..=core.config().election_ticks_max {
+        core.tick();
+        if core.current_term() > term {
+            return ticks;
+        }
+    }
+    panic!(
+        "node {} did not campaign within the maximum election timeout",
+        core.id()
+    );
+}
+
+/// Makes `core` leader of the next term by timing it out and feeding it a
+/// granted vote from every peer. The outputs are left in its Ready.
+fn make_leader(core: &mut RaftCore) {
+    tick_until_campaign(core);
+    let term = core.current_term();
+    for peer in core.config().peers.clone() {
+        core.step(vote_response(peer, core.id(), term, true));
+    }
+    assert_eq!(core.role(), RoleKind::Leader);
+}
+
+/// Calls `append_for(peer)` until it has nothing more to send.
+fn drain_appends(core: &mut RaftCore, peer: NodeId) -> Vec<Envelope> {
+    let mut out = Vec::new();
+    while let Some(env) = core.append_for(peer) {
+        out.push(env);
+        assert!(out.len() < 10_000, "append_for never runs dry");
+    }
+    out
+}
+
+/// A leader of term `term` (with log `terms` before its no-op) in a cluster of
+/// `n`, whose own log is durable and whose every follower has acknowledged the
+/// whole log, so that each is in Replicate state with nothing to send.
+fn steady_leader(n: u64, terms: &[Term], term: Term) -> RaftCore {
+    let mut leader = core_with_log(1, n, terms, term - 1, None);
+    make_leader(&mut leader);
+    assert_eq!(leader.current_term(), term);
+    let last = leader.log().last_index();
+    leader.persisted(last, term);
+    for peer in 2..=n {
+        leader.step(success(peer, 1, term, last));
+    }
+    settle(&mut leader);
+    leader
+}
+
+/// Takes the Ready and lets every replication thread send what it wants.
+fn settle(core: &mut RaftCore) -> (Ready, Vec<Envelope>) {
+    let ready = core.take_ready();
+    let mut sent = Vec::new();
+    for &peer in &ready.replicate {
+        sent.extend(drain_appends(core, peer));
+    }
+    (ready, sent)
+}
+
+fn append_entries_of(env: &Envelope) -> (Index, Term, &[Entry], Index) {
+    match &env.message {
+        Message::AppendEntries {
+            prev_log_index,
+            prev_log_term,
+            entries,
+            leader_commit,
+        } => (*prev_log_index, *prev_log_term, entries, *leader_commit),
+        other => panic!("expected AppendEntries, got {other:?}"),
+    }
+}
+
+fn only_message(ready: &Ready) -> &Envelope {
+    assert_eq!(ready.messages.len(), 1, "messages: {:?}", ready.messages);
+    &ready.messages[0]
+}
+
+fn append_result(env: &Envelope) -> &AppendResult {
+    match &env.message {
+        Message::AppendEntriesResponse(r) => r,
+        other => panic!("expected AppendEntriesResponse, got {other:?}"),
+    }
+}
+
+fn vote_granted(env: &Envelope) -> bool {
+    match env.message {
+        Message::RequestVoteResponse { vote_granted } => vote_granted,
+        ref other => panic!("expected RequestVoteResponse, got {other:?}"),
+    }
+}
+
+// ===========================================================================
+// A deterministic network of cores
+// ===========================================================================
+
+/// Decides whether the network loses an envelope.
+type DropRule = Box<dyn Fn(&Envelope) -> bool>;
+
+/// Cores `1..=n` exchanging envelopes through one FIFO queue. No threads, no
+/// clock: time passes only when a test ticks a core. Storage is simulated by
+/// reporting every write as durable as soon as it is taken from the Ready.
+struct Network {
+    cores: BTreeMap<NodeId, RaftCore>,
+    queue: VecDeque<Envelope>,
+    /// Directed links that drop everything.
+    cut: BTreeSet<(NodeId, NodeId)>,
+    /// Message kinds (by [`Message::name`]) dropped everywhere.
+    ignored: BTreeSet<&'static str>,
+    /// An extra drop rule, for scenarios that need surgical losses.
+    drop_if: Option<DropRule>,
+    /// Everything each node was told to apply, in order.
+    applied: BTreeMap<NodeId, Vec<Entry>>,
+    /// Every envelope actually stepped into a core, in order.
+    delivered: Vec<Envelope>,
+}
+
+impl Network {
+    fn new(n: u64) -> Network {
+        Network::from_cores((1..=n).map(|id| new_core(id, n)).collect())
+    }
+
+    fn from_cores(cores: Vec<RaftCore>) -> Network {
+        Network {
+            applied: cores.iter().map(|c| (c.id(), Vec::new())).collect(),
+            cores: cores.into_iter().map(|c| (c.id(), c)).collect(),
+            queue: VecDeque::new(),
+            cut: BTreeSet::new(),
+            ignored: BTreeSet::new(),
+            drop_if: None,
+            delivered: Vec::new(),
+        }
+    }
+
+    fn core(&self, id: NodeId) -> &RaftCore {
+        &self.cores[&id]
+    }
+
+    fn core_mut(&mut self, id: NodeId) -> &mut RaftCore {
+        self.cores.get_mut(&id).unwrap()
+    }
+
+    fn ids(&self) -> Vec<NodeId> {
+        self.cores.keys().copied().collect()
+    }
+
+    fn drop_link(&mut self, from: NodeId, to: NodeId) {
+        self.cut.insert((from, to));
+    }
+
+    /// Cuts every link to and from `id`.
+    fn isolate(&mut self, id: NodeId) {
+        for other in self.ids() {
+            if other != id {
+                self.drop_link(id, other);
+                self.drop_link(other, id);
+            }
+        }
+    }
+
+    /// Crash and restart `id`: a new core from its durable hard state and log
+    /// (everything is durable at once here), with a fresh state machine.
+    fn restart(&mut self, id: NodeId) {
+        let old = self.core(id);
+        let core = RaftCore::new(old.config().clone(), old.hard_state(), log_entries(old));
+        self.cores.insert(id, core);
+        self.applied.insert(id, Vec::new());
+    }
+
+    fn ignore(&mut self, kind: &'static str) {
+        self.ignored.insert(kind);
+    }
+
+    /// Restores every link and stops ignoring anything.
+    fn heal(&mut self) {
+        self.cut.clear();
+        self.ignored.clear();
+        self.drop_if = None;
+    }
+
+    /// Collects the outputs of every core: simulates storage, records applied
+    /// entries and queues messages. Returns whether anything happened.
+    fn flush(&mut self) -> bool {
+        let mut busy = false;
+        for (&id, core) in self.cores.iter_mut() {
+            let ready = core.take_ready();
+            if ready.is_empty() {
+                continue;
+            }
+            busy = true;
+            // The write is durable at once; report it.
+            if let Some(last) = ready.entries.last() {
+                core.persisted(last.index, last.term);
+            }
+            self.applied.get_mut(&id).unwrap().extend(ready.committed);
+            self.queue.extend(ready.messages);
+            for peer in ready.replicate {
+                while let Some(env) = core.append_for(peer) {
+                    self.queue.push_back(env);
+                }
+            }
+        }
+        busy
+    }
+
+    fn dropped(&self, env: &Envelope) -> bool {
+        self.cut.contains(&(env.from, env.to))
+            || self.ignored.contains(env.message.name())
+            || self.drop_if.as_ref().is_some_and(|f| f(env))
+            || !self.cores.contains_key(&env.to)
+    }
+
+    /// Steps the oldest queued envelope into its target (unless dropped).
+    /// Returns false if the queue was empty.
+    fn deliver_one(&mut self) -> bool {
+        let Some(env) = self.queue.pop_front() else {
+            return false;
+        };
+        if !self.dropped(&env) {
+            self.delivered.push(env.clone());
+            self.core_mut(env.to).step(env);
+        }
+        true
+    }
+
+    /// Runs until no core has output and no message is in flight.
+    fn deliver_all(&mut self) {
+        for _ in 0..1_000_000 {
+            let busy = self.flush();
+            if !self.deliver_one() && !busy {
+                return;
+            }
+        }
+        panic!("network never went quiet");
+    }
+
+    fn tick(&mut self, id: NodeId) {
+        self.core_mut(id).tick();
+    }
+
+    /// Times `id` out until it wins an election (a campaign can fail when the
+    /// voters already voted in that term; the next one then succeeds).
+    fn elect(&mut self, id: NodeId) {
+        for _ in 0..5 {
+            tick_until_campaign(self.core_mut(id));
+            self.deliver_all();
+            if self.core(id).role() == RoleKind::Leader {
+                return;
+            }
+        }
+        panic!("node {id} could not get elected");
+    }
+
+    /// Ticks `id` (a leader) through one heartbeat interval, then delivers.
+    fn heartbeat(&mut self, id: NodeId) {
+        for _ in 0..self.core(id).config().heartbeat_ticks {
+            self.tick(id);
+        }
+        self.deliver_all();
+    }
+
+    fn propose(&mut self, id: NodeId, data: &[u8]) -> (Index, Term) {
+        let at = self
+            .core_mut(id)
+            .propose(data.to_vec())
+            .expect("not leader");
+        self.deliver_all();
+        at
+    }
+
+    /// The leader of the highest term, if any.
+    fn leader(&self) -> Option<NodeId> {
+        self.cores
+            .values()
+            .filter(|c| c.role() == RoleKind::Leader)
+            .max_by_key(|c| c.current_term())
+            .map(|c| c.id())
+    }
+
+    /// Every node applied entries 1, 2, 3, … in order, each once, and all
+    /// applied sequences are prefixes of one another.
+    fn check_applied_consistent(&self) {
+        let longest = self.applied.values().max_by_key(|a| a.len()).unwrap();
+        for (id, applied) in &self.applied {
+            for (i, e) in applied.iter().enumerate() {
+                assert_eq!(e.index, i as Index + 1, "node {id} applied out of order");
+            }
+            assert_eq!(
+                applied[..],
+                longest[..applied.len()],
+                "node {id} applied a different sequence"
+            );
+        }
+    }
+}
+
+/// A small deterministic pseudo-random generator (Knuth's MMIX LCG).
+struct Lcg(u64);
+
+impl Lcg {
+    fn next(&mut self, bound: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 33) % bound
+    }
+}
+
+// ===========================================================================
+// §5.1 Terms
+// ===========================================================================
+
+/// §5.1: "If a server's current term is smaller than the other's, it updates
+/// its current term to the larger value. If a candidate or leader discovers
+/// that its term is out of date, it immediately reverts to follower state."
+#[test]
+fn test_update_term_from_message_5_1() {
+    for role in [RoleKind::Follower, RoleKind::Candidate, RoleKind::Leader] {
+        for message in [
+            heartbeat(2, 1, 5),
+            vote_response(2, 1, 5, false),
+            success(2, 1, 5, 0),
+        ] {
+            let mut core = core_with_log(1, 3, &[1], 1, Some(3));
+            match role {
+                RoleKind::Follower => {}
+                RoleKind::Candidate => {
+                    tick_until_campaign(&mut core);
+                }
+                RoleKind::Leader => make_leader(&mut core),
+            }
+            assert_eq!(core.role(), role);
+            assert!(core.current_term() < 5);
+            core.take_ready();
+
+            let is_append = matches!(message.message, Message::AppendEntries { .. });
+            core.step(message);
+            assert_eq!(core.role(), RoleKind::Follower, "{role} did not step down");
+            assert_eq!(core.current_term(), 5);
+            assert_eq!(core.voted_for(), None, "vote not cleared for a new term");
+            // A heartbeat names the leader; a reply does not.
+            let expected_leader = is_append.then_some(2);
+            assert_eq!(core.leader_id(), expected_leader);
+            let ready = core.take_ready();
+            assert_eq!(
+                ready.hard_state,
+                Some(HardState {
+                    current_term: 5,
+                    voted_for: None
+                }),
+                "the new term must be persisted"
+            );
+        }
+    }
+}
+
+/// §5.1: "If a server receives a request with a stale term number, it rejects
+/// the request", answering with its own term so the sender learns it is behind.
+#[test]
+fn test_reject_stale_term_message_5_1() {
+    let mut core = core_with_log(1, 3, &[1, 2], 3, Some(2));
+    let before = log_entries(&core);
+
+    // A stale AppendEntries is refused; the refusal carries our term.
+    core.step(append(2, 1, 2, (2, 2), vec![entry(3, 2)], 3));
+    let ready = core.take_ready();
+    let reply = only_message(&ready);
+    assert_eq!((reply.to, reply.term), (2, 3));
+    assert!(matches!(
+        append_result(reply),
+        AppendResult::Reject {
+            rejected_index: 2,
+            ..
+        }
+    ));
+    assert_eq!(ready.hard_state, None);
+    assert!(ready.entries.is_empty());
+    assert_eq!(log_entries(&core), before);
+    assert_eq!(core.commit_index(), 0);
+    assert_eq!(core.leader_id(), None, "a stale leader is not our leader");
+
+    // A stale RequestVote is refused, with our term.
+    core.step(vote_request(3, 1, 2, (9, 9)));
+    let ready = core.take_ready();
+    let reply = only_message(&ready);
+    assert_eq!((reply.to, reply.term), (3, 3));
+    assert!(!vote_granted(reply));
+    assert_eq!(core.voted_for(), Some(2));
+    assert_eq!(ready.hard_state, None);
+
+    // A stale reply is dropped silently.
+    core.step(vote_response(3, 1, 2, true));
+    core.step(success(3, 1, 2, 2));
+    assert!(core.take_ready().is_empty());
+    assert_eq!(core.role(), RoleKind::Follower);
+    assert_eq!(core.current_term(), 3);
+}
+
+/// A leader that learns of a higher term from a reply steps down (§5.1).
+#[test]
+fn test_step_down_on_higher_term_response() {
+    for reply in [
+        success(2, 1, 9, 1),
+        reject(2, 1, 9, 1, RejectHint::LogTooShort { last_index: 0 }),
+        vote_response(2, 1, 9, false),
+    ] {
+        let mut leader = steady_leader(3, &[], 1);
+        leader.step(reply);
+        assert_eq!(leader.role(), RoleKind::Follower);
+        assert_eq!(leader.current_term(), 9);
+        assert_eq!(leader.leader_id(), None);
+        assert!(leader.progress(2).is_none());
+        assert!(
+            leader.append_for(2).is_none(),
+            "an ex-leader must not replicate"
+        );
+        assert!(leader.propose(b"x".to_vec()).is_err());
+        let ready = leader.take_ready();
+        assert_eq!(ready.hard_state.map(|h| h.current_term), Some(9));
+        assert!(ready.replicate.is_empty());
+    }
+}
+
+// ===========================================================================
+// §5.2 Leader election
+// ===========================================================================
+
+/// §5.2: "When servers start up, they begin as followers."
+#[test]
+fn test_start_as_follower_5_2() {
+    let core = new_core(1, 3);
+    assert_eq!(core.role(), RoleKind::Follower);
+    assert_eq!(core.current_term(), 0);
+    assert_eq!(core.leader_id(), None);
+    assert_eq!(core.members(), vec![1, 2, 3]);
+
+    let mut core = core_with_log(2, 3, &[1, 2], 4, Some(3));
+    assert_eq!(core.role(), RoleKind::Follower);
+    assert_eq!(
+        core.hard_state(),
+        HardState {
+            current_term: 4,
+            voted_for: Some(3)
+        }
+    );
+    assert!(
+        core.take_ready().is_empty(),
+        "nothing to do before any input"
+    );
+    assert!(core.propose(b"x".to_vec()).is_err());
+}
+
+/// §5.2: "Leaders send periodic heartbeats (AppendEntries RPCs that carry no
+/// log entries) to all followers in order to maintain their authority."
+#[test]
+fn test_leader_bcast_heartbeat_5_2() {
+    let mut leader = steady_leader(3, &[1, 1], 2);
+    let hb = leader.config().heartbeat_ticks;
+    for _ in 0..hb - 1 {
+        leader.tick();
+        let (ready, sent) = settle(&mut leader);
+        assert!(ready.replicate.is_empty(), "heartbeat before its interval");
+        assert!(sent.is_empty());
+    }
+    leader.tick();
+    let ready = leader.take_ready();
+    assert_eq!(ready.replicate, vec![2, 3]);
+    assert!(ready.messages.is_empty(), "AppendEntries are built lazily");
+    for peer in [2, 3] {
+        let msg = leader.append_for(peer).expect("heartbeat");
+        assert_eq!((msg.from, msg.to, msg.term), (1, peer, 2));
+        let (prev_index, prev_term, entries, commit) = append_entries_of(&msg);
+        assert_eq!((prev_index, prev_term), (3, 2));
+        assert!(entries.is_empty());
+        assert_eq!(commit, 3);
+        assert!(
+            leader.append_for(peer).is_none(),
+            "one heartbeat per interval"
+        );
+    }
+    // The next interval sends again.
+    for _ in 0..hb {
+        leader.tick();
+    }
+    assert_eq!(leader.take_ready().replicate, vec![2, 3]);
+}
+
+/// Checks that `ready` starts an election of `term` by node 1 of a 3-node
+/// cluster whose log ends at `last`.
+fn assert_campaign_ready(ready: &Ready, term: Term, last: (Index, Term)) {
+    // §5.2 / Figure 2: the vote for ourselves is persisted before any
+    // RequestVote leaves, so both are in the same Ready.
+    assert_eq!(
+        ready.hard_state,
+        Some(HardState {
+            current_term: term,
+            voted_for: Some(1)
+        })
+    );
+    let mut to: Vec<NodeId> = ready.messages.iter().map(|m| m.to).collect();
+    to.sort_unstable();
+    assert_eq!(to, vec![2, 3]);
+    for m in &ready.messages {
+        assert_eq!((m.from, m.term), (1, term));
+        assert_eq!(
+            m.message,
+            Message::RequestVote {
+                last_log_index: last.0,
+                last_log_term: last.1
+            }
+        );
+    }
+}
+
+/// §5.2: "If a follower receives no communication over a period of time called
+/// the election timeout, then it … begins an election": it increments its
+/// term, votes for itself and sends RequestVote to every other server.
+#[test]
+fn test_follower_start_election_5_2() {
+    let mut core = core_with_log(1, 3, &[1, 1], 1, None);
+    let ticks = tick_until_campaign(&mut core);
+    let cfg = core.config();
+    assert!((cfg.election_ticks_min..=cfg.election_ticks_max).contains(&ticks));
+    assert_eq!(core.role(), RoleKind::Candidate);
+    assert_eq!(core.current_term(), 2);
+    assert_eq!(core.voted_for(), Some(1));
+    assert_campaign_ready(&core.take_ready(), 2, (2, 1));
+}
+
+/// §5.2: a candidate whose election times out (split vote) "starts a new
+/// election by incrementing its term and initiating another round".
+#[test]
+fn test_candidate_start_new_election_5_2() {
+    let mut core = core_with_log(1, 3, &[1, 1], 1, None);
+    tick_until_campaign(&mut core);
+    core.step(vote_response(2, 1, 2, false));
+    core.take_ready();
+    let ticks = tick_until_campaign(&mut core);
+    assert!(ticks >= core.config().election_ticks_min);
+    assert_eq!(core.role(), RoleKind::Candidate);
+    assert_eq!(core.current_term(), 3);
+    assert_eq!(core.voted_for(), Some(1));
+    assert_campaign_ready(&core.take_ready(), 3, (2, 1));
+    // Old-term votes do not count toward the new election.
+    core.step(vote_response(2, 1, 2, true));
+    assert_eq!(core.role(), RoleKind::Candidate);
+    core.step(vote_response(3, 1, 3, true));
+    assert_eq!(core.role(), RoleKind::Leader);
+}
+
+/// §5.2: "A candidate wins an election if it receives votes from a majority of
+/// the servers in the full cluster for the same term."
+#[test]
+fn test_leader_election_in_one_round_rpc_5_2() {
+    use RoleKind::*;
+    /// (cluster size, vote replies in arrival order, resulting role)
+    type Case = (u64, &'static [(NodeId, bool)], RoleKind);
+    let cases: &[Case] = &[
+        (1, &[], Leader),
+        (3, &[(2, true), (3, true)], Leader),
+        (3, &[(2, true)], Leader),
+        (5, &[(2, true), (3, true), (4, true), (5, true)], Leader),
+        (5, &[(2, true), (3, true), (4, true)], Leader),
+        (5, &[(2, true), (3, true)], Leader),
+        // No majority: the candidate waits (and later times out).
+        (3, &[], Candidate),
+        (3, &[(2, false), (3, false)], Candidate),
+        (5, &[(2, true)], Candidate),
+        (
+            5,
+            &[(2, false), (3, false), (4, false), (5, false)],
+            Candidate,
+        ),
+        (5, &[], Candidate),
+        // The same voter counts once, however often its answer arrives.
+        (5, &[(2, true), (2, true), (2, true)], Candidate),
+        // Refusals do not stand in the way of a majority of grants.
+        (5, &[(2, true), (3, false), (4, true)], Leader),
+    ];
+    for (i, &(n, votes, want)) in cases.iter().enumerate() {
+        let mut core = new_core(1, n);
+        tick_until_campaign(&mut core);
+        for &(from, granted) in votes {
+            core.step(vote_response(from, 1, 1, granted));
+        }
+        assert_eq!(core.role(), want, "case {i}: n={n} votes={votes:?}");
+        assert_eq!(core.current_term(), 1, "case {i}");
+    }
+}
+
+/// §5.2: "Each server will vote for at most one candidate in a given term, on a
+/// first-come-first-served basis" — asking again for the same candidate is fine.
+#[test]
+fn test_follower_vote_5_2() {
+    let cases: &[(Option<NodeId>, NodeId, bool)] = &[
+        (None, 2, true),
+        (None, 3, true),
+        (Some(2), 2, true),
+        (Some(3), 3, true),
+        (Some(2), 3, false),
+        (Some(3), 2, false),
+    ];
+    for &(voted_for, candidate, want) in cases {
+        let mut core = core_with_log(1, 3, &[], 1, voted_for);
+        core.step(vote_request(candidate, 1, 1, (0, 0)));
+        let ready = core.take_ready();
+        let reply = only_message(&ready);
+        assert_eq!((reply.to, reply.term), (candidate, 1));
+        assert_eq!(
+            vote_granted(reply),
+            want,
+            "voted {voted_for:?}, asked by {candidate}"
+        );
+        let expected_vote = if want { Some(candidate) } else { voted_for };
+        assert_eq!(core.voted_for(), expected_vote);
+        if want {
+            // The vote must be durable before the reply leaves.
+            assert_eq!(ready.hard_state.map(|h| h.voted_for), Some(Some(candidate)));
+        } else {
+            assert_eq!(ready.hard_state, None);
+        }
+    }
+
+    // First come, first served within one term.
+    let mut core = new_core(1, 3);
+    core.step(vote_request(2, 1, 1, (0, 0)));
+    core.step(vote_request(3, 1, 1, (0, 0)));
+    let ready = core.take_ready();
+    let grants: Vec<(NodeId, bool)> = ready
+        .messages
+        .iter()
+        .map(|m| (m.to, vote_granted(m)))
+        .collect();
+    assert_eq!(grants, vec![(2, true), (3, false)]);
+}
+
+/// §5.2: "If the AppendEntries RPC is from a leader whose term is at least as
+/// large as the candidate's current term, then the candidate recognizes the
+/// leader as legitimate and returns to follower state."
+#[test]
+fn test_candidate_fallback_5_2() {
+    for term in [1, 2] {
+        let mut core = new_core(1, 3);
+        tick_until_campaign(&mut core);
+        assert_eq!(core.current_term(), 1);
+        core.take_ready();
+        core.step(heartbeat(2, 1, term));
+        assert_eq!(
+            core.role(),
+            RoleKind::Follower,
+            "AppendEntries of term {term}"
+        );
+        assert_eq!(core.current_term(), term);
+        assert_eq!(core.leader_id(), Some(2));
+        let ready = core.take_ready();
+        let reply = only_message(&ready);
+        assert_eq!(
+            append_result(reply),
+            &AppendResult::Success { match_index: 0 }
+        );
+    }
+    // A stale AppendEntries does not.
+    let mut core = new_core(1, 3);
+    tick_until_campaign(&mut core);
+    tick_until_campaign(&mut core);
+    core.step(heartbeat(2, 1, 1));
+    assert_eq!(core.role(), RoleKind::Candidate);
+}
+
+/// Ticks before a follower with this seed first campaigns.
+fn first_timeout(seed: u64) -> u32 {
+    let mut cfg = config(1, 3);
+    cfg.seed = seed;
+    let mut core = RaftCore::new(cfg, HardState::default(), Vec::new());
+    tick_until_campaign(&mut core)
+}
+
+/// §5.2: "election timeouts are chosen randomly from a fixed interval"; over
+/// many seeds every value of min..=max occurs, and nothing outside it.
+#[test]
+fn test_follower_election_timeout_randomized_5_2() {
+    let cfg = config(1, 3);
+    let (min, max) = (cfg.election_ticks_min, cfg.election_ticks_max);
+    let seen: BTreeSet<u32> = (0..1000).map(first_timeout).collect();
+    assert_eq!(seen, (min..=max).collect::<BTreeSet<u32>>());
+}
+
+/// §5.2: a candidate draws a new random timeout for each election.
+#[test]
+fn test_candidate_election_timeout_randomized_5_2() {
+    let mut core = new_core(1, 3);
+    let (min, max) = (
+        core.config().election_ticks_min,
+        core.config().election_ticks_max,
+    );
+    tick_until_campaign(&mut core);
+    let mut seen = BTreeSet::new();
+    for _ in 0..1000 {
+        seen.insert(tick_until_campaign(&mut core));
+        assert_eq!(core.role(), RoleKind::Candidate);
+    }
+    assert_eq!(seen, (min..=max).collect::<BTreeSet<u32>>());
+    assert_eq!(core.current_term(), 1001);
+}
+
+/// §5.2: randomized timeouts spread the servers out "so that in most cases
+/// only a single server will time out". With 5 nodes, count how often more
+/// than one node times out on the first tick any node does.
+#[test]
+fn test_follower_election_timeout_nonconflict_5_2() {
+    let rounds = 1000;
+    let mut conflicts = 0;
+    for round in 0..rounds {
+        let mut cores: Vec<RaftCore> = (1..=5)
+            .map(|id| {
+                let mut cfg = config(id, 5);
+                cfg.seed = round * 100 + id;
+                RaftCore::new(cfg, HardState::default(), Vec::new())
+            })
+            .collect();
+        let campaigners = loop {
+            cores.iter_mut().for_each(RaftCore::tick);
+            let n = cores
+                .iter()
+                .filter(|c| c.role() == RoleKind::Candidate)
+                .count();
+            if n > 0 {
+                break n;
+            }
+        };
+        if campaigners > 1 {
+            conflicts += 1;
+        }
+    }
+    assert!(
+        conflicts * 10 <= rounds * 3,
+        "{conflicts} of {rounds} rounds had simultaneous timeouts"
+    );
+}
+
+/// §5.2: "RequestVote RPC … includes information about the candidate's log".
+#[test]
+fn test_vote_request_5_2() {
+    for terms in [&[][..], &[1], &[1, 2], &[1, 2, 2, 3]] {
+        let mut core = core_with_log(1, 3, terms, 3, None);
+        tick_until_campaign(&mut core);
+        let last = (terms.len() as Index, terms.last().copied().unwrap_or(0));
+        assert_campaign_ready(&core.take_ready(), 4, last);
+    }
+}
+
+// ===========================================================================
+// §5.3 Log replication
+// ===========================================================================
+
+/// §5.3: "The leader appends the command to its log as a new entry, then issues
+/// AppendEntries RPCs in parallel to each of the other servers."
+#[test]
+fn test_leader_start_replication_5_3() {
+    let mut leader = steady_leader(3, &[1], 2);
+    assert_eq!(leader.commit_index(), 2);
+    let at = leader.propose(b"x".to_vec()).unwrap();
+    assert_eq!(at, (3, 2));
+    let expected = Entry {
+        index: 3,
+        term: 2,
+        payload: Payload::Command(b"x".to_vec()),
+    };
+    assert_eq!(leader.log().get(3), Some(&expected));
+    let ready = leader.take_ready();
+    assert_eq!(ready.entries, vec![expected.clone()]);
+    assert!(ready.messages.is_empty());
+    assert_eq!(ready.replicate, vec![2, 3]);
+    for peer in [2, 3] {
+        let msg = leader.append_for(peer).unwrap();
+        assert_eq!((msg.from, msg.to, msg.term), (1, peer, 2));
+        assert_eq!(append_entries_of(&msg), (2, 2, &[expected.clone()][..], 2));
+    }
+}
+
+/// §5.3: "When the entry has been safely replicated, the leader applies the
+/// entry to its state machine"; it is handed out for application exactly once.
+#[test]
+fn test_leader_commit_entry_5_3() {
+    let mut leader = steady_leader(3, &[], 1);
+    assert_eq!(leader.commit_index(), 1);
+    leader.propose(b"x".to_vec()).unwrap();
+    settle(&mut leader);
+    leader.persisted(2, 1);
+    assert_eq!(
+        leader.commit_index(),
+        1,
+        "one copy of three is not a majority"
+    );
+    leader.step(success(2, 1, 1, 2));
+    assert_eq!(leader.commit_index(), 2);
+
+    let ready = leader.take_ready();
+    assert_eq!(ready.committed.len(), 1);
+    assert_eq!(ready.committed[0].payload, Payload::Command(b"x".to_vec()));
+    assert_eq!(leader.last_applied(), 2);
+    // The new commit index is sent to both followers.
+    assert_eq!(ready.replicate, vec![2, 3]);
+    for peer in [2, 3] {
+        let (_, _, _, commit) = append_entries_of(&leader.append_for(peer).unwrap());
+        assert_eq!(commit, 2);
+    }
+    // Late acknowledgements commit nothing twice.
+    leader.step(success(3, 1, 1, 2));
+    leader.step(success(2, 1, 1, 2));
+    assert!(leader.take_ready().committed.is_empty());
+}
+
+/// §5.3: an entry is committed "once the leader that created the entry has
+/// replicated it on a majority of the servers".
+#[test]
+fn test_leader_acknowledged_commit_5_3() {
+    let cases: &[(u64, &[NodeId], bool)] = &[
+        (1, &[], true),
+        (3, &[], false),
+        (3, &[2], true),
+        (3, &[2, 3], true),
+        (5, &[], false),
+        (5, &[2], false),
+        (5, &[2, 3], true),
+        (5, &[2, 3, 4], true),
+        (5, &[2, 3, 4, 5], true),
+    ];
+    for &(n, acks, want) in cases {
+        let mut leader = steady_leader(n, &[], 1);
+        leader.propose(b"x".to_vec()).unwrap();
+        leader.persisted(2, 1);
+        for &peer in acks {
+            leader.step(success(peer, 1, 1, 2));
+        }
+        let want_commit = if want { 2 } else { 1 };
+        assert_eq!(leader.commit_index(), want_commit, "n={n} acks={acks:?}");
+    }
+}
+
+/// §5.3: "This also commits all preceding entries in the leader's log,
+/// including entries created by previous leaders."
+#[test]
+fn test_leader_commit_preceding_entries_5_3() {
+    for terms in [&[][..], &[2], &[1, 1], &[1, 2, 2]] {
+        let mut leader = core_with_log(1, 3, terms, 2, None);
+        make_leader(&mut leader);
+        leader.propose(b"x".to_vec()).unwrap();
+        let last = leader.log().last_index();
+        leader.persisted(last, 3);
+        leader.step(success(2, 1, 3, last));
+        assert_eq!(leader.commit_index(), last);
+        let committed = leader.take_ready().committed;
+        let mut expected = entries_of(terms);
+        expected.push(Entry {
+            index: last - 1,
+            term: 3,
+            payload: Payload::Noop,
+        });
+        expected.push(Entry {
+            index: last,
+            term: 3,
+            payload: Payload::Command(b"x".to_vec()),
+        });
+        assert_eq!(committed, expected);
+    }
+}
+
+/// §5.3 / Figure 2: "If leaderCommit > commitIndex, set commitIndex =
+/// min(leaderCommit, index of last new entry)."
+#[test]
+fn test_follower_commit_entry_5_3() {
+    /// (follower log, prev, new entries' terms, leader commit, expected commit)
+    type Case = (&'static [Term], Index, &'static [Term], Index, Index);
+    let cases: &[Case] = &[
+        (&[], 0, &[1], 1, 1),
+        (&[], 0, &[1, 1], 1, 1),
+        (&[], 0, &[1, 1], 2, 2),
+        (&[], 0, &[1, 1], 5, 2),
+        (&[1], 1, &[1, 1], 3, 3),
+        // Entries past the message's last one may still be replaced.
+        (&[1, 1, 1], 1, &[1], 3, 2),
+        (&[1, 1, 1], 0, &[], 3, 0),
+        (&[1, 1, 1], 3, &[], 3, 3),
+    ];
+    for &(log, prev, new, commit, want) in cases {
+        let mut core = core_with_log(2, 3, log, 1, None);
+        let prev_term = if prev == 0 { 0 } else { log[prev as usize - 1] };
+        let entries = (1..=new.len() as Index)
+            .map(|i| entry(prev + i, new[i as usize - 1]))
+            .collect();
+        core.step(append(1, 2, 1, (prev, prev_term), entries, commit));
+        assert_eq!(
+            core.commit_index(),
+            want,
+            "log={log:?} prev={prev} new={new:?}"
+        );
+        let committed = core.take_ready().committed;
+        assert_eq!(committed, log_entries(&core)[..want as usize].to_vec());
+    }
+}
+
+/// §5.3: "If the follower does not find an entry in its log with the same index
+/// and term, then it refuses the new entries." The refusal hints where the logs
+/// may match.
+#[test]
+fn test_follower_check_append_entries_5_3() {
+    use AppendResult::*;
+    use RejectHint::*;
+    let cases: &[(Index, Term, AppendResult)] = &[
+        (0, 0, Success { match_index: 0 }),
+        (1, 1, Success { match_index: 1 }),
+        (2, 2, Success { match_index: 2 }),
+        (3, 2, Success { match_index: 3 }),
+        (
+            3,
+            3,
+            Reject {
+                rejected_index: 3,
+                hint: ConflictingTerm {
+                    conflict_term: 2,
+                    first_index: 2,
+                },
+            },
+        ),
+        (
+            2,
+            1,
+            Reject {
+                rejected_index: 2,
+                hint: ConflictingTerm {
+                    conflict_term: 2,
+                    first_index: 2,
+                },
+            },
+        ),
+        (
+            1,
+            2,
+            Reject {
+                rejected_index: 1,
+                hint: ConflictingTerm {
+                    conflict_term: 1,
+                    first_index: 1,
+                },
+            },
+        ),
+        (
+            4,
+            2,
+            Reject {
+                rejected_index: 4,
+                hint: LogTooShort { last_index: 3 },
+            },
+        ),
+        (
+            7,
+            3,
+            Reject {
+                rejected_index: 7,
+                hint: LogTooShort { last_index: 3 },
+            },
+        ),
+    ];
+    for (prev_index, prev_term, want) in cases {
+        let mut core = core_with_log(2, 3, &[1, 2, 2], 3, None);
+        core.step(append(1, 2, 3, (*prev_index, *prev_term), vec![], 3));
+        let ready = core.take_ready();
+        let reply = only_message(&ready);
+        assert_eq!((reply.to, reply.term), (1, 3));
+        assert_eq!(
+            append_result(reply),
+            want,
+            "prev=({prev_index}, {prev_term})"
+        );
+        assert_eq!(
+            terms_of(&core),
+            vec![1, 2, 2],
+            "a check never changes the log"
+        );
+        if matches!(want, Reject { .. }) {
+            assert_eq!(core.commit_index(), 0, "a refused message commits nothing");
+        }
+    }
+}
+
+/// §5.3: "If an existing entry conflicts with a new one (same index but
+/// different terms), delete the existing entry and all that follow it; append
+/// any new entries not already in the log" — never delete matching entries.
+#[test]
+fn test_follower_append_entries_5_3() {
+    // (prev, new entries as (index, term), resulting log terms, truncate_after,
+    //  entries to write)
+    type Case = (
+        (Index, Term),
+        &'static [(Index, Term)],
+        &'static [Term],
+        Option<Index>,
+        &'static [Index],
+    );
+    let cases: &[Case] = &[
+        ((2, 2), &[(3, 3)], &[1, 2, 3], None, &[3]),
+        ((1, 1), &[(2, 3), (3, 4)], &[1, 3, 4], Some(1), &[2, 3]),
+        ((0, 0), &[(1, 1)], &[1, 2], None, &[]),
+        ((0, 0), &[(1, 1), (2, 2)], &[1, 2], None, &[]),
+        ((0, 0), &[(1, 1), (2, 2), (3, 4)], &[1, 2, 4], None, &[3]),
+        ((0, 0), &[(1, 3)], &[3], Some(0), &[1]),
+        ((1, 1), &[], &[1, 2], None, &[]),
+    ];
+    for (prev, new, want_log, want_trunc, want_written) in cases {
+        let mut core = core_with_log(2, 3, &[1, 2], 4, None);
+        let entries = new.iter().map(|&(i, t)| entry(i, t)).collect();
+        core.step(append(1, 2, 4, *prev, entries, 0));
+        assert_eq!(terms_of(&core), *want_log, "prev={prev:?} new={new:?}");
+        let ready = core.take_ready();
+        assert_eq!(
+            ready.truncate_after, *want_trunc,
+            "prev={prev:?} new={new:?}"
+        );
+        let written: Vec<Index> = ready.entries.iter().map(|e| e.index).collect();
+        assert_eq!(written, *want_written, "prev={prev:?} new={new:?}");
+        let last_new = prev.0 + new.len() as Index;
+        assert_eq!(
+            append_result(only_message(&ready)),
+            &AppendResult::Success {
+                match_index: last_new
+            }
+        );
+    }
+
+    // A delayed, shorter AppendEntries arriving after a longer one must not
+    // erase what the longer one added.
+    let mut core = new_core(2, 3);
+    core.step(append(1, 2, 1, (0, 0), entries_of(&[1, 1, 1]), 0));
+    core.take_ready();
+    core.step(append(1, 2, 1, (0, 0), entries_of(&[1]), 0));
+    assert_eq!(terms_of(&core), vec![1, 1, 1]);
+    let ready = core.take_ready();
+    assert_eq!(ready.truncate_after, None);
+    assert!(ready.entries.is_empty());
+    assert_eq!(
+        append_result(only_message(&ready)),
+        &AppendResult::Success { match_index: 1 }
+    );
+}
+
+/// §5.3, Figure 7: whatever a follower's log looks like, the leader brings it
+/// into line with its own — using the conflict hints, in a few round trips.
+#[test]
+fn test_leader_sync_follower_log_5_3() {
+    let leader_log: &[Term] = &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6];
+    // (Figure 7 follower, its log, rejections expected before the match)
+    let followers: &[(&str, &[Term], usize)] = &[
+        ("a", &[1, 1, 1, 4, 4, 5, 5, 6, 6], 1),
+        ("b", &[1, 1, 1, 4], 1),
+        ("c", &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 6], 0),
+        ("d", &[1, 1, 1, 4, 4, 5, 5, 6, 6, 6, 7, 7], 0),
+        ("e", &[1, 1, 1, 4, 4, 4, 4], 2),
+        ("f", &[1, 1, 1, 2, 2, 2, 3, 3, 3, 3, 3], 2),
+    ];
+    for &(name, follower_log, want_rejections) in followers {
+        // The leader of term 8; node 3 stays silent, as in etcd's version.
+        let mut leader = core_with_log(1, 3, leader_log, 7, None);
+        make_leader(&mut leader);
+        assert_eq!(leader.current_term(), 8);
+        let follower = core_with_log(2, 3, follower_log, 7, None);
+        let mut net = Network::from_cores(vec![leader, follower]);
+        net.deliver_all();
+
+        let (leader, follower) = (net.core(1), net.core(2));
+        assert_eq!(
+            log_entries(follower),
+            log_entries(leader),
+            "follower ({name})"
+        );
+        assert_eq!(leader.commit_index(), 11, "({name})");
+        assert_eq!(follower.commit_index(), 11, "({name})");
+        let rejections = net
+            .delivered
+            .iter()
+            .filter(|m| {
+                matches!(
+                    m.message,
+                    Message::AppendEntriesResponse(AppendResult::Reject { .. })
+                )
+            })
+            .count();
+        assert_eq!(rejections, want_rejections, "follower ({name})");
+        net.check_applied_consistent();
+        assert_eq!(net.applied[&2].len(), 11);
+    }
+}
+
+// ===========================================================================
+// §5.4 Safety
+// ===========================================================================
+
+/// §5.4.1: "the voter denies its vote if its own log is more up-to-date than
+/// that of the candidate" — compare last terms, then lengths.
+#[test]
+fn test_voter_5_4_1() {
+    let cases: &[(&[Term], (Index, Term), bool)] = &[
+        // Voter's last entry is (2, 1).
+        (&[1, 1], (2, 1), true),
+        (&[1, 1], (3, 1), true),
+        (&[1, 1], (1, 1), false),
+        (&[1, 1], (0, 0), false),
+        (&[1, 1], (1, 2), true),
+        (&[1, 1], (3, 2), true),
+        // Voter's last entry is (2, 2).
+        (&[1, 2], (2, 1), false),
+        (&[1, 2], (9, 1), false),
+        (&[1, 2], (1, 2), false),
+        (&[1, 2], (2, 2), true),
+        (&[1, 2], (1, 3), true),
+        // An empty voter votes for anyone.
+        (&[], (0, 0), true),
+    ];
+    for &(log, last, want) in cases {
+        let mut voter = core_with_log(1, 3, log, 2, None);
+        voter.step(vote_request(2, 1, 3, last));
+        let ready = voter.take_ready();
+        assert_eq!(
+            vote_granted(only_message(&ready)),
+            want,
+            "voter {log:?} candidate {last:?}"
+        );
+        assert_eq!(voter.voted_for(), want.then_some(2));
+    }
+}
+
+/// §5.4.2: "Raft never commits log entries from previous terms by counting
+/// replicas. Only log entries from the leader's current term are committed by
+/// counting replicas."
+#[test]
+fn test_leader_only_commits_log_from_current_term_5_4_2() {
+    // A leader of term 3 whose log holds entries of terms 1 and 2.
+    let mut leader = core_with_log(1, 3, &[1, 2], 2, None);
+    make_leader(&mut leader);
+    assert_eq!(leader.current_term(), 3);
+    // Both old entries are durable here and replicated on a majority…
+    assert_eq!(leader.persisted_index(), 2);
+    leader.step(success(2, 1, 3, 2));
+    leader.step(success(3, 1, 3, 2));
+    // …yet are not committed by counting replicas.
+    assert_eq!(leader.commit_index(), 0);
+    assert!(leader.take_ready().committed.is_empty());
+    // Once the no-op of term 3 is on a majority, everything before it commits.
+    leader.persisted(3, 3);
+    assert_eq!(leader.commit_index(), 0);
+    leader.step(success(2, 1, 3, 3));
+    assert_eq!(leader.commit_index(), 3);
+    assert_eq!(leader.take_ready().committed.len(), 3);
+}
+
+/// The whole of Figure 8, driven through the network with five nodes: an entry
+/// of an old term replicated on a majority by a later leader may still be
+/// overwritten, so it must not have been committed.
+#[test]
+fn test_figure_8_through_network_5_4_2() {
+    let mut cores: Vec<RaftCore> = (1..=5).map(|id| new_core(id, 5)).collect();
+    for core in &mut cores {
+        // One entry per AppendEntries, so that entries can be lost one by one.
+        core.config.max_append_bytes = 0;
+    }
+    let mut net = Network::from_cores(cores);
+    net.elect(1);
+    assert_eq!(net.core(1).commit_index(), 1);
+
+    // (a) S1 leads; its entry X reaches only S2.
+    for to in [3, 4, 5] {
+        net.drop_link(1, to);
+    }
+    let (x_index, x_term) = net.propose(1, b"X");
+    assert_eq!(x_index, 2);
+    assert_eq!(net.core(2).log().get(2).map(|e| e.term), Some(x_term));
+
+    // (b) S1 crashes; S5 is elected by S3 and S4 and writes an entry of its
+    // own term at index 2, which goes nowhere before S5 crashes too.
+    net.heal();
+    net.isolate(1);
+    net.drop_link(5, 2);
+    net.drop_link(2, 5);
+    net.ignore("AppendEntries");
+    net.elect(5);
+    let s5_term = net.core(5).current_term();
+    assert_eq!(net.core(5).log().get(2).map(|e| e.term), Some(s5_term));
+    net.heal();
+    net.isolate(5);
+
+    // (c) S1 restarts and is elected; it replicates X to S3 and S4, so X is
+    // on a majority, but no entry of S1's new term gets out.
+    net.restart(1);
+    // S1's first probe to S3 and S4 may pass (they lack index 2, so they
+    // refuse it and S1 backs up to send X); every later entry of S1's new
+    // term is lost.
+    let probed = std::cell::RefCell::new(BTreeSet::new());
+    net.drop_if = Some(Box::new(move |m: &Envelope| match &m.message {
+        Message::AppendEntries { entries, .. }
+            if m.from == 1 && entries.iter().any(|e| e.term > x_term) =>
+        {
+            !(matches!(m.to, 3 | 4) && probed.borrow_mut().insert(m.to))
+        }
+        _ => false,
+    }));
+    net.elect(1);
+    let s1_term = net.core(1).current_term();
+    assert!(s1_term > s5_term);
+    net.heartbeat(1);
+    net.heartbeat(1);
+    for id in [1, 2, 3, 4] {
+        assert_eq!(
+            net.core(id).log().get(2).map(|e| e.term),
+            Some(x_term),
+            "S{id}"
+        );
+    }
+    // Figure 8 (c): not committed, since X is from an earlier term (S1 has
+    // just restarted, so it knows of no commit at all).
+    assert!(net.core(1).commit_index() < x_index);
+    assert!(net.applied.values().all(|a| a.len() < x_index as usize));
+
+    // (d) S1 crashes; S5 is elected by S2, S3, S4 (its last term is higher)
+    // and overwrites X everywhere.
+    net.heal();
+    net.isolate(1);
+    net.restart(5);
+    net.elect(5);
+    for id in [2, 3, 4, 5] {
+        let e = net.core(id).log().get(2).unwrap();
+        assert_eq!((e.term, &e.payload), (s5_term, &Payload::Noop), "S{id}");
+        assert_eq!(net.core(id).commit_index(), 3, "S{id}");
+    }
+
+    // S1 rejoins, steps down and has X replaced as well.
+    net.heal();
+    net.heartbeat(5);
+    net.heartbeat(5);
+    assert_eq!(net.core(1).role(), RoleKind::Follower);
+    for id in 1..=4 {
+        assert_eq!(log_entries(net.core(id)), log_entries(net.core(5)), "S{id}");
+    }
+    net.check_applied_consistent();
+    for (id, applied) in &net.applied {
+        assert!(
+            applied
+                .iter()
+                .all(|e| e.payload != Payload::Command(b"X".to_vec())),
+            "S{id} applied the overwritten entry"
+        );
+    }
+}
+
+/// Figure 8 (e): had S1 got an entry of its own term onto a majority, X would
+/// be committed with it and no later leader could lack it.
+#[test]
+fn test_figure_8_commit_with_current_term_entry_5_4_2() {
+    let mut net = Network::new(5);
+    net.elect(1);
+    for to in [3, 4, 5] {
+        net.drop_link(1, to);
+    }
+    net.propose(1, b"X");
+    net.heal();
+    net.isolate(1);
+    net.ignore("AppendEntries");
+    net.drop_link(5, 2);
+    net.elect(5);
+    net.heal();
+    net.isolate(5);
+    net.restart(1);
+    net.elect(1);
+    // S1's no-op reaches S2, S3, S4: X commits with it.
+    assert_eq!(net.core(1).commit_index(), 3);
+    assert_eq!(net.applied[&1][1].payload, Payload::Command(b"X".to_vec()));
+    // S5 can no longer win: every majority holds a later-term entry.
+    net.heal();
+    net.isolate(1);
+    net.restart(5);
+    for _ in 0..3 {
+        tick_until_campaign(net.core_mut(5));
+        net.deliver_all();
+        assert_ne!(net.core(5).role(), RoleKind::Leader);
+    }
+}
+
+// ===========================================================================
+// §8 Client interaction, and details of this implementation
+// ===========================================================================
+
+/// §8: "each leader commit a blank no-op entry into the log at the start of
+/// its term."
+#[test]
+fn test_leader_appends_noop_on_election_8() {
+    let mut leader = core_with_log(1, 3, &[1, 1], 1, None);
+    make_leader(&mut leader);
+    let noop = Entry {
+        index: 3,
+        term: 2,
+        payload: Payload::Noop,
+    };
+    assert_eq!(leader.log().get(3), Some(&noop));
+    let ready = leader.take_ready();
+    assert_eq!(ready.entries, vec![noop.clone()]);
+    assert_eq!(ready.replicate, vec![2, 3]);
+    for peer in [2, 3] {
+        let msg = leader.append_for(peer).unwrap();
+        assert_eq!(append_entries_of(&msg), (2, 1, &[noop.clone()][..], 0));
+    }
+
+    // A single node commits its no-op as soon as it is durable.
+    let mut solo = new_core(1, 1);
+    tick_until_campaign(&mut solo);
+    assert_eq!(solo.role(), RoleKind::Leader);
+    assert_eq!(solo.take_ready().entries.len(), 1);
+    assert_eq!(solo.commit_index(), 0);
+    solo.persisted(1, 1);
+    assert_eq!(solo.commit_index(), 1);
+    assert_eq!(solo.take_ready().committed[0].payload, Payload::Noop);
+}
+
+/// The leader counts its own copy only once it is durable (module docs).
+#[test]
+fn test_leader_waits_for_own_persist_before_counting_itself() {
+    // One follower's ack plus our own durable copy make a majority of 3.
+    let mut leader = new_core(1, 3);
+    make_leader(&mut leader);
+    leader.step(success(2, 1, 1, 1));
+    assert_eq!(leader.commit_index(), 0, "counted its own unwritten entry");
+    leader.persisted(1, 0); // a report for another term's entry is ignored
+    assert_eq!(leader.commit_index(), 0);
+    leader.persisted(1, 1);
+    assert_eq!(leader.commit_index(), 1);
+
+    // Both followers' acks make a majority without us.
+    let mut leader = new_core(1, 3);
+    make_leader(&mut leader);
+    leader.step(success(2, 1, 1, 1));
+    leader.step(success(3, 1, 1, 1));
+    assert_eq!(leader.commit_index(), 1);
+    assert_eq!(leader.persisted_index(), 0);
+}
+
+/// §5.3, Figure 3 (State Machine Safety): under random proposals, elections,
+/// partitions and lost messages, every node applies entries in index order,
+/// each once, and all nodes apply the same sequence.
+#[test]
+fn test_committed_entries_applied_once_in_order() {
+    for seed in 1..=8 {
+        run_random_cluster(seed, false);
+    }
+}
+
+/// As above, but the network also delivers messages out of order (as happens
+/// across reconnections). This found a leader panic on late rejections.
+#[test]
+fn test_committed_entries_applied_once_in_order_with_reordering() {
+    for seed in 1..=50 {
+        run_random_cluster(seed, true);
+    }
+}
+
+/// Random proposals, ticks, partitions and message losses (and, if `reorder`,
+/// reordering) on 5 nodes; then heal and check State Machine Safety and that
+/// everyone catches up.
+fn run_random_cluster(seed: u64, reorder: bool) {
+    let mut rng = Lcg(seed);
+    let mut net = Network::new(5);
+    let mut proposed = 0u32;
+    for _ in 0..3000 {
+        match rng.next(100) {
+            0..=29 => {
+                if let Some(id) = net.leader() {
+                    proposed += 1;
+                    net.core_mut(id)
+                        .propose(proposed.to_be_bytes().to_vec())
+                        .unwrap();
+                }
+            }
+            30..=64 => {
+                for id in 1..=5 {
+                    net.tick(id);
+                }
+            }
+            65..=67 => net.isolate(rng.next(5) + 1),
+            68..=71 => net.heal(),
+            _ => {
+                // Deliver a few messages, losing (and maybe reordering) some.
+                net.flush();
+                for _ in 0..rng.next(20) {
+                    if rng.next(10) == 0 {
+                        net.queue.pop_front();
+                    } else if reorder && rng.next(4) == 0 && net.queue.len() > 1 {
+                        let i = rng.next(net.queue.len() as u64) as usize;
+                        let m = net.queue.remove(i).unwrap();
+                        net.queue.push_front(m);
+                        net.deliver_one();
+                    } else if !net.deliver_one() {
+                        break;
+                    }
+                    net.flush();
+                }
+            }
+        }
+    }
+    // Let the cluster settle and catch everyone up.
+    net.heal();
+    net.deliver_all();
+    for _ in 0..200 {
+        for id in 1..=5 {
+            net.tick(id);
+        }
+        net.deliver_all();
+    }
+    let leader = net.leader().expect("a leader after healing");
+    net.propose(leader, b"last");
+    net.heartbeat(leader);
+    net.check_applied_consistent();
+    let last = net.core(leader).log().last_index();
+    for id in 1..=5 {
+        assert_eq!(
+            net.applied[&id].len() as Index,
+            last,
+            "seed {seed}: node {id}"
+        );
+    }
+    // Each command appears at most once in the applied sequence.
+    let commands: Vec<&Vec<u8>> = net.applied[&1]
+        .iter()
+        .filter_map(|e| match &e.payload {
+            Payload::Command(c) => Some(c),
+            Payload::Noop => None,
+        })
+        .collect();
+    let distinct: BTreeSet<&Vec<u8>> = commands.iter().copied().collect();
+    assert_eq!(distinct.len(), commands.len(), "seed {seed}");
+    assert!(commands.len() > 10, "seed {seed}: too little got committed");
+    assert!(
+        (commands.len() as u32) <= proposed + 1,
+        "seed {seed}: more applied than proposed"
+    );
+}
+
+/// Figure 2: the term, vote and log are persistent; the commit index is
+/// volatile. A restarted node is a follower with the same persistent state,
+/// commit index 0, and it re-applies the log once it hears from the leader.
+#[test]
+fn test_restart_recovers_state() {
+    let mut net = Network::new(3);
+    net.elect(1);
+    net.propose(1, b"a");
+    net.propose(1, b"b");
+    net.heartbeat(1);
+    let old = net.core(2);
+    assert_eq!(old.commit_index(), 3);
+
+    let restarted = RaftCore::new(config(2, 3), old.hard_state(), log_entries(old));
+    assert_eq!(restarted.role(), RoleKind::Follower);
+    assert_eq!(restarted.hard_state(), old.hard_state());
+    assert_eq!(log_entries(&restarted), log_entries(old));
+    assert_eq!(restarted.commit_index(), 0);
+    assert_eq!(restarted.last_applied(), 0);
+    assert_eq!(restarted.persisted_index(), 3);
+    assert_eq!(restarted.leader_id(), None);
+
+    net.cores.insert(2, restarted);
+    net.applied.insert(2, Vec::new());
+    net.heartbeat(1);
+    assert_eq!(net.core(2).commit_index(), 3);
+    assert_eq!(net.applied[&2], log_entries(net.core(1)));
+}
+
+/// A malformed AppendEntries (indexes not consecutive after prev, or entries of
+/// a later term than the message) is ignored: no panic, no change, no reply.
+#[test]
+fn test_malformed_append_ignored() {
+    let bad: Vec<Vec<Entry>> = vec![
+        vec![entry(3, 1), entry(4, 1)],
+        vec![entry(2, 1), entry(4, 1)],
+        vec![entry(2, 1), entry(2, 1)],
+        vec![entry(1, 1)],
+        vec![entry(2, 5)],
+    ];
+    for entries in bad {
+        let mut core = core_with_log(2, 3, &[1], 1, None);
+        core.step(append(1, 2, 1, (1, 1), entries.clone(), 9));
+        assert_eq!(terms_of(&core), vec![1], "{entries:?}");
+        assert_eq!(core.commit_index(), 0);
+        let ready = core.take_ready();
+        assert!(ready.entries.is_empty() && ready.truncate_after.is_none());
+        assert!(ready.messages.is_empty(), "{entries:?}");
+        assert!(ready.committed.is_empty());
+    }
+    // A prev index far past the end is just a rejection.
+    let mut core = core_with_log(2, 3, &[1], 1, None);
+    core.step(append(1, 2, 1, (u64::MAX, 1), vec![], u64::MAX));
+    let ready = core.take_ready();
+    assert!(matches!(
+        append_result(only_message(&ready)),
+        AppendResult::Reject { .. }
+    ));
+    assert_eq!(core.commit_index(), 0);
+}
+
+/// Messages from outside the cluster, or misaddressed, are dropped unread.
+#[test]
+fn test_non_member_message_dropped() {
+    let messages = [
+        vote_request(9, 1, 5, (9, 9)),
+        heartbeat(9, 1, 5),
+        vote_request(2, 7, 5, (9, 9)),
+        heartbeat(1, 1, 5),
+    ];
+    for m in messages {
+        let mut core = core_with_log(1, 3, &[1], 1, None);
+        core.step(m.clone());
+        assert_eq!(core.current_term(), 1, "{m:?}");
+        assert_eq!(core.voted_for(), None);
+        assert_eq!(core.leader_id(), None);
+        assert!(core.take_ready().is_empty(), "{m:?}");
+    }
+    // Nor can a non-member help elect a leader.
+    let mut core = new_core(1, 3);
+    tick_until_campaign(&mut core);
+    core.step(vote_response(9, 1, 1, true));
+    core.step(vote_response(8, 1, 1, true));
+    assert_eq!(core.role(), RoleKind::Candidate);
+    // Or ack an entry into commitment.
+    let mut leader = new_core(1, 3);
+    make_leader(&mut leader);
+    leader.persisted(1, 1);
+    leader.step(success(9, 1, 1, 1));
+    assert_eq!(leader.commit_index(), 0);
+}
+
+/// Probe and replicate states (module docs, after etcd): while probing, one
+/// AppendEntries is outstanding at a time; once the match point is known, new
+/// entries are pipelined without waiting for acknowledgements.
+#[test]
+fn test_pipelining_and_probe() {
+    let mut leader = core_with_log(1, 3, &[1, 1, 1], 1, None);
+    make_leader(&mut leader);
+    leader.take_ready();
+    assert_eq!(leader.progress(2).unwrap().state, ProgressState::Probe);
+
+    // The first probe goes out; nothing more until it is answered.
+    let probe = drain_appends(&mut leader, 2);
+    assert_eq!(probe.len(), 1);
+    assert_eq!(append_entries_of(&probe[0]).0, 3);
+    leader.propose(b"a".to_vec()).unwrap();
+    assert!(!leader.take_ready().replicate.contains(&2));
+    assert!(
+        leader.append_for(2).is_none(),
+        "second probe while one is out"
+    );
+
+    // The follower's log is too short: probe further back, still one at a time.
+    leader.step(reject(
+        2,
+        1,
+        2,
+        3,
+        RejectHint::LogTooShort { last_index: 1 },
+    ));
+    let pr = leader.progress(2).unwrap();
+    assert_eq!((pr.state, pr.next_index), (ProgressState::Probe, 2));
+    let probe = drain_appends(&mut leader, 2);
+    assert_eq!(probe.len(), 1);
+    let (prev, _, entries, _) = append_entries_of(&probe[0]);
+    assert_eq!((prev, entries.len()), (1, 4));
+
+    // Success: replicate state, and proposals now go out one after another
+    // without waiting for any answer.
+    leader.step(success(2, 1, 2, 5));
+    let pr = leader.progress(2).unwrap();
+    assert_eq!(
+        (pr.state, pr.match_index, pr.next_index),
+        (ProgressState::Replicate, 5, 6)
+    );
+    for (i, data) in [b"b", b"c", b"d"].into_iter().enumerate() {
+        leader.propose(data.to_vec()).unwrap();
+        let sent = drain_appends(&mut leader, 2);
+        assert_eq!(sent.len(), 1);
+        let (prev, _, entries, _) = append_entries_of(&sent[0]);
+        assert_eq!((prev, entries.len()), (5 + i as Index, 1));
+    }
+    assert_eq!(leader.progress(2).unwrap().next_index, 9);
+    assert_eq!(leader.progress(2).unwrap().match_index, 5);
+
+    // A rejection of a pipelined message sends it back to probing.
+    leader.step(reject(
+        2,
+        1,
+        2,
+        6,
+        RejectHint::LogTooShort { last_index: 5 },
+    ));
+    let pr = leader.progress(2).unwrap();
+    assert_eq!((pr.state, pr.next_index), (ProgressState::Probe, 6));
+    assert_eq!(drain_appends(&mut leader, 2).len(), 1);
+}
+
+/// A lost connection voids whatever was in flight: back to probing from the
+/// match point.
+#[test]
+fn test_peer_unreachable_falls_back_to_probe() {
+    let mut leader = steady_leader(3, &[], 1);
+    for data in [b"a", b"b"] {
+        leader.propose(data.to_vec()).unwrap();
+        drain_appends(&mut leader, 2);
+    }
+    let pr = leader.progress(2).unwrap();
+    assert_eq!(
+        (pr.state, pr.match_index, pr.next_index),
+        (ProgressState::Replicate, 1, 4)
+    );
+
+    leader.peer_unreachable(2);
+    let pr = leader.progress(2).unwrap();
+    assert_eq!((pr.state, pr.next_index), (ProgressState::Probe, 2));
+    assert!(leader.take_ready().replicate.contains(&2));
+    let sent = drain_appends(&mut leader, 2);
+    assert_eq!(sent.len(), 1);
+    let (prev, _, entries, _) = append_entries_of(&sent[0]);
+    assert_eq!((prev, entries.len()), (1, 2));
+    // Other peers are unaffected, and unknown peers are no-ops.
+    assert_eq!(leader.progress(3).unwrap().state, ProgressState::Replicate);
+    leader.peer_unreachable(9);
+    // A follower ignores the call.
+    let mut follower = new_core(2, 3);
+    follower.peer_unreachable(1);
+    assert!(follower.take_ready().is_empty());
+}
+
+/// Messages are built when the replication thread is ready, so everything
+/// proposed meanwhile travels together, up to `max_append_bytes`.
+#[test]
+fn test_batching_in_append_for() {
+    let mut leader = steady_leader(3, &[], 1);
+    for i in 0..5u8 {
+        leader.propose(vec![i; 4]).unwrap();
+    }
+    let sent = drain_appends(&mut leader, 2);
+    assert_eq!(sent.len(), 1);
+    let (prev, _, entries, _) = append_entries_of(&sent[0]);
+    assert_eq!(prev, 1);
+    let indexes: Vec<Index> = entries.iter().map(|e| e.index).collect();
+    assert_eq!(indexes, vec![2, 3, 4, 5, 6]);
+
+    // A cap of two entries' worth splits the batch: 2 + 2 + 1.
+    let mut leader = steady_leader(3, &[], 1);
+    leader.config.max_append_bytes = 2 * (16 + 4);
+    for i in 0..5u8 {
+        leader.propose(vec![i; 4]).unwrap();
+    }
+    let sent = drain_appends(&mut leader, 2);
+    let shape: Vec<(Index, usize)> = sent
+        .iter()
+        .map(|m| {
+            let (prev, _, entries, _) = append_entries_of(m);
+            (prev, entries.len())
+        })
+        .collect();
+    assert_eq!(shape, vec![(1, 2), (3, 2), (5, 1)]);
+    // An entry larger than the cap still goes out, alone.
+    leader.propose(vec![0; 100]).unwrap();
+    let sent = drain_appends(&mut leader, 2);
+    assert_eq!(sent.len(), 1);
+    assert_eq!(append_entries_of(&sent[0]).2.len(), 1);
+}
+
+/// A rejection that a follower sends in reply to a delayed AppendEntries of an
+/// earlier term carries the follower's current term, so when that old leader
+/// has since been re-elected it takes the rejection as a current one. If the
+/// rejected index equals the follower's match index, the leader must see it as
+/// stale (it once computed `next.clamp(match + 1, rejected)` with min > max
+/// and panicked).
+#[test]
+fn test_stale_rejection_at_match_index_does_not_panic() {
+    // Node 1 led term 1 and sent follower 2 an AppendEntries with prev index 2;
+    // that message is delayed. Node 1 is re-elected in term 3.
+    let delayed = append(1, 2, 1, (2, 1), vec![], 0);
+    let mut leader = core_with_log(1, 3, &[1, 1], 2, None);
+    leader.config.max_append_bytes = 0;
+    make_leader(&mut leader);
+    leader.take_ready();
+    let mut follower = core_with_log(2, 3, &[1], 2, None);
+
+    // Replication of term 3 to the follower: probe, reject, probe, success.
+    let mut to_follower = drain_appends(&mut leader, 2);
+    for _ in 0..2 {
+        for m in to_follower.drain(..) {
+            follower.step(m);
+        }
+        for reply in follower.take_ready().messages {
+            leader.step(reply);
+        }
+        to_follower = drain_appends(&mut leader, 2);
+    }
+    assert_eq!(leader.progress(2).unwrap().match_index, 2);
+    assert_eq!(follower.current_term(), 3);
+
+    // Now the delayed term-1 message arrives; the follower refuses it with its
+    // (current) term 3, and the leader of term 3 takes that refusal in.
+    follower.step(delayed);
+    let reply = follower.take_ready().messages.pop().unwrap();
+    assert_eq!(reply.term, 3);
+    assert!(matches!(
+        reply.message,
+        Message::AppendEntriesResponse(AppendResult::Reject {
+            rejected_index: 2,
+            ..
+        })
+    ));
+    leader.step(reply);
+    assert_eq!(leader.role(), RoleKind::Leader);
+    assert_eq!(leader.progress(2).unwrap().match_index, 2);
+}
+
+/// The same case without any change of term: a rejection of a pipelined
+/// message overtaken (after a reconnection) by the success of a later one that
+/// acknowledges exactly the rejected index.
+#[test]
+fn test_reordered_rejection_at_match_index_does_not_panic() {
+    let mut leader = steady_leader(3, &[], 1);
+    leader.config.max_append_bytes = 0; // one entry per message
+    let mut follower = core_with_log(2, 3, &[1], 1, None);
+    follower.step(heartbeat(1, 2, 1));
+    follower.take_ready();
+
+    // Two pipelined messages; the first is lost, so the follower rejects the
+    // second: its log ends at 1, before the prev index 2.
+    leader.propose(b"a".to_vec()).unwrap();
+    leader.propose(b"b".to_vec()).unwrap();
+    let sent = drain_appends(&mut leader, 2);
+    assert_eq!(sent.len(), 2);
+    follower.step(sent[1].clone());
+    let late_reject = follower.take_ready().messages.pop().unwrap();
+    assert!(matches!(
+        late_reject.message,
+        Message::AppendEntriesResponse(AppendResult::Reject {
+            rejected_index: 2,
+            ..
+        })
+    ));
+
+    // The connection drops; the leader probes from the match point, and the
+    // follower's success for index 2 arrives before the old rejection.
+    leader.peer_unreachable(2);
+    let probe = drain_appends(&mut leader, 2);
+    follower.step(probe[0].clone());
+    for reply in follower.take_ready().messages {
+        leader.step(reply);
+    }
+    assert_eq!(leader.progress(2).unwrap().match_index, 2);
+
+    leader.step(late_reject); // panics: min > max. min = 3, max = 2
+    let pr = leader.progress(2).unwrap();
+    assert_eq!(pr.match_index, 2, "a stale rejection changes nothing");
+    assert!(pr.next_index > 2);
+}
