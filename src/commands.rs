@@ -25,7 +25,6 @@
 //! would give a client it cannot offer more, so redis-cli, redis-benchmark and
 //! client libraries work unchanged.
 
-use crate::core::RoleKind;
 use crate::error::Error;
 use crate::node::Node;
 use crate::resp::Reply;
@@ -198,18 +197,19 @@ fn check_sizes(keys: &[Vec<u8>], value: Option<&Vec<u8>>) -> Option<Reply> {
     }
 }
 
-/// Reads the leader's local state machine (linearizable reads come later).
+/// A linearizable read, served by the leader after it has confirmed it still
+/// leads (ReadIndex). A node that cannot confirm that never answers with a
+/// value.
 fn get(node: &Node, key: &[u8]) -> Reply {
     if let Some(reply) = check_sizes(&[key.to_vec()], None) {
         return reply;
     }
-    let status = node.status();
-    if status.role != RoleKind::Leader {
-        return redirect(node, status.leader_id).unwrap_or(Reply::NullBulk);
-    }
-    match node.get(key) {
-        Some(value) => Reply::Bulk(value),
-        None => Reply::NullBulk,
+    match node.read(key) {
+        Ok(Some(value)) => Reply::Bulk(value),
+        Ok(None) => Reply::NullBulk,
+        Err(Error::NotLeader { leader }) => redirect(node, leader)
+            .unwrap_or_else(|| Reply::Error("TRYAGAIN leadership is changing".into())),
+        Err(e) => Reply::Error(format!("TIMEOUT read not confirmed: {e}")),
     }
 }
 

@@ -70,7 +70,7 @@ use crate::raft_log::RaftLog;
 use log::{debug, error, info, warn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 
 /// The core's settings, in logical ticks.
@@ -152,6 +152,20 @@ pub struct Ready {
     /// Peers with something to send: their replication threads should call
     /// [`RaftCore::append_for`].
     pub replicate: Vec<NodeId>,
+    /// Reads whose leadership check passed: each may be served once the state
+    /// machine has applied up to its index.
+    pub reads: Vec<ReadyRead>,
+    /// Reads that can no longer be confirmed, because this node stopped
+    /// leading: the client should ask the new leader.
+    pub aborted_reads: Vec<u64>,
+}
+
+/// A linearizable read that may now be served (see [`RaftCore::read_index`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadyRead {
+    pub id: u64,
+    /// Serve the read from a state machine that has applied at least this far.
+    pub index: Index,
 }
 
 impl Ready {
@@ -162,6 +176,8 @@ impl Ready {
             && self.messages.is_empty()
             && self.committed.is_empty()
             && self.replicate.is_empty()
+            && self.reads.is_empty()
+            && self.aborted_reads.is_empty()
     }
 
     /// Whether anything must be written to disk.
@@ -193,6 +209,8 @@ pub struct Progress {
     heartbeat_due: bool,
     /// The highest commit index this follower has been told about.
     commit_sent: Index,
+    /// The highest read round this follower has answered in this term.
+    acked_round: u64,
 }
 
 impl Progress {
@@ -204,6 +222,7 @@ impl Progress {
             probe_sent: false,
             heartbeat_due: true,
             commit_sent: 0,
+            acked_round: 0,
         }
     }
 
@@ -235,7 +254,29 @@ enum Role {
     },
     Leader {
         progress: BTreeMap<NodeId, Progress>,
+        reads: ReadQueue,
     },
+}
+
+/// The leader's linearizable reads waiting for their leadership check.
+#[derive(Debug, Default)]
+struct ReadQueue {
+    /// Incremented for every read; AppendEntries carry the latest value and
+    /// followers echo it back.
+    round: u64,
+    /// The index of this term's no-op: no read may be served from an earlier
+    /// state, since entries before it may be committed without this leader
+    /// knowing yet (§6.4 of the Raft dissertation, step 1).
+    term_start: Index,
+    /// In registration order, so rounds and indexes are non-decreasing.
+    pending: VecDeque<PendingRead>,
+}
+
+#[derive(Debug)]
+struct PendingRead {
+    id: u64,
+    index: Index,
+    round: u64,
 }
 
 /// One node's Raft state machine. See the module docs.
@@ -368,7 +409,7 @@ impl RaftCore {
     /// The leader's view of a follower; `None` unless leader.
     pub fn progress(&self, peer: NodeId) -> Option<&Progress> {
         match &self.role {
-            Role::Leader { progress } => progress.get(&peer),
+            Role::Leader { progress, .. } => progress.get(&peer),
             _ => None,
         }
     }
@@ -388,7 +429,7 @@ impl RaftCore {
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
         match &mut self.role {
-            Role::Leader { progress } => {
+            Role::Leader { progress, .. } => {
                 self.heartbeat_elapsed += 1;
                 if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
                     // §5.2: leaders send periodic heartbeats to keep their
@@ -423,6 +464,39 @@ impl RaftCore {
         Ok((index, self.current_term))
     }
 
+    /// Starts a linearizable read with the caller's `id` (ReadIndex, §6.4 of
+    /// the Raft dissertation). Only a leader can serve one. The read's index is
+    /// the commit index now — or this term's no-op, if that is not committed
+    /// yet, because only then does the leader know everything committed
+    /// before it. The leader then needs a majority to answer a round of
+    /// AppendEntries sent after this call, proving no newer leader existed
+    /// when the read began; reads that arrive together share that round. The
+    /// read comes out in [`Ready::reads`] once both hold, and in
+    /// [`Ready::aborted_reads`] if leadership is lost first. It costs no log
+    /// entry and no disk write.
+    pub fn read_index(&mut self, id: u64) -> Result<(), NotLeader> {
+        if self.role() != RoleKind::Leader {
+            return Err(NotLeader {
+                leader: self.leader_id(),
+            });
+        }
+        let commit_index = self.commit_index;
+        if let Role::Leader { progress, reads } = &mut self.role {
+            reads.round += 1;
+            reads.pending.push_back(PendingRead {
+                id,
+                index: commit_index.max(reads.term_start),
+                round: reads.round,
+            });
+            // Ask now rather than at the next heartbeat.
+            for pr in progress.values_mut() {
+                pr.heartbeat_due = true;
+            }
+        }
+        self.check_reads();
+        Ok(())
+    }
+
     /// Reports that the log is durable up to `index`, whose entry had `term`
     /// when written. If the entry has since been replaced, the report is stale
     /// and ignored (a later one will cover the replacement).
@@ -438,7 +512,7 @@ impl RaftCore {
     /// The replication thread for `peer` lost its connection: whatever was in
     /// flight is presumed lost, so fall back to probing from the match point.
     pub fn peer_unreachable(&mut self, peer: NodeId) {
-        if let Role::Leader { progress } = &mut self.role {
+        if let Role::Leader { progress, .. } = &mut self.role {
             if let Some(pr) = progress.get_mut(&peer) {
                 pr.become_probe();
             }
@@ -489,14 +563,19 @@ impl RaftCore {
                 ),
                 Message::AppendEntries { prev_log_index, .. } => self.send(
                     env.from,
-                    Message::AppendEntriesResponse(AppendResult::Reject {
-                        rejected_index: prev_log_index,
-                        hint: RejectHint::LogTooShort {
-                            last_index: self.log.last_index(),
+                    Message::AppendEntriesResponse {
+                        // Round 0: this proves nothing about any current
+                        // leader's reads.
+                        round: 0,
+                        result: AppendResult::Reject {
+                            rejected_index: prev_log_index,
+                            hint: RejectHint::LogTooShort {
+                                last_index: self.log.last_index(),
+                            },
                         },
-                    }),
+                    },
                 ),
-                Message::RequestVoteResponse { .. } | Message::AppendEntriesResponse(_) => {}
+                Message::RequestVoteResponse { .. } | Message::AppendEntriesResponse { .. } => {}
             }
             return;
         }
@@ -514,14 +593,22 @@ impl RaftCore {
                 prev_log_term,
                 entries,
                 leader_commit,
-            } => self.handle_append_entries(
-                env.from,
-                prev_log_index,
-                prev_log_term,
-                entries,
-                leader_commit,
-            ),
-            Message::AppendEntriesResponse(result) => self.handle_append_response(env.from, result),
+                round,
+            } => {
+                let result = self.handle_append_entries(
+                    env.from,
+                    prev_log_index,
+                    prev_log_term,
+                    entries,
+                    leader_commit,
+                );
+                if let Some(result) = result {
+                    self.send(env.from, Message::AppendEntriesResponse { round, result });
+                }
+            }
+            Message::AppendEntriesResponse { round, result } => {
+                self.handle_append_response(env.from, round, result)
+            }
         }
     }
 
@@ -530,7 +617,7 @@ impl RaftCore {
     /// the peer's replication thread when it is ready to write, so everything
     /// appended since its last call travels in this one message.
     pub fn append_for(&mut self, peer: NodeId) -> Option<Envelope> {
-        let Role::Leader { progress } = &mut self.role else {
+        let Role::Leader { progress, reads } = &mut self.role else {
             return None;
         };
         let pr = progress.get_mut(&peer)?;
@@ -572,6 +659,7 @@ impl RaftCore {
                 prev_log_term,
                 entries,
                 leader_commit: self.commit_index,
+                round: reads.round,
             },
         })
     }
@@ -590,7 +678,7 @@ impl RaftCore {
                 .to_vec();
             self.last_applied = self.commit_index;
         }
-        if let Role::Leader { progress } = &self.role {
+        if let Role::Leader { progress, .. } = &self.role {
             let last_index = self.log.last_index();
             ready.replicate = progress
                 .iter()
@@ -618,6 +706,10 @@ impl RaftCore {
             self.hard_state_dirty = true;
         }
         let old_leader = self.leader_id();
+        if let Role::Leader { reads, .. } = &mut self.role {
+            let aborted = reads.pending.drain(..).map(|r| r.id);
+            self.ready.aborted_reads.extend(aborted);
+        }
         self.role = Role::Follower { leader };
         self.reset_election_timer();
         if was != RoleKind::Follower {
@@ -677,14 +769,18 @@ impl RaftCore {
             .iter()
             .map(|&peer| (peer, Progress::new(next_index)))
             .collect();
-        self.role = Role::Leader { progress };
+        // §8: commit an entry of our own term at once, which also commits every
+        // earlier entry and tells us the commit point.
+        let reads = ReadQueue {
+            term_start: next_index,
+            ..ReadQueue::default()
+        };
+        self.role = Role::Leader { progress, reads };
         self.heartbeat_elapsed = 0;
         info!(
             "node {}: became leader for term {}",
             self.config.id, self.current_term
         );
-        // §8: commit an entry of our own term at once, which also commits every
-        // earlier entry and tells us the commit point.
         self.append_own(Payload::Noop);
     }
 
@@ -750,7 +846,7 @@ impl RaftCore {
         prev_log_term: Term,
         entries: Vec<Entry>,
         leader_commit: Index,
-    ) {
+    ) -> Option<AppendResult> {
         match self.role {
             Role::Leader { .. } => {
                 // Election Safety (§5.2) makes this impossible; a peer that does
@@ -759,7 +855,7 @@ impl RaftCore {
                     "node {}: AppendEntries from {} while leader of term {}; ignored",
                     self.config.id, leader, self.current_term
                 );
-                return;
+                return None;
             }
             // §5.2: a candidate that hears from the leader of its term steps down.
             Role::Candidate { .. } => self.become_follower(self.current_term, Some(leader)),
@@ -783,18 +879,15 @@ impl RaftCore {
                 "node {}: malformed AppendEntries from {} (entry indexes or terms out of order); ignored",
                 self.config.id, leader
             );
-            return;
+            return None;
         }
 
         // The consistency check (§5.3).
         match self.log.term_at(prev_log_index) {
             None => {
                 let last_index = self.log.last_index();
-                return self.reject(
-                    leader,
-                    prev_log_index,
-                    RejectHint::LogTooShort { last_index },
-                );
+                let hint = RejectHint::LogTooShort { last_index };
+                return Some(self.reject(leader, prev_log_index, hint));
             }
             Some(term) if term != prev_log_term => {
                 let first_index = self.log.first_index_of_term_at(prev_log_index);
@@ -802,7 +895,7 @@ impl RaftCore {
                     conflict_term: term,
                     first_index,
                 };
-                return self.reject(leader, prev_log_index, hint);
+                return Some(self.reject(leader, prev_log_index, hint));
             }
             Some(_) => {}
         }
@@ -821,7 +914,7 @@ impl RaftCore {
                         "node {}: leader {} would overwrite committed entry {} (commit index {}); ignored",
                         self.config.id, leader, index, self.commit_index
                     );
-                    return;
+                    return None;
                 }
                 debug!(
                     "node {}: conflict at index {}; truncating {} entries",
@@ -843,26 +936,20 @@ impl RaftCore {
         if new_commit > self.commit_index {
             self.commit_index = new_commit;
         }
-        self.send(
-            leader,
-            Message::AppendEntriesResponse(AppendResult::Success {
-                match_index: last_new,
-            }),
-        );
+        Some(AppendResult::Success {
+            match_index: last_new,
+        })
     }
 
-    fn reject(&mut self, leader: NodeId, rejected_index: Index, hint: RejectHint) {
+    fn reject(&self, leader: NodeId, rejected_index: Index, hint: RejectHint) -> AppendResult {
         debug!(
             "node {}: rejecting AppendEntries at {} from {}: {:?}",
             self.config.id, rejected_index, leader, hint
         );
-        self.send(
-            leader,
-            Message::AppendEntriesResponse(AppendResult::Reject {
-                rejected_index,
-                hint,
-            }),
-        );
+        AppendResult::Reject {
+            rejected_index,
+            hint,
+        }
     }
 
     fn truncate_after(&mut self, last_kept: Index) {
@@ -881,9 +968,21 @@ impl RaftCore {
         }
     }
 
-    fn handle_append_response(&mut self, from: NodeId, result: AppendResult) {
+    fn handle_append_response(&mut self, from: NodeId, round: u64, result: AppendResult) {
+        // Any answer in our term, accepting or not, shows the follower still
+        // recognised us as leader when it read that round.
+        if let Role::Leader { progress, .. } = &mut self.role {
+            if let Some(pr) = progress.get_mut(&from) {
+                pr.acked_round = pr.acked_round.max(round);
+            }
+        }
+        self.handle_append_result(from, result);
+        self.check_reads();
+    }
+
+    fn handle_append_result(&mut self, from: NodeId, result: AppendResult) {
         let last_index = self.log.last_index();
-        let Role::Leader { progress } = &mut self.role else {
+        let Role::Leader { progress, .. } = &mut self.role else {
             return;
         };
         let Some(pr) = progress.get_mut(&from) else {
@@ -949,7 +1048,7 @@ impl RaftCore {
     /// if its entry is from the current term (Figure 8).
     fn maybe_commit(&mut self) {
         let quorum = self.quorum();
-        let Role::Leader { progress } = &self.role else {
+        let Role::Leader { progress, .. } = &self.role else {
             return;
         };
         let mut matched: Vec<Index> = progress.values().map(|pr| pr.match_index).collect();
@@ -964,6 +1063,33 @@ impl RaftCore {
                 self.config.id, self.commit_index, majority_index
             );
             self.commit_index = majority_index;
+            self.check_reads();
+        }
+    }
+
+    /// Releases every pending read whose round a majority has answered and
+    /// whose index is committed (ReadIndex, §6.4 of the dissertation).
+    fn check_reads(&mut self) {
+        let quorum = self.quorum();
+        let Role::Leader { progress, reads } = &mut self.role else {
+            return;
+        };
+        if reads.pending.is_empty() {
+            return;
+        }
+        let mut acked: Vec<u64> = progress.values().map(|pr| pr.acked_round).collect();
+        acked.push(u64::MAX); // the leader vouches for itself
+        acked.sort_unstable_by(|a, b| b.cmp(a));
+        let confirmed = acked[quorum - 1];
+        while let Some(read) = reads.pending.front() {
+            if read.round > confirmed || read.index > self.commit_index {
+                break;
+            }
+            self.ready.reads.push(ReadyRead {
+                id: read.id,
+                index: read.index,
+            });
+            reads.pending.pop_front();
         }
     }
 
@@ -984,7 +1110,7 @@ impl Message {
             Message::RequestVote { .. } => "RequestVote",
             Message::RequestVoteResponse { .. } => "RequestVoteResponse",
             Message::AppendEntries { .. } => "AppendEntries",
-            Message::AppendEntriesResponse(_) => "AppendEntriesResponse",
+            Message::AppendEntriesResponse { .. } => "AppendEntriesResponse",
         }
     }
 }

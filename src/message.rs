@@ -79,9 +79,14 @@ pub enum Message {
         prev_log_term: Term,
         entries: Vec<Entry>,
         leader_commit: Index,
+        /// The leader's current read round (see `core`'s ReadIndex docs):
+        /// echoed back, it proves the follower still accepted this leader
+        /// after every read registered up to that round.
+        round: u64,
     },
-    /// Reply to [`Message::AppendEntries`].
-    AppendEntriesResponse(AppendResult),
+    /// Reply to [`Message::AppendEntries`]. `round` echoes the request's round,
+    /// or is 0 when the request was refused for its stale term.
+    AppendEntriesResponse { round: u64, result: AppendResult },
 }
 
 /// The outcome of an AppendEntries at the follower.

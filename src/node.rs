@@ -46,15 +46,29 @@ use std::thread::{self, JoinHandle};
 /// outcome, or `None` if another entry was committed at that index.
 type Waiters = BTreeMap<(Index, Term), Sender<Option<Outcome>>>;
 
+/// A client waiting for a linearizable read: the key, and where the value (or
+/// `Err` if this node stopped leading first) goes.
+type ReadWaiters = HashMap<u64, (Vec<u8>, Sender<Result<Option<Vec<u8>>, ()>>)>;
+
+/// Work for the apply thread, in the order the core released it.
+enum ApplyWork {
+    Entries(Vec<Entry>),
+    /// Reads confirmed by the core; every entry they must observe was sent
+    /// before them on the same channel.
+    Reads(Vec<u64>),
+}
+
 /// State shared by all of a node's threads.
 pub(crate) struct Shared {
     pub(crate) config: Config,
     pub(crate) core: Mutex<RaftCore>,
     kv: Mutex<Kv>,
     waiters: Mutex<Waiters>,
+    read_waiters: Mutex<ReadWaiters>,
+    next_read_id: AtomicU64,
     last_applied: AtomicU64,
     to_writer: Sender<Ready>,
-    to_apply: Sender<Vec<Entry>>,
+    to_apply: Sender<ApplyWork>,
     pub(crate) peers: BTreeMap<NodeId, PeerHandle>,
     /// Set once storage has failed: the node stops taking part (fail-stop).
     failure: Mutex<Option<String>>,
@@ -84,7 +98,21 @@ impl Shared {
     fn dispatch(&self, core: &mut RaftCore) {
         let mut ready = core.take_ready();
         if !ready.committed.is_empty() {
-            let _ = self.to_apply.send(std::mem::take(&mut ready.committed));
+            let _ = self
+                .to_apply
+                .send(ApplyWork::Entries(std::mem::take(&mut ready.committed)));
+        }
+        if !ready.reads.is_empty() {
+            let ids = ready.reads.drain(..).map(|r| r.id).collect();
+            let _ = self.to_apply.send(ApplyWork::Reads(ids));
+        }
+        if !ready.aborted_reads.is_empty() {
+            let mut read_waiters = self.read_waiters.lock();
+            for id in ready.aborted_reads.drain(..) {
+                if let Some((_, tx)) = read_waiters.remove(&id) {
+                    let _ = tx.send(Err(()));
+                }
+            }
         }
         for peer in std::mem::take(&mut ready.replicate) {
             if let Some(handle) = self.peers.get(&peer) {
@@ -105,6 +133,7 @@ impl Shared {
         self.failed.store(true, Ordering::Release);
         // Nothing that waits on this node will complete now.
         self.waiters.lock().clear();
+        self.read_waiters.lock().clear();
     }
 
     fn failure(&self) -> Option<Error> {
@@ -178,6 +207,8 @@ impl Node {
             core: Mutex::new(core),
             kv: Mutex::new(Kv::new()),
             waiters: Mutex::new(BTreeMap::new()),
+            read_waiters: Mutex::new(HashMap::new()),
+            next_read_id: AtomicU64::new(1),
             last_applied: AtomicU64::new(0),
             to_writer,
             to_apply,
@@ -285,10 +316,50 @@ impl Node {
     /// Reads `key` from this node's state machine as it is now.
     ///
     /// This is a *local* read: on a follower, or on a leader that has been
-    /// deposed without knowing it, it may miss recent writes. Linearizable
-    /// reads (ReadIndex, §6.4 of the Raft dissertation) come in a later issue.
+    /// deposed without knowing it, it may miss recent writes. Use
+    /// [`Node::read`] for a linearizable read.
     pub fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
         self.shared.kv.lock().get(key).cloned()
+    }
+
+    /// Reads `key` linearizably: the value reflects every write acknowledged
+    /// before this call began (ReadIndex, §6.4 of the Raft dissertation — the
+    /// leader confirms it still leads with a heartbeat round, then reads once
+    /// it has applied up to the commit index it saw). Only the leader serves
+    /// it; the read writes nothing to the log or the disk.
+    pub fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        if let Some(e) = self.shared.failure() {
+            return Err(e);
+        }
+        let id = self.shared.next_read_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = bounded(1);
+        let started = self.shared.with_core(|core| {
+            core.read_index(id)
+                .map_err(|e| Error::NotLeader { leader: e.leader })?;
+            // Registered under the core lock: before the read can be released.
+            self.shared
+                .read_waiters
+                .lock()
+                .insert(id, (key.to_vec(), tx));
+            Ok(())
+        });
+        match started {
+            None => return Err(self.shared.failure().unwrap_or(Error::ShutDown)),
+            Some(result) => result?,
+        }
+        match rx.recv_timeout(self.shared.config.proposal_timeout) {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(())) => Err(Error::NotLeader {
+                leader: self.shared.core.lock().leader_id(),
+            }),
+            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+                self.shared.read_waiters.lock().remove(&id);
+                Err(Error::Timeout)
+            }
+            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
+                Err(self.shared.failure().unwrap_or(Error::ShutDown))
+            }
+        }
     }
 
     /// Where node `id` serves clients, if known: this node's own from its
@@ -392,6 +463,7 @@ impl Node {
             let _ = handle.join();
         }
         self.shared.waiters.lock().clear();
+        self.shared.read_waiters.lock().clear();
     }
 }
 
@@ -477,48 +549,64 @@ fn persist(
     Ok(last_written)
 }
 
-/// The apply thread: applies committed entries in order and answers waiters.
-fn run_apply(shared: Arc<Shared>, batches: Receiver<Vec<Entry>>, shutdown: Receiver<()>) {
+/// The apply thread: applies committed entries in order, answers the clients
+/// waiting on them, and serves confirmed reads.
+fn run_apply(shared: Arc<Shared>, work: Receiver<ApplyWork>, shutdown: Receiver<()>) {
     loop {
-        let entries = select! {
-            recv(batches) -> b => match b { Ok(b) => b, Err(_) => return },
+        let work = select! {
+            recv(work) -> w => match w { Ok(w) => w, Err(_) => return },
             recv(shutdown) -> _ => return,
         };
-        let mut outcomes = Vec::with_capacity(entries.len());
-        {
-            let mut kv = shared.kv.lock();
-            for entry in &entries {
-                let outcome = match &entry.payload {
-                    Payload::Noop => None,
-                    Payload::Command(bytes) => match Command::decode(bytes) {
-                        Ok(command) => Some(kv.apply(command)),
-                        Err(e) => {
-                            error!(
-                                "node {}: entry {} holds an undecodable command ({e}); skipped",
-                                shared.config.id, entry.index
-                            );
-                            None
-                        }
-                    },
-                };
-                outcomes.push((entry.index, entry.term, outcome));
+        match work {
+            ApplyWork::Entries(entries) => apply_entries(&shared, &entries),
+            ApplyWork::Reads(ids) => {
+                let kv = shared.kv.lock();
+                let mut read_waiters = shared.read_waiters.lock();
+                for id in ids {
+                    if let Some((key, tx)) = read_waiters.remove(&id) {
+                        let _ = tx.send(Ok(kv.get(&key).cloned()));
+                    }
+                }
             }
         }
-        if let Some(last) = entries.last() {
-            shared.last_applied.store(last.index, Ordering::Release);
+    }
+}
+
+fn apply_entries(shared: &Shared, entries: &[Entry]) {
+    let mut outcomes = Vec::with_capacity(entries.len());
+    {
+        let mut kv = shared.kv.lock();
+        for entry in entries {
+            let outcome = match &entry.payload {
+                Payload::Noop => None,
+                Payload::Command(bytes) => match Command::decode(bytes) {
+                    Ok(command) => Some(kv.apply(command)),
+                    Err(e) => {
+                        error!(
+                            "node {}: entry {} holds an undecodable command ({e}); skipped",
+                            shared.config.id, entry.index
+                        );
+                        None
+                    }
+                },
+            };
+            outcomes.push((entry.index, entry.term, outcome));
         }
-        let mut waiters = shared.waiters.lock();
-        for (index, term, outcome) in outcomes {
-            // Whoever waits on this index with another term lost: their entry
-            // was replaced before it could commit.
-            let waiting: Vec<(Index, Term)> = waiters
-                .range((index, 0)..=(index, Term::MAX))
-                .map(|(&k, _)| k)
-                .collect();
-            for key in waiting {
-                if let Some(tx) = waiters.remove(&key) {
-                    let _ = tx.send(if key.1 == term { outcome } else { None });
-                }
+    }
+    if let Some(last) = entries.last() {
+        shared.last_applied.store(last.index, Ordering::Release);
+    }
+    let mut waiters = shared.waiters.lock();
+    for (index, term, outcome) in outcomes {
+        // Whoever waits on this index with another term lost: their entry
+        // was replaced before it could commit.
+        let waiting: Vec<(Index, Term)> = waiters
+            .range((index, 0)..=(index, Term::MAX))
+            .map(|(&k, _)| k)
+            .collect();
+        for key in waiting {
+            if let Some(tx) = waiters.remove(&key) {
+                let _ = tx.send(if key.1 == term { outcome } else { None });
             }
         }
     }

@@ -100,6 +100,7 @@ fn append(
             prev_log_term: prev.1,
             entries,
             leader_commit: commit,
+            round: 0,
         },
     )
 }
@@ -113,7 +114,10 @@ fn success(from: NodeId, to: NodeId, term: Term, match_index: Index) -> Envelope
         from,
         to,
         term,
-        Message::AppendEntriesResponse(AppendResult::Success { match_index }),
+        Message::AppendEntriesResponse {
+            round: 0,
+            result: AppendResult::Success { match_index },
+        },
     )
 }
 
@@ -128,10 +132,13 @@ fn reject(
         from,
         to,
         term,
-        Message::AppendEntriesResponse(AppendResult::Reject {
-            rejected_index,
-            hint,
-        }),
+        Message::AppendEntriesResponse {
+            round: 0,
+            result: AppendResult::Reject {
+                rejected_index,
+                hint,
+            },
+        },
     )
 }
 
@@ -229,6 +236,7 @@ fn append_entries_of(env: &Envelope) -> (Index, Term, &[Entry], Index) {
             prev_log_term,
             entries,
             leader_commit,
+            ..
         } => (*prev_log_index, *prev_log_term, entries, *leader_commit),
         other => panic!("expected AppendEntries, got {other:?}"),
     }
@@ -241,7 +249,7 @@ fn only_message(ready: &Ready) -> &Envelope {
 
 fn append_result(env: &Envelope) -> &AppendResult {
     match &env.message {
-        Message::AppendEntriesResponse(r) => r,
+        Message::AppendEntriesResponse { result, .. } => result,
         other => panic!("expected AppendEntriesResponse, got {other:?}"),
     }
 }
@@ -1245,7 +1253,10 @@ fn test_leader_sync_follower_log_5_3() {
             .filter(|m| {
                 matches!(
                     m.message,
-                    Message::AppendEntriesResponse(AppendResult::Reject { .. })
+                    Message::AppendEntriesResponse {
+                        result: AppendResult::Reject { .. },
+                        ..
+                    }
                 )
             })
             .count();
@@ -1871,10 +1882,13 @@ fn test_stale_rejection_at_match_index_does_not_panic() {
     assert_eq!(reply.term, 3);
     assert!(matches!(
         reply.message,
-        Message::AppendEntriesResponse(AppendResult::Reject {
-            rejected_index: 2,
+        Message::AppendEntriesResponse {
+            result: AppendResult::Reject {
+                rejected_index: 2,
+                ..
+            },
             ..
-        })
+        }
     ));
     leader.step(reply);
     assert_eq!(leader.role(), RoleKind::Leader);
@@ -1902,10 +1916,13 @@ fn test_reordered_rejection_at_match_index_does_not_panic() {
     let late_reject = follower.take_ready().messages.pop().unwrap();
     assert!(matches!(
         late_reject.message,
-        Message::AppendEntriesResponse(AppendResult::Reject {
-            rejected_index: 2,
+        Message::AppendEntriesResponse {
+            result: AppendResult::Reject {
+                rejected_index: 2,
+                ..
+            },
             ..
-        })
+        }
     ));
 
     // The connection drops; the leader probes from the match point, and the
@@ -1922,4 +1939,171 @@ fn test_reordered_rejection_at_match_index_does_not_panic() {
     let pr = leader.progress(2).unwrap();
     assert_eq!(pr.match_index, 2, "a stale rejection changes nothing");
     assert!(pr.next_index > 2);
+}
+
+// ===========================================================================
+// Linearizable reads: ReadIndex (§6.4 of the Raft dissertation)
+// ===========================================================================
+
+/// The round carried by an AppendEntries.
+fn round_of(env: &Envelope) -> u64 {
+    match env.message {
+        Message::AppendEntries { round, .. } => round,
+        ref other => panic!("expected AppendEntries, got {other:?}"),
+    }
+}
+
+/// A follower's acknowledgement of `match_index`, echoing `round`.
+fn ack(from: NodeId, term: Term, match_index: Index, round: u64) -> Envelope {
+    env(
+        from,
+        1,
+        term,
+        Message::AppendEntriesResponse {
+            round,
+            result: AppendResult::Success { match_index },
+        },
+    )
+}
+
+fn read_ids(ready: &Ready) -> Vec<u64> {
+    ready.reads.iter().map(|r| r.id).collect()
+}
+
+#[test]
+fn test_read_index_needs_a_majority_round_6_4() {
+    let mut leader = steady_leader(3, &[], 1);
+    let commit = leader.commit_index();
+    leader.read_index(7).unwrap();
+    let (ready, sent) = settle(&mut leader);
+    assert!(
+        ready.reads.is_empty(),
+        "released before any follower answered"
+    );
+    // The read asks every follower at once, not at the next heartbeat.
+    assert_eq!(ready.replicate, vec![2, 3]);
+    let round = round_of(&sent[0]);
+    assert!(round > 0);
+    // An answer to an older round proves nothing about this read.
+    leader.step(ack(2, 1, commit, round - 1));
+    assert!(leader.take_ready().reads.is_empty());
+    // One follower plus the leader is a majority of three.
+    leader.step(ack(2, 1, commit, round));
+    let ready = leader.take_ready();
+    assert_eq!(
+        ready.reads,
+        vec![ReadyRead {
+            id: 7,
+            index: commit
+        }]
+    );
+    // Released exactly once.
+    leader.step(ack(3, 1, commit, round));
+    assert!(leader.take_ready().reads.is_empty());
+}
+
+#[test]
+fn test_read_index_in_5_node_cluster_needs_two_followers_6_4() {
+    let mut leader = steady_leader(5, &[], 1);
+    let commit = leader.commit_index();
+    leader.read_index(1).unwrap();
+    let (_, sent) = settle(&mut leader);
+    let round = round_of(&sent[0]);
+    leader.step(ack(2, 1, commit, round));
+    assert!(leader.take_ready().reads.is_empty());
+    leader.step(ack(4, 1, commit, round));
+    assert_eq!(read_ids(&leader.take_ready()), vec![1]);
+}
+
+#[test]
+fn test_read_index_waits_for_the_current_term_commit_6_4() {
+    // A new leader holding entries of term 1 it cannot know are committed.
+    let mut leader = core_with_log(1, 3, &[1, 1], 1, None);
+    make_leader(&mut leader);
+    let term = leader.current_term();
+    let noop = leader.log().last_index();
+    assert_eq!(leader.commit_index(), 0);
+    leader.read_index(9).unwrap();
+    let (_, sent) = settle(&mut leader);
+    let round = sent.iter().map(round_of).max().unwrap();
+    // Leadership is confirmed, but nothing of this term is committed yet, so
+    // the read must not be served from an older state.
+    leader.step(ack(2, term, 0, round));
+    leader.step(ack(3, term, 0, round));
+    assert!(leader.take_ready().reads.is_empty());
+    // Once the no-op commits, the read goes out at the no-op's index.
+    leader.persisted(noop, term);
+    leader.step(ack(2, term, noop, round));
+    let ready = leader.take_ready();
+    assert_eq!(ready.reads, vec![ReadyRead { id: 9, index: noop }]);
+    assert_eq!(leader.commit_index(), noop);
+}
+
+#[test]
+fn test_read_index_batches_reads_into_one_round_6_4() {
+    let mut leader = steady_leader(3, &[], 1);
+    let commit = leader.commit_index();
+    for id in 1..=5 {
+        leader.read_index(id).unwrap();
+    }
+    let (_, sent) = settle(&mut leader);
+    // One AppendEntries per follower carries the latest round…
+    assert_eq!(sent.len(), 2);
+    let round = round_of(&sent[0]);
+    // …and one answer to it releases all five, in order.
+    leader.step(ack(3, 1, commit, round));
+    assert_eq!(read_ids(&leader.take_ready()), vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn test_read_index_aborted_when_leadership_is_lost_6_4() {
+    let mut leader = steady_leader(3, &[], 1);
+    leader.read_index(4).unwrap();
+    leader.read_index(5).unwrap();
+    settle(&mut leader);
+    leader.step(vote_request(2, 1, 2, (9, 2)));
+    assert_eq!(leader.role(), RoleKind::Follower);
+    let ready = leader.take_ready();
+    assert!(ready.reads.is_empty());
+    assert_eq!(ready.aborted_reads, vec![4, 5]);
+}
+
+#[test]
+fn test_read_index_refused_by_followers() {
+    let mut follower = new_core(2, 3);
+    follower.step(heartbeat(1, 2, 1));
+    assert_eq!(follower.read_index(1), Err(NotLeader { leader: Some(1) }));
+    assert!(follower.take_ready().reads.is_empty());
+}
+
+#[test]
+fn test_read_index_on_a_single_node_is_immediate_6_4() {
+    let mut core = new_core(1, 1);
+    tick_until_campaign(&mut core);
+    let ready = core.take_ready();
+    let noop = ready.entries.last().unwrap().clone();
+    core.persisted(noop.index, noop.term);
+    core.take_ready();
+    core.read_index(3).unwrap();
+    assert_eq!(
+        core.take_ready().reads,
+        vec![ReadyRead {
+            id: 3,
+            index: noop.index
+        }]
+    );
+}
+
+#[test]
+fn test_stale_term_refusal_confirms_no_read_6_4() {
+    // A follower refusing a message of an older term answers with round 0,
+    // even though its reply carries the leader's current term.
+    let mut follower = core_with_log(2, 3, &[1], 3, None);
+    follower.step(append(1, 2, 1, (1, 1), vec![], 0));
+    let reply = only_message(&follower.take_ready()).clone();
+    assert_eq!(reply.term, 3);
+    assert!(matches!(
+        reply.message,
+        Message::AppendEntriesResponse { round: 0, .. }
+    ));
 }
