@@ -74,6 +74,8 @@ pub(crate) struct Shared {
     failure: Mutex<Option<String>>,
     failed: AtomicBool,
     pub(crate) stopping: AtomicBool,
+    /// Set by [`Node::crash`]: the writer abandons unsynced writes.
+    crashing: AtomicBool,
     /// Every open peer socket, so that halting can unblock their threads.
     pub(crate) sockets: Sockets,
     /// Peers' client addresses, learnt from their handshakes.
@@ -158,8 +160,8 @@ pub struct Status {
 pub struct Node {
     shared: Arc<Shared>,
     raft_addr: SocketAddr,
-    shutdown: Option<Sender<()>>,
-    threads: Vec<JoinHandle<()>>,
+    shutdown: Mutex<Option<Sender<()>>>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
     inbound: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
 
@@ -216,6 +218,7 @@ impl Node {
             failure: Mutex::new(None),
             failed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
+            crashing: AtomicBool::new(false),
             sockets: Sockets::default(),
             client_addrs: Mutex::new(HashMap::new()),
         });
@@ -258,8 +261,8 @@ impl Node {
         Ok(Node {
             shared,
             raft_addr,
-            shutdown: Some(shutdown_tx),
-            threads,
+            shutdown: Mutex::new(Some(shutdown_tx)),
+            threads: Mutex::new(threads),
             inbound,
         })
     }
@@ -382,6 +385,10 @@ impl Node {
 
     pub fn status(&self) -> Status {
         let core = self.shared.core.lock();
+        self.status_of(&core)
+    }
+
+    fn status_of(&self, core: &RaftCore) -> Status {
         Status {
             id: core.id(),
             role: core.role(),
@@ -439,13 +446,43 @@ impl Node {
     }
 
     /// Stops every thread of this node, closes its sockets and files, and
-    /// waits for all of them. Writes in flight get [`Error::ShutDown`].
-    pub fn halt(mut self) {
+    /// waits for all of them. Writes in flight get [`Error::ShutDown`]. Nothing
+    /// is flushed that was not already durable. Idempotent.
+    pub fn halt(&self) {
         self.stop();
     }
 
-    fn stop(&mut self) {
-        let Some(shutdown) = self.shutdown.take() else {
+    /// For fault-injection tests: stops the node as a power failure would.
+    /// Like [`Node::halt`], but the writer abandons any batch it has not
+    /// synced yet and the log loses every write since its last fsync.
+    pub fn crash(&self) {
+        self.shared.crashing.store(true, Ordering::Release);
+        self.stop();
+    }
+
+    /// For fault-injection tests: freezes the node, as SIGSTOP would, until
+    /// the guard is dropped. Every thread that needs the core waits; sockets
+    /// stay open and buffer what peers send. Do not call methods of this node
+    /// from the pausing thread while paused (they would wait for it).
+    pub fn pause(&self) -> impl Drop + '_ {
+        self.shared.core.lock()
+    }
+
+    /// Like [`Node::status`], but `None` instead of waiting while the node is
+    /// paused or busy.
+    pub fn try_status(&self) -> Option<Status> {
+        let core = self.shared.core.try_lock_for(std::time::Duration::from_millis(1))?;
+        Some(self.status_of(&core))
+    }
+
+    /// A copy of this node's log, for tests that compare logs.
+    pub fn log_entries(&self) -> Vec<Entry> {
+        let core = self.shared.core.lock();
+        core.log().slice(1, core.log().last_index()).to_vec()
+    }
+
+    fn stop(&self) {
+        let Some(shutdown) = self.shutdown.lock().take() else {
             return;
         };
         info!("node {}: halting", self.id());
@@ -454,7 +491,7 @@ impl Node {
         drop(shutdown);
         sockets::wake_listener(self.raft_addr);
         self.shared.sockets.shutdown_all();
-        for handle in self.threads.drain(..) {
+        for handle in self.threads.lock().drain(..) {
             let _ = handle.join();
         }
         // The listener has exited, so no new inbound threads can appear.
@@ -492,14 +529,20 @@ fn run_writer(
     jobs: Receiver<Ready>,
     shutdown: Receiver<()>,
 ) {
+    let crash = |storage: Storage| {
+        if shared.crashing.load(Ordering::Acquire) {
+            storage.simulate_power_loss();
+        }
+    };
     loop {
         let first = select! {
-            recv(jobs) -> job => match job { Ok(job) => job, Err(_) => return },
-            recv(shutdown) -> _ => return,
+            recv(jobs) -> job => match job { Ok(job) => job, Err(_) => return crash(storage) },
+            recv(shutdown) -> _ => return crash(storage),
         };
         let mut batch = vec![first];
         batch.extend(jobs.try_iter());
-        match persist(&mut storage, &batch) {
+        match persist(&mut storage, &batch, &shared.crashing) {
+            Err(PersistError::Crashed) => return crash(storage),
             Ok(last_written) => {
                 for ready in &mut batch {
                     for message in ready.messages.drain(..) {
@@ -512,11 +555,23 @@ fn run_writer(
                     shared.with_core(|core| core.persisted(index, term));
                 }
             }
-            Err(e) => {
+            Err(PersistError::Storage(e)) => {
                 shared.fail(e.to_string());
                 return;
             }
         }
+    }
+}
+
+enum PersistError {
+    Storage(crate::storage::StorageError),
+    /// [`Node::crash`] struck between the writes and their fsync.
+    Crashed,
+}
+
+impl From<crate::storage::StorageError> for PersistError {
+    fn from(e: crate::storage::StorageError) -> PersistError {
+        PersistError::Storage(e)
     }
 }
 
@@ -526,7 +581,8 @@ fn run_writer(
 fn persist(
     storage: &mut Storage,
     batch: &[Ready],
-) -> Result<Option<(Index, Term)>, crate::storage::StorageError> {
+    crashing: &AtomicBool,
+) -> Result<Option<(Index, Term)>, PersistError> {
     if let Some(hard_state) = batch.iter().rev().find_map(|r| r.hard_state) {
         storage.save_hard_state(&hard_state)?;
     }
@@ -542,6 +598,9 @@ fn persist(
             log_changed = true;
             last_written = Some((last.index, last.term));
         }
+    }
+    if crashing.load(Ordering::Acquire) {
+        return Err(PersistError::Crashed);
     }
     if log_changed {
         storage.sync()?;

@@ -110,6 +110,8 @@ pub struct Storage {
     offsets: Vec<u64>,
     /// The length of the log file, which is where the next record goes.
     end: u64,
+    /// How much of the log file the last sync made durable.
+    synced_end: u64,
     /// The term of the last entry (0 when the log is empty), to refuse an
     /// append that would make terms decrease and the log unrecoverable.
     last_term: Term,
@@ -391,6 +393,7 @@ impl Storage {
             log,
             offsets: recovered_log.offsets,
             end: recovered_log.end,
+            synced_end: recovered_log.end,
             last_term,
             poisoned: false,
             _lock: lock,
@@ -427,6 +430,7 @@ impl Storage {
         }
         self.offsets.truncate(last_kept as usize);
         self.end = new_end;
+        self.synced_end = self.synced_end.min(new_end);
         self.last_term = new_last_term;
         Ok(())
     }
@@ -489,7 +493,18 @@ impl Storage {
             self.poisoned = true;
             return Err(io_err(&self.log_path, "fsync")(e));
         }
+        self.synced_end = self.end;
         Ok(())
+    }
+
+    /// For fault-injection tests: closes the storage as a power failure
+    /// would, losing every log write since the last [`Storage::sync`]. (A
+    /// truncation that was not synced yet is kept; a real crash may keep or
+    /// undo it, and either is safe.)
+    pub fn simulate_power_loss(self) {
+        if self.synced_end < self.end {
+            let _ = self.log.set_len(self.synced_end);
+        }
     }
 
     /// The index of the last entry in the log, 0 if it is empty.
