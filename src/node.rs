@@ -471,7 +471,10 @@ impl Node {
     /// Like [`Node::status`], but `None` instead of waiting while the node is
     /// paused or busy.
     pub fn try_status(&self) -> Option<Status> {
-        let core = self.shared.core.try_lock_for(std::time::Duration::from_millis(1))?;
+        let core = self
+            .shared
+            .core
+            .try_lock_for(std::time::Duration::from_millis(1))?;
         Some(self.status_of(&core))
     }
 

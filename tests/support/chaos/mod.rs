@@ -1,0 +1,616 @@
+//! A cluster under test control: in-process nodes whose peer traffic all goes
+//! through a fault-injecting proxy per ordered pair of nodes, clients that
+//! record a history, and the invariant checks every scenario ends with.
+//!
+//! Invariants checked:
+//! * at most one leader per term (sampled continuously by a monitor thread);
+//! * logs agree on every committed index;
+//! * committed entries are never lost or changed, across crashes and restarts
+//!   (each node's committed prefix is recorded before it crashes and sampled
+//!   while it runs);
+//! * a node's term never goes backwards across a restart;
+//! * the history — including final reads on the leader after healing, so that
+//!   every acknowledged write must be in the final state — is linearizable.
+//!
+//! Only the fault suite includes this module (`#[path]` in `tests/faults.rs`),
+//! so the checker's and the proxy's own unit tests run once, there.
+#![allow(dead_code)]
+
+pub mod linearizability;
+pub mod netproxy;
+
+use crate::support::{init_logging, wait_for};
+use linearizability::{CheckResult, History, Input, Output};
+use netproxy::Net;
+use parking_lot::Mutex;
+use raftnode::core::RoleKind;
+use raftnode::message::{Entry, Index, NodeId, Term};
+use raftnode::{Config, Error, Node};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+/// How long a scenario waits for the cluster to recover before failing.
+pub const RECOVER: Duration = Duration::from_secs(20);
+
+/// The seed for a scenario: `RAFTNODE_SEED` if set, else the test's default.
+pub fn seed(default: u64) -> u64 {
+    std::env::var("RAFTNODE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Scales durations and iteration counts for soak runs (`RAFTNODE_SOAK=1`
+/// multiplies by 10; any other number by that number).
+pub fn soak() -> u32 {
+    match std::env::var("RAFTNODE_SOAK").ok().as_deref() {
+        None | Some("") | Some("0") => 1,
+        Some("1") => 10,
+        Some(n) => n.parse().unwrap_or(10),
+    }
+}
+
+/// Leadership seen by the monitor: term -> every node seen leading it.
+type Leaders = BTreeMap<Term, BTreeSet<NodeId>>;
+
+struct Inner {
+    n: u64,
+    dir: tempfile::TempDir,
+    net: Net,
+    raft_addrs: BTreeMap<NodeId, SocketAddr>,
+    peers: BTreeMap<NodeId, BTreeMap<NodeId, String>>,
+    nodes: Mutex<BTreeMap<NodeId, Option<Arc<Node>>>>,
+    paused: Mutex<BTreeSet<NodeId>>,
+    history: History,
+    leaders: Mutex<Leaders>,
+    /// Every committed entry ever observed on any node: index -> (term, entry).
+    committed: Mutex<BTreeMap<Index, Entry>>,
+    /// The highest term each node has been seen in.
+    max_term: Mutex<BTreeMap<NodeId, Term>>,
+    violations: Mutex<Vec<String>>,
+    stop_clients: AtomicBool,
+    stop_monitor: AtomicBool,
+    next_value: AtomicU64,
+    /// Where clients send requests first (learnt from NotLeader).
+    leader_hint: AtomicU64,
+}
+
+pub struct Chaos {
+    pub seed: u64,
+    pub rng: StdRng,
+    inner: Arc<Inner>,
+    clients: Vec<JoinHandle<()>>,
+    monitor: Option<JoinHandle<()>>,
+}
+
+/// The timings of chaos clusters: fast elections keep scenarios short.
+fn config_for(inner: &Inner, id: NodeId) -> Config {
+    let mut config = Config::new(id, inner.dir.path().join(format!("node-{id}")));
+    config.cluster_id = "chaos".into();
+    config.raft_addr = inner.raft_addrs[&id].to_string();
+    config.peers = inner.peers[&id].clone();
+    config.tick = Duration::from_millis(5);
+    config.election_timeout_min = Duration::from_millis(60);
+    config.election_timeout_max = Duration::from_millis(120);
+    config.heartbeat_interval = Duration::from_millis(15);
+    config.proposal_timeout = Duration::from_millis(800);
+    config.connect_timeout = Duration::from_millis(200);
+    config.io_timeout = Duration::from_millis(500);
+    config
+}
+
+impl Chaos {
+    pub fn new(n: u64, seed: u64) -> Chaos {
+        init_logging();
+        eprintln!("chaos: {n} nodes, seed {seed} (replay with RAFTNODE_SEED={seed})");
+        let listeners: BTreeMap<NodeId, TcpListener> = (1..=n)
+            .map(|id| (id, TcpListener::bind("127.0.0.1:0").unwrap()))
+            .collect();
+        let raft_addrs: BTreeMap<NodeId, SocketAddr> = listeners
+            .iter()
+            .map(|(&id, l)| (id, l.local_addr().unwrap()))
+            .collect();
+        let net = Net::new(seed);
+        let mut peers: BTreeMap<NodeId, BTreeMap<NodeId, String>> = BTreeMap::new();
+        for from in 1..=n {
+            for to in (1..=n).filter(|&to| to != from) {
+                let proxy = net.add_link(from, to, raft_addrs[&to]);
+                peers.entry(from).or_default().insert(to, proxy.to_string());
+            }
+        }
+        let inner = Arc::new(Inner {
+            n,
+            dir: tempfile::tempdir().unwrap(),
+            net,
+            raft_addrs,
+            peers,
+            nodes: Mutex::new(BTreeMap::new()),
+            paused: Mutex::new(BTreeSet::new()),
+            history: History::new(),
+            leaders: Mutex::new(BTreeMap::new()),
+            committed: Mutex::new(BTreeMap::new()),
+            max_term: Mutex::new(BTreeMap::new()),
+            violations: Mutex::new(Vec::new()),
+            stop_clients: AtomicBool::new(false),
+            stop_monitor: AtomicBool::new(false),
+            next_value: AtomicU64::new(0),
+            leader_hint: AtomicU64::new(1),
+        });
+        for (id, listener) in listeners {
+            let node = Node::start_with_listener(config_for(&inner, id), listener).unwrap();
+            inner.nodes.lock().insert(id, Some(Arc::new(node)));
+        }
+        let monitor = {
+            let inner = inner.clone();
+            thread::spawn(move || monitor(inner))
+        };
+        Chaos {
+            seed,
+            rng: StdRng::seed_from_u64(seed),
+            inner,
+            clients: Vec::new(),
+            monitor: Some(monitor),
+        }
+    }
+
+    pub fn net(&self) -> &Net {
+        &self.inner.net
+    }
+
+    pub fn ids(&self) -> Vec<NodeId> {
+        (1..=self.inner.n).collect()
+    }
+
+    pub fn node(&self, id: NodeId) -> Option<Arc<Node>> {
+        self.inner.nodes.lock().get(&id).cloned().flatten()
+    }
+
+    pub fn running(&self) -> Vec<NodeId> {
+        let nodes = self.inner.nodes.lock();
+        nodes
+            .iter()
+            .filter(|(_, n)| n.is_some())
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    pub fn down(&self) -> Vec<NodeId> {
+        let nodes = self.inner.nodes.lock();
+        nodes
+            .iter()
+            .filter(|(_, n)| n.is_none())
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    pub fn majority(&self) -> usize {
+        self.inner.n as usize / 2 + 1
+    }
+
+    /// Stops a node as a power failure would (unsynced writes are lost).
+    pub fn crash(&self, id: NodeId) {
+        let Some(node) = self.inner.nodes.lock().get_mut(&id).and_then(Option::take) else {
+            return;
+        };
+        record_committed(&self.inner, &node);
+        self.inner
+            .max_term
+            .lock()
+            .entry(id)
+            .and_modify(|t| *t = (*t).max(node.status().term))
+            .or_insert(node.status().term);
+        node.crash();
+    }
+
+    /// Restarts a crashed node from its data dir, on its old port.
+    pub fn restart(&self, id: NodeId) {
+        assert!(self.node(id).is_none(), "node {id} is running");
+        let addr = self.inner.raft_addrs[&id];
+        let listener = wait_for(RECOVER, "a restarted node's port", || {
+            TcpListener::bind(addr).ok()
+        });
+        let node = Node::start_with_listener(config_for(&self.inner, id), listener)
+            .unwrap_or_else(|e| panic!("node {id} failed to restart: {e}"));
+        let term = node.status().term;
+        let before = self.inner.max_term.lock().get(&id).copied().unwrap_or(0);
+        assert!(
+            term >= before,
+            "node {id} restarted in term {term}, had reached {before}"
+        );
+        self.inner.nodes.lock().insert(id, Some(Arc::new(node)));
+    }
+
+    /// Freezes a node for `how_long` (as SIGSTOP would), then resumes it.
+    pub fn pause_for(&self, id: NodeId, how_long: Duration) {
+        let Some(node) = self.node(id) else { return };
+        self.inner.paused.lock().insert(id);
+        {
+            let _frozen = node.pause();
+            thread::sleep(how_long);
+        }
+        self.inner.paused.lock().remove(&id);
+    }
+
+    /// The node every running node agrees leads (once there is one).
+    pub fn leader(&self) -> Option<NodeId> {
+        let statuses: Vec<_> = self
+            .running()
+            .into_iter()
+            .filter_map(|id| self.node(id)?.try_status())
+            .collect();
+        let leader = statuses
+            .iter()
+            .filter(|s| s.role == RoleKind::Leader)
+            .max_by_key(|s| s.term)?;
+        let agree = statuses
+            .iter()
+            .filter(|s| s.term == leader.term && s.leader_id == Some(leader.id))
+            .count();
+        (agree >= self.majority()).then_some(leader.id)
+    }
+
+    pub fn wait_for_leader(&self) -> NodeId {
+        wait_for(RECOVER, "a leader backed by a majority", || self.leader())
+    }
+
+    /// Starts `count` client threads working on `keys` keys.
+    pub fn start_clients(&mut self, count: usize, keys: usize) {
+        for client in 0..count {
+            let inner = self.inner.clone();
+            let seed = self.seed.wrapping_mul(31).wrapping_add(client as u64);
+            self.clients
+                .push(thread::spawn(move || run_client(inner, client, keys, seed)));
+        }
+    }
+
+    pub fn stop_clients(&mut self) {
+        self.inner.stop_clients.store(true, Ordering::Release);
+        for c in self.clients.drain(..) {
+            c.join().expect("client thread panicked");
+        }
+        self.inner.stop_clients.store(false, Ordering::Release);
+    }
+
+    /// Writes through one specific node (not following redirects), recording
+    /// every attempt. Returns how many were acknowledged.
+    pub fn write_via(&self, id: NodeId, key: &str, count: usize, threads: usize) -> usize {
+        let acked = AtomicU64::new(0);
+        thread::scope(|s| {
+            for t in 0..threads {
+                let acked = &acked;
+                s.spawn(move || {
+                    for _ in (t..count).step_by(threads) {
+                        let Some(node) = self.node(id) else { return };
+                        let value = self.inner.fresh_value(1000 + t);
+                        let op =
+                            self.inner
+                                .history
+                                .invoke(1000 + t, key, Input::Write(value.clone()));
+                        match node.set(key, value) {
+                            Ok(()) => {
+                                self.inner.history.complete(op, Output::Ok);
+                                acked.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => record_failure(&self.inner.history, op, &e),
+                        }
+                    }
+                });
+            }
+        });
+        acked.load(Ordering::Relaxed) as usize
+    }
+
+    /// Heals the network, restarts every crashed node, waits for the cluster
+    /// to converge, and checks every invariant and the history.
+    pub fn finish(mut self) {
+        self.stop_clients();
+        self.inner.net.heal();
+        for id in self.down() {
+            self.restart(id);
+        }
+        let leader = self.wait_for_leader();
+        // Final reads on the leader, recorded after everything else: every
+        // acknowledged write must be visible in them.
+        let keys: BTreeSet<String> = self
+            .inner
+            .history
+            .ops()
+            .iter()
+            .map(|op| op.key.clone())
+            .collect();
+        for key in &keys {
+            wait_for(RECOVER, "a final read on the leader", || {
+                let leader = self.wait_for_leader();
+                let node = self.node(leader)?;
+                let op = self.inner.history.invoke(9999, key.as_str(), Input::Read);
+                match node.read(key.as_bytes()) {
+                    Ok(v) => {
+                        let v = v.map(|v| String::from_utf8(v).unwrap());
+                        self.inner.history.complete(op, Output::Read(v));
+                        Some(())
+                    }
+                    Err(_) => {
+                        self.inner.history.fail(op);
+                        None
+                    }
+                }
+            });
+        }
+        // Everyone catches up with the leader's commit index.
+        let target = self.node(leader).unwrap().status().commit_index;
+        for id in self.ids() {
+            let node = self.node(id).unwrap();
+            wait_for(
+                RECOVER,
+                &format!("node {id} to apply up to {target}"),
+                || (node.status().last_applied >= target).then_some(()),
+            );
+        }
+        self.check_invariants();
+        let ops = self.inner.history.ops();
+        let completed = ops.iter().filter(|op| op.is_completed()).count();
+        eprintln!(
+            "chaos: seed {}: {} ops ({} completed, {} indefinite); network {}",
+            self.seed,
+            ops.len(),
+            completed,
+            ops.len() - completed,
+            self.inner.net.stats()
+        );
+        match linearizability::check(&ops, Duration::from_secs(20)) {
+            CheckResult::Ok => {}
+            other => panic!("seed {}: history not linearizable:\n{other}", self.seed),
+        }
+    }
+
+    fn check_invariants(&self) {
+        for id in self.running() {
+            record_committed(&self.inner, &self.node(id).unwrap());
+        }
+        let violations = self.inner.violations.lock().clone();
+        assert!(
+            violations.is_empty(),
+            "seed {}: {}",
+            self.seed,
+            violations.join("\n")
+        );
+        for (term, leaders) in self.inner.leaders.lock().iter() {
+            assert!(
+                leaders.len() <= 1,
+                "seed {}: term {term} had leaders {leaders:?}",
+                self.seed
+            );
+        }
+    }
+
+    /// Every term in which the monitor saw a leader, and who.
+    pub fn leaders_seen(&self) -> Leaders {
+        self.inner.leaders.lock().clone()
+    }
+
+    pub fn history_len(&self) -> usize {
+        self.inner.history.ops().len()
+    }
+
+    /// How many writes and CASes invoked after the first `skip` operations of
+    /// the history were acknowledged.
+    pub fn acknowledged_writes_since(&self, skip: usize) -> usize {
+        self.inner
+            .history
+            .ops()
+            .iter()
+            .skip(skip)
+            .filter(|op| op.is_completed() && !matches!(op.input, Input::Read))
+            .count()
+    }
+}
+
+impl Inner {
+    fn fresh_value(&self, client: usize) -> String {
+        format!(
+            "c{client}v{}",
+            self.next_value.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+
+    fn violation(&self, what: String) {
+        self.violations.lock().push(what);
+    }
+}
+
+impl Drop for Chaos {
+    fn drop(&mut self) {
+        self.inner.stop_clients.store(true, Ordering::Release);
+        for c in self.clients.drain(..) {
+            let _ = c.join();
+        }
+        self.inner.stop_monitor.store(true, Ordering::Release);
+        if let Some(m) = self.monitor.take() {
+            let _ = m.join();
+        }
+        let nodes: Vec<_> = self
+            .inner
+            .nodes
+            .lock()
+            .values_mut()
+            .filter_map(Option::take)
+            .collect();
+        for node in nodes {
+            node.halt();
+        }
+        self.inner.net.shutdown();
+    }
+}
+
+/// Records `node`'s committed prefix, checking it against every committed
+/// entry seen before: committed entries never change or disappear.
+fn record_committed(inner: &Inner, node: &Node) {
+    let commit = node.status().commit_index;
+    let log = node.log_entries();
+    let mut committed = inner.committed.lock();
+    for entry in log.iter().take(commit as usize) {
+        match committed.get(&entry.index) {
+            Some(seen) if seen != entry => inner.violation(format!(
+                "node {} has {:?} committed at {}, but {:?} was committed there before",
+                node.id(),
+                entry,
+                entry.index,
+                seen
+            )),
+            Some(_) => {}
+            None => {
+                committed.insert(entry.index, entry.clone());
+            }
+        }
+    }
+    if (log.len() as Index) < commit {
+        inner.violation(format!(
+            "node {} reports commit index {commit} with only {} entries",
+            node.id(),
+            log.len()
+        ));
+    }
+}
+
+/// Samples every running node: who leads which term, how terms move, and
+/// (every so often) the committed prefixes.
+fn monitor(inner: Arc<Inner>) {
+    let mut last_sample = Instant::now();
+    while !inner.stop_monitor.load(Ordering::Acquire) {
+        let nodes: Vec<(NodeId, Arc<Node>)> = inner
+            .nodes
+            .lock()
+            .iter()
+            .filter_map(|(&id, n)| Some((id, n.clone()?)))
+            .collect();
+        let sample_logs = last_sample.elapsed() > Duration::from_millis(250);
+        for (id, node) in nodes {
+            let Some(status) = node.try_status() else {
+                continue;
+            };
+            if status.role == RoleKind::Leader {
+                let mut leaders = inner.leaders.lock();
+                let set = leaders.entry(status.term).or_default();
+                set.insert(id);
+                if set.len() > 1 {
+                    let msg = format!("term {} has two leaders: {set:?}", status.term);
+                    drop(leaders);
+                    inner.violation(msg);
+                }
+            }
+            {
+                let mut max_term = inner.max_term.lock();
+                let t = max_term.entry(id).or_insert(0);
+                *t = (*t).max(status.term);
+            }
+            if sample_logs && !inner.paused.lock().contains(&id) {
+                record_committed(&inner, &node);
+            }
+        }
+        if sample_logs {
+            last_sample = Instant::now();
+        }
+        thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Maps a node error to the history: definite failures leave the history;
+/// anything that may have taken effect stays, with an unknown outcome.
+fn record_failure(history: &History, op: linearizability::OpId, e: &Error) {
+    match e {
+        Error::NotLeader { .. } | Error::CommandTooLarge { .. } => history.fail(op),
+        Error::Timeout | Error::ShutDown | Error::Storage(_) => history.indefinite(op),
+    }
+}
+
+/// One client: a sequential process doing reads, unique writes and CASes on a
+/// few keys, against whichever node it believes leads.
+fn run_client(inner: Arc<Inner>, client: usize, keys: usize, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut last_read: BTreeMap<String, Option<String>> = BTreeMap::new();
+    while !inner.stop_clients.load(Ordering::Acquire) {
+        let key = format!("k{}", rng.gen_range(0..keys));
+        let mut target = inner.leader_hint.load(Ordering::Relaxed);
+        if rng.gen_bool(0.1) {
+            target = rng.gen_range(1..=inner.n);
+        }
+        let node = inner.nodes.lock().get(&target).cloned().flatten();
+        let Some(node) = node else {
+            inner
+                .leader_hint
+                .store(rng.gen_range(1..=inner.n), Ordering::Relaxed);
+            thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let result = match rng.gen_range(0..10) {
+            0..=3 => {
+                let op = inner.history.invoke(client, key.as_str(), Input::Read);
+                match node.read(key.as_bytes()) {
+                    Ok(v) => {
+                        let v = v.map(|v| String::from_utf8(v).unwrap());
+                        last_read.insert(key.clone(), v.clone());
+                        inner.history.complete(op, Output::Read(v));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        inner.history.fail(op);
+                        Err(e)
+                    }
+                }
+            }
+            4..=7 => {
+                let value = inner.fresh_value(client);
+                let op = inner
+                    .history
+                    .invoke(client, key.as_str(), Input::Write(value.clone()));
+                match node.set(key.as_str(), value) {
+                    Ok(()) => {
+                        inner.history.complete(op, Output::Ok);
+                        Ok(())
+                    }
+                    Err(e) => {
+                        record_failure(&inner.history, op, &e);
+                        Err(e)
+                    }
+                }
+            }
+            _ => {
+                let expected = last_read.get(&key).cloned().flatten().unwrap_or_default();
+                let new = inner.fresh_value(client);
+                let input = Input::Cas {
+                    expected: expected.clone(),
+                    new: new.clone(),
+                };
+                let op = inner.history.invoke(client, key.as_str(), input);
+                match node.cas(key.as_str(), expected, new) {
+                    Ok(swapped) => {
+                        inner.history.complete(op, Output::Cas(swapped));
+                        Ok(())
+                    }
+                    Err(e) => {
+                        record_failure(&inner.history, op, &e);
+                        Err(e)
+                    }
+                }
+            }
+        };
+        match result {
+            Ok(()) => {}
+            Err(Error::NotLeader { leader: Some(l) }) if l != target => {
+                inner.leader_hint.store(l, Ordering::Relaxed)
+            }
+            Err(_) => {
+                inner
+                    .leader_hint
+                    .store(rng.gen_range(1..=inner.n), Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(rng.gen_range(1..10)));
+            }
+        }
+    }
+}
