@@ -61,8 +61,15 @@ fn no_new_leader_and_no_commit_without_a_majority() {
     c.start_clients(3, 2);
     let before = c.history_len();
     sleep_ms(1500);
-    let elected: Vec<_> = c.leaders_seen().split_off(&(term + 1)).into_iter().collect();
-    assert!(elected.is_empty(), "elected without a majority: {elected:?}");
+    let elected: Vec<_> = c
+        .leaders_seen()
+        .split_off(&(term + 1))
+        .into_iter()
+        .collect();
+    assert!(
+        elected.is_empty(),
+        "elected without a majority: {elected:?}"
+    );
     // Anything acknowledged now would have to be committed by a minority.
     c.stop_clients();
     let acked_during = c.acknowledged_writes_since(before);
@@ -294,4 +301,206 @@ fn paused_leader_steps_down_and_does_no_harm_when_it_wakes() {
         sleep_ms(200);
     }
     c.finish();
+}
+
+// ---------------------------------------------------------------------------
+// Real processes: only a real crash shows what fsync really saved.
+// ---------------------------------------------------------------------------
+
+mod processes {
+    use super::chaos::linearizability::{self, CheckResult, History, Input, Output};
+    use super::chaos::seed;
+    use super::support::process::{ProcCluster, Resp};
+    use super::support::wait_for;
+    use raftnode::resp::Reply;
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    use std::sync::Arc;
+    use std::thread;
+    use std::time::Duration;
+
+    /// A client process over RESP: follows MOVED, treats a lost connection or
+    /// a TIMEOUT as an unknown outcome.
+    fn run_client(
+        ports: Vec<u16>,
+        history: Arc<History>,
+        stop: Arc<AtomicBool>,
+        client: usize,
+        seed: u64,
+        values: Arc<AtomicU64>,
+    ) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let mut port = ports[client % ports.len()];
+        let mut conn: Option<Resp> = None;
+        while !stop.load(Ordering::Acquire) {
+            let Some(c) = conn.as_mut() else {
+                conn = Resp::connect(port).ok().inspect(|c| {
+                    let _ = c.stream.set_read_timeout(Some(Duration::from_secs(2)));
+                });
+                if conn.is_none() {
+                    port = ports[rng.gen_range(0..ports.len())];
+                    thread::sleep(Duration::from_millis(20));
+                }
+                continue;
+            };
+            let key = format!("p{}", rng.gen_range(0..3));
+            let (args, input) = if rng.gen_bool(0.5) {
+                (vec!["GET".to_string(), key.clone()], Input::Read)
+            } else {
+                let v = format!("c{client}v{}", values.fetch_add(1, Ordering::Relaxed));
+                (vec!["SET".into(), key.clone(), v.clone()], Input::Write(v))
+            };
+            let is_read = input == Input::Read;
+            let op = history.invoke(client, key.as_str(), input);
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            c.send(&refs);
+            match c.try_read() {
+                Ok(Reply::Bulk(v)) => {
+                    history.complete(op, Output::Read(Some(String::from_utf8(v).unwrap())))
+                }
+                Ok(Reply::NullBulk) => history.complete(op, Output::Read(None)),
+                Ok(Reply::Simple(_)) => history.complete(op, Output::Ok),
+                Ok(Reply::Error(e)) if e.starts_with("TIMEOUT") && !is_read => {
+                    history.indefinite(op)
+                }
+                Ok(Reply::Error(e)) => {
+                    history.fail(op);
+                    if let Some(target) = e.strip_prefix("MOVED 0 ") {
+                        port = target.rsplit(':').next().unwrap().parse().unwrap();
+                        conn = None;
+                    } else {
+                        thread::sleep(Duration::from_millis(10));
+                    }
+                }
+                Ok(other) => panic!("unexpected reply {other:?}"),
+                Err(_) => {
+                    // Lost connection or no answer in time: unknown outcome.
+                    if is_read {
+                        history.fail(op);
+                    } else {
+                        history.indefinite(op);
+                    }
+                    conn = None;
+                    port = ports[rng.gen_range(0..ports.len())];
+                }
+            }
+        }
+    }
+
+    struct Clients {
+        stop: Arc<AtomicBool>,
+        threads: Vec<thread::JoinHandle<()>>,
+        history: Arc<History>,
+    }
+
+    impl Clients {
+        fn start(cluster: &ProcCluster, count: usize, seed: u64) -> Clients {
+            let ports: Vec<u16> = cluster.nodes.values().map(|n| n.client_port).collect();
+            let history = Arc::new(History::new());
+            let stop = Arc::new(AtomicBool::new(false));
+            let values = Arc::new(AtomicU64::new(0));
+            let threads = (0..count)
+                .map(|client| {
+                    let (p, h, s, v) =
+                        (ports.clone(), history.clone(), stop.clone(), values.clone());
+                    thread::spawn(move || run_client(p, h, s, client, seed + client as u64, v))
+                })
+                .collect();
+            Clients {
+                stop,
+                threads,
+                history,
+            }
+        }
+
+        /// Stops the clients, reads every key on the leader, and checks the
+        /// whole history.
+        fn finish(mut self, cluster: &ProcCluster, seed: u64) {
+            self.stop.store(true, Ordering::Release);
+            for t in self.threads.drain(..) {
+                t.join().unwrap();
+            }
+            let leader = cluster.wait_for_leader();
+            let mut c = cluster.client(leader);
+            for key in ["p0", "p1", "p2"] {
+                let op = self.history.invoke(999, key, Input::Read);
+                match c.call(&["GET", key]) {
+                    Reply::Bulk(v) => self
+                        .history
+                        .complete(op, Output::Read(Some(String::from_utf8(v).unwrap()))),
+                    Reply::NullBulk => self.history.complete(op, Output::Read(None)),
+                    other => panic!("final read failed: {other:?}"),
+                }
+            }
+            let ops = self.history.ops();
+            let done = ops.iter().filter(|op| op.is_completed()).count();
+            eprintln!(
+                "processes: seed {seed}: {} ops, {done} completed",
+                ops.len()
+            );
+            assert!(done > 50, "too little happened to check: {done} ops");
+            match linearizability::check(&ops, Duration::from_secs(20)) {
+                CheckResult::Ok => {}
+                other => panic!("seed {seed}: history not linearizable:\n{other}"),
+            }
+        }
+    }
+
+    impl Drop for Clients {
+        fn drop(&mut self) {
+            self.stop.store(true, Ordering::Release);
+            for t in self.threads.drain(..) {
+                let _ = t.join();
+            }
+        }
+    }
+
+    #[test]
+    fn kill_9_the_whole_cluster_under_load_keeps_every_acknowledged_write() {
+        let seed = seed(21);
+        let mut cluster = ProcCluster::start(3);
+        cluster.wait_for_leader();
+        let clients = Clients::start(&cluster, 4, seed);
+        for _ in 0..3 {
+            thread::sleep(Duration::from_millis(600));
+            for id in 1..=3 {
+                cluster.kill(id);
+            }
+            for id in 1..=3 {
+                cluster.start_node(id);
+            }
+            cluster.wait_for_leader();
+        }
+        thread::sleep(Duration::from_millis(500));
+        clients.finish(&cluster, seed);
+    }
+
+    #[test]
+    fn sigstopped_leader_serves_no_stale_read_when_it_wakes() {
+        let seed = seed(22);
+        let cluster = ProcCluster::start(3);
+        let leader = cluster.wait_for_leader();
+        let clients = Clients::start(&cluster, 6, seed);
+        thread::sleep(Duration::from_millis(500));
+        cluster.signal(leader, "STOP");
+        // Well past the election timeout: the others elect a new leader and
+        // move on while clients connected to the old one wait.
+        let new = wait_for(Duration::from_secs(10), "a new leader", || {
+            let other = (1..=3).find(|&id| id != leader)?;
+            let info = cluster.info(other);
+            let l: u64 = info.get("leader_id")?.parse().ok()?;
+            (l != leader).then_some(l)
+        });
+        thread::sleep(Duration::from_millis(800));
+        cluster.signal(leader, "CONT");
+        wait_for(
+            Duration::from_secs(10),
+            "the woken leader to step down",
+            || (cluster.info(leader)["role"] != "leader").then_some(()),
+        );
+        thread::sleep(Duration::from_millis(500));
+        assert_ne!(new, leader);
+        clients.finish(&cluster, seed);
+    }
 }

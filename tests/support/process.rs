@@ -103,6 +103,21 @@ impl ProcCluster {
         });
     }
 
+    /// The process id of a running node.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.nodes[&id].child.as_ref().map(Child::id)
+    }
+
+    /// Sends a signal (`"STOP"`, `"CONT"`, …) to a running node.
+    pub fn signal(&self, id: u64, signal: &str) {
+        let pid = self.pid(id).expect("node is running");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &pid.to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} {pid} failed");
+    }
+
     /// kill -9: no chance to flush anything not already fsynced.
     pub fn kill(&mut self, id: u64) {
         if let Some(mut child) = self.nodes.get_mut(&id).unwrap().child.take() {
