@@ -193,10 +193,15 @@ impl Resp {
     }
 
     pub fn send(&mut self, args: &[&str]) {
+        self.try_send(args).unwrap();
+    }
+
+    /// Sends a command; an error means the connection is gone.
+    pub fn try_send(&mut self, args: &[&str]) -> std::io::Result<()> {
         let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
         let mut buf = Vec::new();
         resp::encode_command(&args, &mut buf);
-        self.stream.write_all(&buf).unwrap();
+        self.stream.write_all(&buf)
     }
 
     pub fn send_raw(&mut self, bytes: &[u8]) {

@@ -79,6 +79,8 @@ struct Inner {
     next_value: AtomicU64,
     /// Where clients send requests first (learnt from NotLeader).
     leader_hint: AtomicU64,
+    /// A scenario's changes to the default chaos configuration.
+    tweak: fn(&mut Config),
 }
 
 pub struct Chaos {
@@ -102,11 +104,17 @@ fn config_for(inner: &Inner, id: NodeId) -> Config {
     config.proposal_timeout = Duration::from_millis(800);
     config.connect_timeout = Duration::from_millis(200);
     config.io_timeout = Duration::from_millis(500);
+    (inner.tweak)(&mut config);
     config
 }
 
 impl Chaos {
     pub fn new(n: u64, seed: u64) -> Chaos {
+        Chaos::with_config(n, seed, |_| {})
+    }
+
+    /// Like [`Chaos::new`], with `tweak` applied to every node's configuration.
+    pub fn with_config(n: u64, seed: u64, tweak: fn(&mut Config)) -> Chaos {
         init_logging();
         eprintln!("chaos: {n} nodes, seed {seed} (replay with RAFTNODE_SEED={seed})");
         let listeners: BTreeMap<NodeId, TcpListener> = (1..=n)
@@ -141,6 +149,7 @@ impl Chaos {
             stop_monitor: AtomicBool::new(false),
             next_value: AtomicU64::new(0),
             leader_hint: AtomicU64::new(1),
+            tweak,
         });
         for (id, listener) in listeners {
             let node = Node::start_with_listener(config_for(&inner, id), listener).unwrap();
@@ -208,6 +217,16 @@ impl Chaos {
         node.crash();
     }
 
+    /// A power failure everywhere at the same instant: every node crashes at
+    /// once, so none gets to finish an fsync the others are waiting for.
+    pub fn crash_all(&self) {
+        thread::scope(|s| {
+            for id in self.running() {
+                s.spawn(move || self.crash(id));
+            }
+        });
+    }
+
     /// Restarts a crashed node from its data dir, on its old port.
     pub fn restart(&self, id: NodeId) {
         assert!(self.node(id).is_none(), "node {id} is running");
@@ -257,6 +276,20 @@ impl Chaos {
 
     pub fn wait_for_leader(&self) -> NodeId {
         wait_for(RECOVER, "a leader backed by a majority", || self.leader())
+    }
+
+    /// A leader within `timeout`, or `None`.
+    pub fn leader_within(&self, timeout: Duration) -> Option<NodeId> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(leader) = self.leader() {
+                return Some(leader);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
     }
 
     /// Starts `count` client threads working on `keys` keys.
