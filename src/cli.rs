@@ -4,7 +4,7 @@
 //! The subcommand and flag names are a contract that scripts and tools depend
 //! on: extend them, never rename them.
 
-use crate::config::Config;
+use crate::config::{Config, ReadMode};
 use crate::message::NodeId;
 use crate::node::Node;
 use crate::resp::{self, Limits, Reply};
@@ -25,6 +25,7 @@ Usage:
   raftnode run --id ID --data-dir DIR --raft-addr HOST:PORT --client-addr HOST:PORT
                [--peer ID=HOST:PORT]... [--cluster-id NAME]
                [--election-timeout-ms MIN-MAX] [--heartbeat-ms MS]
+               [--read-mode read-index|lease] [--pre-vote on|off] [--check-quorum on|off]
   raftnode dev [--nodes N] [--data-dir DIR] [--base-port P]
   raftnode cli [--addr HOST:PORT] [COMMAND ARG...]
 
@@ -39,6 +40,7 @@ Usage:
   raftnode run --id ID --data-dir DIR --raft-addr HOST:PORT --client-addr HOST:PORT
                [--peer ID=HOST:PORT]... [--cluster-id NAME]
                [--election-timeout-ms MIN-MAX] [--heartbeat-ms MS]
+               [--read-mode read-index|lease] [--pre-vote on|off] [--check-quorum on|off]
 
 Options:
   --id ID                       this node's id, a positive integer (required)
@@ -52,6 +54,15 @@ Options:
   --cluster-id NAME             nodes refuse peers of another cluster [default: raftnode]
   --election-timeout-ms MIN-MAX randomized election timeout [default: 150-300]
   --heartbeat-ms MS             leader heartbeat interval [default: 50]
+  --read-mode MODE              read-index: every GET confirms leadership with a
+                                heartbeat round; lease: no round while the leader's
+                                lease holds (assumes bounded clock drift)
+                                [default: read-index]
+  --pre-vote on|off             ask whether an election could be won before
+                                starting one [default: on]
+  --check-quorum on|off         leaders step down without a majority; followers
+                                ignore vote requests while their leader is alive
+                                [default: on]
   --exit-on-stdin-eof           exit when standard input closes (used by `dev`, so
                                 nodes never outlive it)
   -h, --help                    this help
@@ -222,6 +233,16 @@ impl Flags {
             .map(|(_, v)| v.as_str())
     }
 
+    /// An on/off option.
+    fn switch_value(&self, name: &str, default: bool) -> Result<bool, CliError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some("on") | Some("true") | Some("yes") => Ok(true),
+            Some("off") | Some("false") | Some("no") => Ok(false),
+            Some(other) => Err(usage(format!("{name} expects on or off, got {other:?}"))),
+        }
+    }
+
     fn required(&self, name: &str) -> Result<&str, CliError> {
         self.get(name)
             .ok_or_else(|| usage(format!("missing required option {name}")))
@@ -272,6 +293,9 @@ fn run(args: &[String]) -> Result<ExitCode, CliError> {
             "--cluster-id",
             "--election-timeout-ms",
             "--heartbeat-ms",
+            "--read-mode",
+            "--pre-vote",
+            "--check-quorum",
         ],
         &["-h", "--help", "--exit-on-stdin-eof"],
         false,
@@ -324,6 +348,17 @@ fn run(args: &[String]) -> Result<ExitCode, CliError> {
         return Err(usage("--heartbeat-ms must be positive"));
     }
     config.heartbeat_interval = Duration::from_millis(heartbeat);
+    config.read_mode = match flags.get("--read-mode") {
+        None | Some("read-index") => ReadMode::ReadIndex,
+        Some("lease") => ReadMode::Lease,
+        Some(other) => {
+            return Err(usage(format!(
+                "--read-mode expects read-index or lease, got {other:?}"
+            )))
+        }
+    };
+    config.pre_vote = flags.switch_value("--pre-vote", true)?;
+    config.check_quorum = flags.switch_value("--check-quorum", true)?;
     // A tick fine enough for the timings asked for.
     let finest = heartbeat.min(config.election_timeout_min.as_millis() as u64);
     config.tick = Duration::from_millis((finest / 5).clamp(1, 10));

@@ -7,6 +7,29 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
+/// How the leader makes sure a read is not stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadMode {
+    /// A heartbeat round answered by a majority per batch of reads (§6.4 of
+    /// the Raft dissertation). Safe under any clock behaviour.
+    ReadIndex,
+    /// No round while the leader's lease holds: a majority answered a round
+    /// that began less than the minimum election timeout (less 10%) ago.
+    /// Assumes clocks on different nodes run at rates within 10% of each other
+    /// and that a paused process is not resumed believing its lease still
+    /// holds; faster, but not safe if those assumptions break.
+    Lease,
+}
+
+impl std::fmt::Display for ReadMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReadMode::ReadIndex => "read-index",
+            ReadMode::Lease => "lease",
+        })
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub id: NodeId,
@@ -37,6 +60,11 @@ pub struct Config {
     /// Bounds on connecting to a peer and on one blocked write or handshake.
     pub connect_timeout: Duration,
     pub io_timeout: Duration,
+    /// Pre-vote (§9.6 of the dissertation): on by default.
+    pub pre_vote: bool,
+    /// Check-quorum and leader stickiness: on by default.
+    pub check_quorum: bool,
+    pub read_mode: ReadMode,
 }
 
 impl Config {
@@ -59,6 +87,9 @@ impl Config {
             proposal_timeout: Duration::from_secs(5),
             connect_timeout: Duration::from_millis(500),
             io_timeout: Duration::from_secs(2),
+            pre_vote: true,
+            check_quorum: true,
+            read_mode: ReadMode::ReadIndex,
         }
     }
 
@@ -97,6 +128,9 @@ impl Config {
         if self.peers.contains_key(&self.id) {
             return Err(format!("node {} lists itself as a peer", self.id));
         }
+        if self.read_mode == ReadMode::Lease && !self.check_quorum {
+            return Err("lease reads need check-quorum (followers must not vote while a leader's lease may hold)".into());
+        }
         if self.max_append_bytes >= self.max_frame {
             return Err("max_append_bytes must be below max_frame".into());
         }
@@ -106,6 +140,9 @@ impl Config {
         core.heartbeat_ticks = heartbeat;
         core.max_append_bytes = self.max_append_bytes;
         core.seed = rand::random();
+        core.pre_vote = self.pre_vote;
+        core.check_quorum = self.check_quorum;
+        core.lease_reads = self.read_mode == ReadMode::Lease;
         Ok(core)
     }
 }

@@ -90,6 +90,16 @@ pub struct CoreConfig {
     pub max_append_bytes: usize,
     /// Seeds the election-timeout generator, so tests are reproducible.
     pub seed: u64,
+    /// Ask for pre-votes before a real election (§9.6 of the dissertation), so
+    /// that a node that cannot win never bumps the cluster's term.
+    pub pre_vote: bool,
+    /// A leader steps down when it has not heard from a majority for an
+    /// election timeout; a follower that heard from its leader within the
+    /// minimum election timeout ignores vote requests (leader stickiness).
+    pub check_quorum: bool,
+    /// Serve reads on the leader's lease instead of a heartbeat round per
+    /// read. Relies on check_quorum's stickiness and on bounded clock drift.
+    pub lease_reads: bool,
 }
 
 impl CoreConfig {
@@ -103,6 +113,9 @@ impl CoreConfig {
             heartbeat_ticks: 5,
             max_append_bytes: 1024 * 1024,
             seed: id,
+            pre_vote: true,
+            check_quorum: true,
+            lease_reads: false,
         }
     }
 }
@@ -111,6 +124,8 @@ impl CoreConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoleKind {
     Follower,
+    /// Asking for pre-votes; not yet a candidate and still in its old term.
+    PreCandidate,
     Candidate,
     Leader,
 }
@@ -119,6 +134,7 @@ impl fmt::Display for RoleKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             RoleKind::Follower => "follower",
+            RoleKind::PreCandidate => "pre-candidate",
             RoleKind::Candidate => "candidate",
             RoleKind::Leader => "leader",
         })
@@ -211,6 +227,8 @@ pub struct Progress {
     commit_sent: Index,
     /// The highest read round this follower has answered in this term.
     acked_round: u64,
+    /// Heard from since the last check-quorum.
+    recent_active: bool,
 }
 
 impl Progress {
@@ -223,6 +241,7 @@ impl Progress {
             heartbeat_due: true,
             commit_sent: 0,
             acked_round: 0,
+            recent_active: false,
         }
     }
 
@@ -248,6 +267,10 @@ enum Role {
         /// The leader of the current term, once heard from.
         leader: Option<NodeId>,
     },
+    PreCandidate {
+        /// Who answered the PreVote, and how.
+        votes: BTreeMap<NodeId, bool>,
+    },
     Candidate {
         /// Who answered this term's RequestVote, and how.
         votes: BTreeMap<NodeId, bool>,
@@ -270,6 +293,29 @@ struct ReadQueue {
     term_start: Index,
     /// In registration order, so rounds and indexes are non-decreasing.
     pending: VecDeque<PendingRead>,
+    /// When each recent round was started (in ticks), for lease reads.
+    started: VecDeque<(u64, u64)>,
+}
+
+impl ReadQueue {
+    /// Starts a new round at `tick`, returning its number.
+    fn start_round(&mut self, tick: u64) -> u64 {
+        self.round += 1;
+        self.started.push_back((self.round, tick));
+        while self.started.len() > 256 {
+            self.started.pop_front();
+        }
+        self.round
+    }
+
+    /// When `round` (or the latest round before it still remembered) began.
+    fn started_at(&self, round: u64) -> Option<u64> {
+        self.started
+            .iter()
+            .rev()
+            .find(|&&(r, _)| r <= round)
+            .map(|&(_, tick)| tick)
+    }
 }
 
 #[derive(Debug)]
@@ -303,6 +349,11 @@ pub struct RaftCore {
     /// Ticks since the leader last sent heartbeats.
     heartbeat_elapsed: u32,
     rng: StdRng,
+    /// Ticks since the core was created: the core's only notion of time.
+    ticks: u64,
+    /// Leadership rounds started for reads, and reads served on the lease.
+    read_rounds: u64,
+    lease_reads_served: u64,
     /// Outputs accumulated since the last [`RaftCore::take_ready`].
     ready: Ready,
     hard_state_dirty: bool,
@@ -328,6 +379,9 @@ impl RaftCore {
             election_elapsed: 0,
             randomized_election_timeout: 0,
             heartbeat_elapsed: 0,
+            ticks: 0,
+            read_rounds: 0,
+            lease_reads_served: 0,
             ready: Ready::default(),
             hard_state_dirty: false,
         };
@@ -361,6 +415,7 @@ impl RaftCore {
     pub fn role(&self) -> RoleKind {
         match self.role {
             Role::Follower { .. } => RoleKind::Follower,
+            Role::PreCandidate { .. } => RoleKind::PreCandidate,
             Role::Candidate { .. } => RoleKind::Candidate,
             Role::Leader { .. } => RoleKind::Leader,
         }
@@ -385,7 +440,7 @@ impl RaftCore {
     pub fn leader_id(&self) -> Option<NodeId> {
         match self.role {
             Role::Follower { leader } => leader,
-            Role::Candidate { .. } => None,
+            Role::PreCandidate { .. } | Role::Candidate { .. } => None,
             Role::Leader { .. } => Some(self.config.id),
         }
     }
@@ -414,6 +469,16 @@ impl RaftCore {
         }
     }
 
+    /// How many heartbeat rounds were started to confirm reads.
+    pub fn read_rounds(&self) -> u64 {
+        self.read_rounds
+    }
+
+    /// How many reads were served on the leader's lease, without a round.
+    pub fn lease_reads_served(&self) -> u64 {
+        self.lease_reads_served
+    }
+
     pub fn randomized_election_timeout(&self) -> u32 {
         self.randomized_election_timeout
     }
@@ -428,27 +493,80 @@ impl RaftCore {
 
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {
+        self.ticks += 1;
+        self.election_elapsed += 1;
+        let ticks = self.ticks;
         match &mut self.role {
-            Role::Leader { progress, .. } => {
+            Role::Leader { progress, reads } => {
                 self.heartbeat_elapsed += 1;
                 if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
                     // §5.2: leaders send periodic heartbeats to keep their
-                    // authority and prevent new elections.
+                    // authority and prevent new elections. Each heartbeat
+                    // starts a new round, so its answers renew the read lease.
                     self.heartbeat_elapsed = 0;
                     for pr in progress.values_mut() {
                         pr.heartbeat_due = true;
                     }
+                    if self.config.lease_reads {
+                        reads.start_round(ticks);
+                    }
+                }
+                if self.election_elapsed >= self.config.election_ticks_min {
+                    self.election_elapsed = 0;
+                    if self.config.check_quorum {
+                        self.check_quorum();
+                    }
                 }
             }
-            Role::Follower { .. } | Role::Candidate { .. } => {
-                self.election_elapsed += 1;
+            Role::Follower { .. } | Role::PreCandidate { .. } | Role::Candidate { .. } => {
                 if self.election_elapsed >= self.randomized_election_timeout {
                     // §5.2: no word from a leader and no vote granted for a whole
-                    // election timeout: start an election.
-                    self.campaign();
+                    // election timeout: start an election — first asking
+                    // whether it could be won, if pre-vote is on.
+                    if self.config.pre_vote {
+                        self.pre_campaign();
+                    } else {
+                        self.campaign();
+                    }
                 }
             }
         }
+    }
+
+    /// Check-quorum: a leader that has not heard from a majority for an
+    /// election timeout may be cut off from it, and a new leader may already
+    /// lead; it steps down rather than keep clients waiting.
+    fn check_quorum(&mut self) {
+        let quorum = self.quorum();
+        let Role::Leader { progress, .. } = &mut self.role else {
+            return;
+        };
+        let active = 1 + progress.values().filter(|pr| pr.recent_active).count();
+        for pr in progress.values_mut() {
+            pr.recent_active = false;
+        }
+        if active < quorum {
+            info!(
+                "node {}: heard from only {active} of {} members in an election timeout; stepping down",
+                self.config.id,
+                self.config.peers.len() + 1
+            );
+            self.become_follower(self.current_term, None);
+        }
+    }
+
+    /// Whether this node recently heard from a live leader (or is one), in
+    /// which case it ignores vote requests: a node that merely lost touch
+    /// must not depose a leader the rest of the cluster still follows.
+    fn in_lease(&self) -> bool {
+        self.config.check_quorum
+            && match self.role {
+                Role::Leader { .. } => true,
+                Role::Follower { leader: Some(_) } => {
+                    self.election_elapsed < self.config.election_ticks_min
+                }
+                _ => false,
+            }
     }
 
     /// Offers a client command. On the leader it is appended to the log and its
@@ -480,13 +598,22 @@ impl RaftCore {
                 leader: self.leader_id(),
             });
         }
-        let commit_index = self.commit_index;
+        if self.lease_valid() {
+            self.lease_reads_served += 1;
+            self.ready.reads.push(ReadyRead {
+                id,
+                index: self.commit_index,
+            });
+            return Ok(());
+        }
+        let (commit_index, ticks) = (self.commit_index, self.ticks);
         if let Role::Leader { progress, reads } = &mut self.role {
-            reads.round += 1;
+            let round = reads.start_round(ticks);
+            self.read_rounds += 1;
             reads.pending.push_back(PendingRead {
                 id,
                 index: commit_index.max(reads.term_start),
-                round: reads.round,
+                round,
             });
             // Ask now rather than at the next heartbeat.
             for pr in progress.values_mut() {
@@ -528,7 +655,29 @@ impl RaftCore {
             );
             return;
         }
-        if env.term > self.current_term {
+        let asks_for_vote = matches!(
+            env.message,
+            Message::RequestVote { .. } | Message::PreVote { .. }
+        );
+        if asks_for_vote && env.term > self.current_term && self.in_lease() {
+            // Leader stickiness: we heard from a live leader too recently to
+            // believe it is gone; do not even adopt the term (§9.6).
+            debug!(
+                "node {}: ignoring {} from {} for term {}: leader lease",
+                self.config.id,
+                env.message.name(),
+                env.from,
+                env.term
+            );
+            return;
+        }
+        // A pre-vote request and a pre-vote grant name a term nobody has
+        // entered yet; they must not move anyone's term.
+        let future_term = matches!(
+            env.message,
+            Message::PreVote { .. } | Message::PreVoteResponse { vote_granted: true }
+        );
+        if env.term > self.current_term && !future_term {
             // §5.1: a higher term means we are out of date, whatever our role.
             let leader = match env.message {
                 Message::AppendEntries { .. } => Some(env.from),
@@ -561,6 +710,12 @@ impl RaftCore {
                         vote_granted: false,
                     },
                 ),
+                Message::PreVote { .. } => self.send(
+                    env.from,
+                    Message::PreVoteResponse {
+                        vote_granted: false,
+                    },
+                ),
                 Message::AppendEntries { prev_log_index, .. } => self.send(
                     env.from,
                     Message::AppendEntriesResponse {
@@ -575,9 +730,19 @@ impl RaftCore {
                         },
                     },
                 ),
-                Message::RequestVoteResponse { .. } | Message::AppendEntriesResponse { .. } => {}
+                Message::RequestVoteResponse { .. }
+                | Message::PreVoteResponse { .. }
+                | Message::AppendEntriesResponse { .. } => {}
             }
             return;
+        }
+
+        if env.term == self.current_term {
+            if let Role::Leader { progress, .. } = &mut self.role {
+                if let Some(pr) = progress.get_mut(&env.from) {
+                    pr.recent_active = true;
+                }
+            }
         }
 
         match env.message {
@@ -587,6 +752,13 @@ impl RaftCore {
             } => self.handle_request_vote(env.from, last_log_index, last_log_term),
             Message::RequestVoteResponse { vote_granted } => {
                 self.handle_vote_response(env.from, vote_granted)
+            }
+            Message::PreVote {
+                last_log_index,
+                last_log_term,
+            } => self.handle_pre_vote(env.from, env.term, last_log_index, last_log_term),
+            Message::PreVoteResponse { vote_granted } => {
+                self.handle_pre_vote_response(env.from, env.term, vote_granted)
             }
             Message::AppendEntries {
                 prev_log_index,
@@ -732,6 +904,37 @@ impl RaftCore {
         }
     }
 
+    /// §9.6 of the dissertation: before disrupting anyone, ask whether we
+    /// could win an election for the next term. Our term and vote stay as
+    /// they are; only a majority of yes starts the real election.
+    fn pre_campaign(&mut self) {
+        let mut votes = BTreeMap::new();
+        votes.insert(self.config.id, true);
+        self.role = Role::PreCandidate { votes };
+        self.reset_election_timer();
+        let term = self.current_term + 1;
+        info!(
+            "node {}: asking for pre-votes for term {term}",
+            self.config.id
+        );
+        if self.quorum() == 1 {
+            self.campaign();
+            return;
+        }
+        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        for peer in self.config.peers.clone() {
+            self.ready.messages.push(Envelope {
+                from: self.config.id,
+                to: peer,
+                term,
+                message: Message::PreVote {
+                    last_log_index,
+                    last_log_term,
+                },
+            });
+        }
+    }
+
     /// §5.2: become a candidate, vote for ourselves, and ask everyone else.
     fn campaign(&mut self) {
         self.current_term += 1;
@@ -771,12 +974,18 @@ impl RaftCore {
             .collect();
         // §8: commit an entry of our own term at once, which also commits every
         // earlier entry and tells us the commit point.
-        let reads = ReadQueue {
+        let mut reads = ReadQueue {
             term_start: next_index,
             ..ReadQueue::default()
         };
+        if self.config.lease_reads {
+            // The first heartbeats start the first lease.
+            reads.start_round(self.ticks);
+        }
         self.role = Role::Leader { progress, reads };
         self.heartbeat_elapsed = 0;
+        // Check-quorum measures a full election timeout from here.
+        self.election_elapsed = 0;
         info!(
             "node {}: became leader for term {}",
             self.config.id, self.current_term
@@ -823,6 +1032,55 @@ impl RaftCore {
         self.send(candidate, Message::RequestVoteResponse { vote_granted });
     }
 
+    /// Would we vote for `candidate` in `term`? The same tests as a real vote
+    /// (§5.4.1 and one vote per term), but nothing is recorded.
+    fn handle_pre_vote(
+        &mut self,
+        candidate: NodeId,
+        term: Term,
+        last_index: Index,
+        last_term: Term,
+    ) {
+        let up_to_date = self.log.is_up_to_date(last_index, last_term);
+        let free = term > self.current_term
+            || (self.leader_id().is_none() && self.voted_for.is_none_or(|v| v == candidate));
+        let vote_granted = up_to_date && free;
+        debug!(
+            "node {}: pre-vote for {candidate} in term {term}: {vote_granted}",
+            self.config.id
+        );
+        self.ready.messages.push(Envelope {
+            from: self.config.id,
+            to: candidate,
+            term: if vote_granted {
+                term
+            } else {
+                self.current_term
+            },
+            message: Message::PreVoteResponse { vote_granted },
+        });
+    }
+
+    fn handle_pre_vote_response(&mut self, from: NodeId, term: Term, vote_granted: bool) {
+        let quorum = self.quorum();
+        let next_term = self.current_term + 1;
+        let Role::PreCandidate { votes } = &mut self.role else {
+            return;
+        };
+        if vote_granted && term != next_term {
+            return; // a grant for an earlier pre-vote
+        }
+        *votes.entry(from).or_insert(false) |= vote_granted;
+        let granted = votes.values().filter(|&&v| v).count();
+        let refused = votes.len() - granted;
+        if granted >= quorum {
+            self.campaign();
+        } else if refused >= quorum {
+            // No way to win: wait as a follower for the next timeout.
+            self.become_follower(self.current_term, None);
+        }
+    }
+
     fn handle_vote_response(&mut self, from: NodeId, vote_granted: bool) {
         let quorum = self.quorum();
         let Role::Candidate { votes } = &mut self.role else {
@@ -858,7 +1116,9 @@ impl RaftCore {
                 return None;
             }
             // §5.2: a candidate that hears from the leader of its term steps down.
-            Role::Candidate { .. } => self.become_follower(self.current_term, Some(leader)),
+            Role::PreCandidate { .. } | Role::Candidate { .. } => {
+                self.become_follower(self.current_term, Some(leader))
+            }
             Role::Follower { leader: known } => {
                 if known != Some(leader) {
                     self.role = Role::Follower {
@@ -1067,6 +1327,36 @@ impl RaftCore {
         }
     }
 
+    /// Lease reads: a majority answered a round that began less than the
+    /// minimum election timeout ago (less a margin for clock drift), and with
+    /// check-quorum none of them will vote for another leader before that
+    /// timeout has passed since they heard us — so we still lead, and our
+    /// committed state is the latest (once this term has committed an entry).
+    fn lease_valid(&self) -> bool {
+        if !(self.config.lease_reads && self.config.check_quorum) {
+            return false;
+        }
+        let Role::Leader { progress, reads } = &self.role else {
+            return false;
+        };
+        if self.commit_index < reads.term_start {
+            return false;
+        }
+        let mut acked: Vec<u64> = progress.values().map(|pr| pr.acked_round).collect();
+        acked.sort_unstable_by(|a, b| b.cmp(a));
+        let quorum_round = match self.quorum() - 1 {
+            0 => reads.round,
+            n => acked[n - 1],
+        };
+        // 10% for clock drift between nodes, and one tick of granularity.
+        let lease = u64::from(self.config.election_ticks_min) * 9 / 10;
+        let lease = lease.saturating_sub(1);
+        quorum_round > 0
+            && reads
+                .started_at(quorum_round)
+                .is_some_and(|start| self.ticks < start + lease)
+    }
+
     /// Releases every pending read whose round a majority has answered and
     /// whose index is committed (ReadIndex, §6.4 of the dissertation).
     fn check_reads(&mut self) {
@@ -1109,6 +1399,8 @@ impl Message {
         match self {
             Message::RequestVote { .. } => "RequestVote",
             Message::RequestVoteResponse { .. } => "RequestVoteResponse",
+            Message::PreVote { .. } => "PreVote",
+            Message::PreVoteResponse { .. } => "PreVoteResponse",
             Message::AppendEntries { .. } => "AppendEntries",
             Message::AppendEntriesResponse { .. } => "AppendEntriesResponse",
         }

@@ -28,6 +28,6 @@ pub mod sockets;
 pub mod storage;
 pub mod wire;
 
-pub use config::Config;
+pub use config::{Config, ReadMode};
 pub use error::{Error, StartError};
 pub use node::{Node, Status};

@@ -72,6 +72,16 @@ pub enum Message {
     },
     /// Reply to [`Message::RequestVote`].
     RequestVoteResponse { vote_granted: bool },
+    /// Pre-vote (§9.6 of the Raft dissertation): "would you vote for me?",
+    /// asked before starting a real election. The envelope's term is the term
+    /// the sender *would* campaign in; neither side changes its term or vote.
+    PreVote {
+        last_log_index: Index,
+        last_log_term: Term,
+    },
+    /// Reply to [`Message::PreVote`]. A grant carries the term asked about; a
+    /// refusal carries the voter's own term.
+    PreVoteResponse { vote_granted: bool },
     /// Sent by the leader to replicate entries (§5.3); also the heartbeat when
     /// `entries` is empty (§5.2).
     AppendEntries {

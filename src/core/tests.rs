@@ -19,6 +19,10 @@ fn config(id: NodeId, n: u64) -> CoreConfig {
     let peers = (1..=n).filter(|&p| p != id).collect();
     let mut cfg = CoreConfig::new(id, peers);
     cfg.seed = id * 7919 + n;
+    // The paper's algorithm as Figure 2 states it; the extensions (§9.6 of
+    // the dissertation) have their own tests below, via `extended_config`.
+    cfg.pre_vote = false;
+    cfg.check_quorum = false;
     cfg
 }
 
@@ -165,14 +169,14 @@ fn vote_response(from: NodeId, to: NodeId, term: Term, granted: bool) -> Envelop
     )
 }
 
-/// Ticks until the core starts a new election (its term grows), returning the
-/// number of ticks it took. Panics if that takes longer than the maximum
-/// election timeout.
+/// Ticks until the core starts a new election (its term grows, or with
+/// pre-vote it starts asking), returning the number of ticks it took. Panics
+/// if that takes longer than the maximum election timeout.
 fn tick_until_campaign(core: &mut RaftCore) -> u32 {
     let term = core.current_term();
     for ticks in 1..=core.config().election_ticks_max {
         core.tick();
-        if core.current_term() > term {
+        if core.current_term() > term || core.role() == RoleKind::PreCandidate {
             return ticks;
         }
     }
@@ -186,6 +190,17 @@ fn tick_until_campaign(core: &mut RaftCore) -> u32 {
 /// granted vote from every peer. The outputs are left in its Ready.
 fn make_leader(core: &mut RaftCore) {
     tick_until_campaign(core);
+    if core.role() == RoleKind::PreCandidate {
+        let next = core.current_term() + 1;
+        for peer in core.config().peers.clone() {
+            core.step(env(
+                peer,
+                core.id(),
+                next,
+                Message::PreVoteResponse { vote_granted: true },
+            ));
+        }
+    }
     let term = core.current_term();
     for peer in core.config().peers.clone() {
         core.step(vote_response(peer, core.id(), term, true));
@@ -500,6 +515,7 @@ fn test_update_term_from_message_5_1() {
                     tick_until_campaign(&mut core);
                 }
                 RoleKind::Leader => make_leader(&mut core),
+                RoleKind::PreCandidate => unreachable!("pre-vote is off here"),
             }
             assert_eq!(core.role(), role);
             assert!(core.current_term() < 5);
@@ -2106,4 +2122,289 @@ fn test_stale_term_refusal_confirms_no_read_6_4() {
         reply.message,
         Message::AppendEntriesResponse { round: 0, .. }
     ));
+}
+
+// ===========================================================================
+// Pre-vote, check-quorum and leader stickiness (§9.6 of the dissertation)
+// ===========================================================================
+
+/// The configuration nodes actually run with: pre-vote and check-quorum on.
+fn extended_config(id: NodeId, n: u64) -> CoreConfig {
+    let mut cfg = config(id, n);
+    cfg.pre_vote = true;
+    cfg.check_quorum = true;
+    cfg
+}
+
+fn extended_core(id: NodeId, n: u64) -> RaftCore {
+    RaftCore::new(extended_config(id, n), HardState::default(), Vec::new())
+}
+
+fn extended_network(n: u64) -> Network {
+    Network::from_cores((1..=n).map(|id| extended_core(id, n)).collect())
+}
+
+/// Ticks every core once and delivers everything.
+fn tick_all(net: &mut Network) {
+    for id in net.ids() {
+        net.tick(id);
+    }
+    net.deliver_all();
+}
+
+fn pre_vote(from: NodeId, to: NodeId, term: Term, last: (Index, Term)) -> Envelope {
+    env(
+        from,
+        to,
+        term,
+        Message::PreVote {
+            last_log_index: last.0,
+            last_log_term: last.1,
+        },
+    )
+}
+
+#[test]
+fn test_pre_vote_does_not_bump_terms_9_6() {
+    let mut core = RaftCore::new(
+        extended_config(1, 3),
+        HardState {
+            current_term: 4,
+            voted_for: None,
+        },
+        entries_of(&[1, 4]),
+    );
+    for _ in 0..core.config().election_ticks_max {
+        core.tick();
+    }
+    assert_eq!(core.role(), RoleKind::PreCandidate);
+    assert_eq!(core.current_term(), 4, "a pre-candidate keeps its term");
+    let ready = core.take_ready();
+    assert_eq!(ready.hard_state, None, "nothing to persist for a pre-vote");
+    assert_eq!(ready.messages.len(), 2);
+    for m in &ready.messages {
+        assert_eq!(m.term, 5, "asks about the next term");
+        assert_eq!(
+            m.message,
+            Message::PreVote {
+                last_log_index: 2,
+                last_log_term: 4
+            }
+        );
+    }
+
+    // A voter answers without adopting the term or recording a vote.
+    let mut voter = RaftCore::new(
+        extended_config(2, 3),
+        HardState {
+            current_term: 4,
+            voted_for: Some(3),
+        },
+        entries_of(&[1, 4]),
+    );
+    voter.step(pre_vote(1, 2, 5, (2, 4)));
+    assert_eq!(voter.current_term(), 4);
+    assert_eq!(voter.voted_for(), Some(3));
+    let ready = voter.take_ready();
+    assert_eq!(ready.hard_state, None);
+    let reply = only_message(&ready);
+    assert_eq!(reply.term, 5);
+    assert_eq!(
+        reply.message,
+        Message::PreVoteResponse { vote_granted: true }
+    );
+
+    // A candidate whose log is behind is refused, with the voter's term.
+    voter.step(pre_vote(1, 2, 5, (1, 1)));
+    let reply = only_message(&voter.take_ready()).clone();
+    assert_eq!(reply.term, 4);
+    assert_eq!(
+        reply.message,
+        Message::PreVoteResponse {
+            vote_granted: false
+        }
+    );
+}
+
+#[test]
+fn test_pre_vote_majority_starts_the_real_election_9_6() {
+    let mut core = extended_core(1, 3);
+    for _ in 0..core.config().election_ticks_max {
+        core.tick();
+    }
+    core.take_ready();
+    // A grant for another term counts for nothing.
+    core.step(env(
+        2,
+        1,
+        7,
+        Message::PreVoteResponse { vote_granted: true },
+    ));
+    assert_eq!(core.role(), RoleKind::PreCandidate);
+    core.step(env(
+        2,
+        1,
+        1,
+        Message::PreVoteResponse { vote_granted: true },
+    ));
+    assert_eq!(core.role(), RoleKind::Candidate);
+    assert_eq!(core.current_term(), 1);
+    let ready = core.take_ready();
+    assert_eq!(ready.hard_state.unwrap().voted_for, Some(1));
+    assert!(ready
+        .messages
+        .iter()
+        .all(|m| matches!(m.message, Message::RequestVote { .. }) && m.term == 1));
+}
+
+#[test]
+fn test_pre_vote_refused_by_majority_falls_back_to_follower_9_6() {
+    let mut core = extended_core(1, 3);
+    for _ in 0..core.config().election_ticks_max {
+        core.tick();
+    }
+    core.step(env(
+        2,
+        1,
+        0,
+        Message::PreVoteResponse {
+            vote_granted: false,
+        },
+    ));
+    core.step(env(
+        3,
+        1,
+        0,
+        Message::PreVoteResponse {
+            vote_granted: false,
+        },
+    ));
+    assert_eq!(core.role(), RoleKind::Follower);
+    assert_eq!(core.current_term(), 0);
+}
+
+#[test]
+fn test_rejoining_node_does_not_disrupt_the_leader_9_6() {
+    let mut net = extended_network(3);
+    net.elect(1);
+    let term = net.core(1).current_term();
+    net.isolate(3);
+    // Node 3 times out again and again while cut off…
+    for _ in 0..10 * net.core(3).config().election_ticks_max {
+        net.tick(3);
+        net.tick(1);
+        net.tick(2);
+        net.deliver_all();
+    }
+    assert_eq!(net.core(3).current_term(), term, "pre-vote kept its term");
+    // …and when it comes back, the leader it never heard of losing stays.
+    net.heal();
+    for _ in 0..3 * net.core(1).config().election_ticks_max {
+        tick_all(&mut net);
+    }
+    assert_eq!(net.leader(), Some(1));
+    for id in net.ids() {
+        assert_eq!(net.core(id).current_term(), term, "node {id}");
+        assert_eq!(net.core(id).leader_id(), Some(1), "node {id}");
+    }
+}
+
+#[test]
+fn test_without_pre_vote_a_rejoining_node_does_disrupt_9_6() {
+    // The control experiment: the same story with the paper's plain rules.
+    let mut net = Network::new(3);
+    net.elect(1);
+    let term = net.core(1).current_term();
+    net.isolate(3);
+    for _ in 0..3 * net.core(3).config().election_ticks_max {
+        net.tick(3);
+    }
+    assert!(net.core(3).current_term() > term);
+    net.heal();
+    net.heartbeat(1);
+    assert!(net.core(1).current_term() > term, "the leader was deposed");
+}
+
+#[test]
+fn test_leader_without_quorum_steps_down_check_quorum() {
+    let mut net = extended_network(3);
+    net.elect(1);
+    let term = net.core(1).current_term();
+    net.isolate(1);
+    // Checked every election timeout: within two, the silence spans a whole one.
+    for _ in 0..2 * net.core(1).config().election_ticks_min {
+        net.tick(1);
+        net.deliver_all();
+    }
+    assert_eq!(net.core(1).role(), RoleKind::Follower);
+    assert_eq!(
+        net.core(1).current_term(),
+        term,
+        "stepping down needs no new term"
+    );
+    assert_eq!(net.core(1).leader_id(), None);
+}
+
+#[test]
+fn test_leader_with_quorum_stays_check_quorum() {
+    let mut net = extended_network(5);
+    net.elect(1);
+    // Two of four followers cut off: with itself, still a majority of five.
+    net.isolate(4);
+    net.isolate(5);
+    for _ in 0..4 * net.core(1).config().election_ticks_max {
+        net.tick(1);
+        net.tick(2);
+        net.tick(3);
+        net.deliver_all();
+    }
+    assert_eq!(net.core(1).role(), RoleKind::Leader);
+}
+
+#[test]
+fn test_follower_in_lease_ignores_vote_requests_stickiness() {
+    let mut follower = extended_core(2, 3);
+    follower.step(heartbeat(1, 2, 1));
+    follower.take_ready();
+    // Just heard from the leader: a higher-term request is ignored outright.
+    follower.step(vote_request(3, 2, 2, (9, 9)));
+    assert_eq!(follower.current_term(), 1);
+    assert!(follower.take_ready().messages.is_empty());
+    follower.step(pre_vote(3, 2, 2, (9, 9)));
+    assert!(follower.take_ready().messages.is_empty());
+    // Once the minimum election timeout has passed without the leader, it votes.
+    for _ in 0..follower.config().election_ticks_min {
+        follower.tick();
+    }
+    follower.take_ready();
+    follower.step(vote_request(3, 2, 2, (9, 9)));
+    assert_eq!(follower.current_term(), 2);
+    assert!(vote_granted(only_message(&follower.take_ready())));
+}
+
+#[test]
+fn test_lease_read_needs_no_round_while_the_lease_holds() {
+    let mut cfg = extended_config(1, 3);
+    cfg.lease_reads = true;
+    let mut leader = RaftCore::new(cfg, HardState::default(), Vec::new());
+    make_leader(&mut leader);
+    let noop = leader.log().last_index();
+    leader.persisted(noop, 1);
+    let (_, sent) = settle(&mut leader);
+    let round = round_of(&sent[0]);
+    leader.step(ack(2, 1, noop, round));
+    leader.take_ready();
+    // Fresh acknowledgement from a majority: served at once.
+    leader.read_index(1).unwrap();
+    assert_eq!(read_ids(&leader.take_ready()), vec![1]);
+    assert_eq!(leader.lease_reads_served(), 1);
+    // Without further acknowledgements the lease runs out (before the
+    // followers' election timeout could) and reads need a round again.
+    for _ in 0..leader.config().election_ticks_min - 2 {
+        leader.tick();
+    }
+    leader.take_ready();
+    leader.read_index(2).unwrap();
+    assert!(leader.take_ready().reads.is_empty());
+    assert_eq!(leader.lease_reads_served(), 1);
 }
