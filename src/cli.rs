@@ -577,15 +577,32 @@ fn interactive(client: &mut Client) -> Result<ExitCode, CliError> {
     }
 }
 
-/// A minimal client that follows the cluster's redirects.
+/// A minimal client that follows the cluster's redirects and retries writes
+/// safely: it names itself with a random client id (`CLIENT ID`) and sends
+/// each write as `SEQ n ...`, so a retry after a TIMEOUT or a lost connection
+/// is never applied twice.
 struct Client {
     addr: String,
     conn: Option<(TcpStream, BufReader<TcpStream>)>,
+    client_id: u64,
+    seq: u64,
+    /// Connection failures are retried only once a node has answered: a
+    /// wrong address should fail at once, a node dying mid-write should not.
+    ever_connected: bool,
 }
+
+/// Writes, which [`Client`] wraps in `SEQ`.
+const WRITES: &[&str] = &["SET", "DEL", "CAS", "INCR", "APPEND"];
 
 impl Client {
     fn new(addr: String) -> Client {
-        Client { addr, conn: None }
+        Client {
+            addr,
+            conn: None,
+            client_id: rand::random::<u64>().max(1),
+            seq: 0,
+            ever_connected: false,
+        }
     }
 
     fn connect(&mut self) -> Result<&mut (TcpStream, BufReader<TcpStream>), String> {
@@ -605,16 +622,42 @@ impl Client {
                     .map_err(|e| format!("cannot use connection to {}: {e}", self.addr))?,
             );
             self.conn = Some((stream, reader));
+            self.ever_connected = true;
+            let id = self.client_id.to_string();
+            let hello = [b"CLIENT".to_vec(), b"ID".to_vec(), id.into_bytes()];
+            match self.send_and_read(&hello)? {
+                Reply::Simple(_) => {}
+                other => return Err(format!("CLIENT ID refused: {}", resp::render_human(&other))),
+            }
         }
         Ok(self.conn.as_mut().expect("connected above"))
     }
 
-    /// Sends one command; follows MOVED and retries TRYAGAIN for a while.
+    /// Sends one command. Follows MOVED; retries TRYAGAIN, TIMEOUT and lost
+    /// connections for a while — writes under the same sequence number, so a
+    /// retry that races the original is answered, not applied again.
     fn call(&mut self, command: &[Vec<u8>]) -> Result<Reply, String> {
-        let deadline = Instant::now() + Duration::from_secs(5);
+        let name = String::from_utf8_lossy(&command[0]).to_ascii_uppercase();
+        let command: Vec<Vec<u8>> = if WRITES.contains(&name.as_str()) {
+            self.seq += 1;
+            let mut wrapped = vec![b"SEQ".to_vec(), self.seq.to_string().into_bytes()];
+            wrapped.extend_from_slice(command);
+            wrapped
+        } else {
+            command.to_vec()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
         let mut redirects = 0;
         loop {
-            let reply = self.call_once(command)?;
+            let reply = match self.call_once(&command) {
+                Ok(reply) => reply,
+                Err(e) if self.ever_connected && Instant::now() < deadline => {
+                    eprintln!("({e}; retrying)");
+                    std::thread::sleep(Duration::from_millis(200));
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             let Reply::Error(text) = &reply else {
                 return Ok(reply);
             };
@@ -626,7 +669,9 @@ impl Client {
                     self.conn = None;
                     continue;
                 }
-            } else if text.starts_with("TRYAGAIN") && Instant::now() < deadline {
+            } else if (text.starts_with("TRYAGAIN") || text.starts_with("TIMEOUT"))
+                && Instant::now() < deadline
+            {
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
@@ -635,8 +680,15 @@ impl Client {
     }
 
     fn call_once(&mut self, command: &[Vec<u8>]) -> Result<Reply, String> {
+        self.connect()?;
+        self.send_and_read(command)
+    }
+
+    fn send_and_read(&mut self, command: &[Vec<u8>]) -> Result<Reply, String> {
         let addr = self.addr.clone();
-        let (stream, reader) = self.connect()?;
+        let Some((stream, reader)) = self.conn.as_mut() else {
+            return Err(format!("not connected to {addr}"));
+        };
         let mut buf = Vec::new();
         let args: Vec<&[u8]> = command.iter().map(Vec::as_slice).collect();
         resp::encode_command(&args, &mut buf);

@@ -10,6 +10,10 @@
 //! | `SET key value` | `+OK` once committed and applied | leader |
 //! | `DEL key [key ...]` | `:N`, how many of the keys existed | leader |
 //! | `CAS key expected new` | `:1` if the value was `expected` and is now `new`, else `:0` | leader |
+//! | `INCR key` | `:N`, the new value (absent counts as 0) | leader |
+//! | `APPEND key value` | `:N`, the new length | leader |
+//! | `CLIENT ID id` | `+OK`; this connection's writes may now use `SEQ` | any node |
+//! | `SEQ n command ...` | the command's reply; a retry of the same `n` is not applied again | leader |
 //! | `INFO` | `field:value` lines | any node |
 //! | `HELP` | the command list | any node |
 //! | `QUIT` | `+OK`, then the connection closes | any node |
@@ -26,6 +30,7 @@
 //! client libraries work unchanged.
 
 use crate::error::Error;
+use crate::kv::{Command, Outcome};
 use crate::node::Node;
 use crate::resp::Reply;
 
@@ -35,6 +40,13 @@ pub const MAX_KEY_BYTES: usize = 64 * 1024;
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 /// The most keys one DEL may name.
 pub const MAX_DEL_KEYS: usize = 4096;
+
+/// Per-connection state.
+#[derive(Debug, Default)]
+pub struct Connection {
+    /// The client id set by `CLIENT ID`, for exactly-once writes.
+    pub session: Option<u64>,
+}
 
 /// What the connection should do after sending a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,17 +62,43 @@ const HELP: &[&str] = &[
     "SET key value -- +OK once committed (leader)",
     "DEL key [key ...] -- how many keys existed (leader)",
     "CAS key expected new -- 1 if the value was expected and is now new, else 0 (leader)",
+    "INCR key -- add one to an integer value; the new value (leader)",
+    "APPEND key value -- append to a value; the new length (leader)",
+    "CLIENT ID id -- name this client (a random 64-bit number) for SEQ",
+    "SEQ n command [arg ...] -- a write with sequence number n: retrying n never applies it twice",
     "INFO -- this node's Raft state",
     "HELP -- this list",
     "QUIT -- close the connection",
 ];
 
 /// Executes one request against `node`.
-pub fn execute(node: &Node, args: &[Vec<u8>]) -> (Reply, After) {
+pub fn execute(node: &Node, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, After) {
+    execute_in(node, conn, args, None)
+}
+
+/// Executes a request; `seq` is set for the command of a `SEQ n ...`.
+fn execute_in(
+    node: &Node,
+    conn: &mut Connection,
+    args: &[Vec<u8>],
+    seq: Option<u64>,
+) -> (Reply, After) {
     let Some(name) = args.first() else {
         return (err("empty command"), After::Continue);
     };
     let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+    // Writes go through here, wrapped in the session when SEQ asked for one.
+    let session = conn.session;
+    let submit = |command: Command| -> Result<Outcome, Error> {
+        match (seq, session) {
+            (Some(seq), Some(client)) => node.write(Command::Session {
+                client,
+                seq,
+                command: Box::new(command),
+            }),
+            _ => node.write(command),
+        }
+    };
     let reply = match name.as_str() {
         "PING" => match args.len() {
             1 => Reply::Simple("PONG".into()),
@@ -69,9 +107,11 @@ pub fn execute(node: &Node, args: &[Vec<u8>]) -> (Reply, After) {
         },
         "ECHO" if args.len() == 2 => Reply::Bulk(args[1].clone()),
         "GET" if args.len() == 2 => get(node, &args[1]),
-        "SET" if args.len() == 3 => write(node, &args[1..2], Some(&args[2]), |node| {
-            node.set(args[1].clone(), args[2].clone())
-                .map(|()| Reply::ok())
+        "SET" if args.len() == 3 => write(node, &args[1..2], Some(&args[2]), || {
+            submit(Command::Set {
+                key: args[1].clone(),
+                value: args[2].clone(),
+            })
         }),
         "SET" if args.len() > 3 => err("syntax error (SET options are not supported)"),
         "DEL" if args.len() >= 2 => {
@@ -80,22 +120,39 @@ pub fn execute(node: &Node, args: &[Vec<u8>]) -> (Reply, After) {
                     "too many arguments (DEL takes at most {MAX_DEL_KEYS} keys)"
                 ))
             } else {
-                write(node, &args[1..], None, |node| {
-                    node.delete_many(args[1..].to_vec())
-                        .map(|n| Reply::Integer(n as i64))
+                write(node, &args[1..], None, || {
+                    submit(Command::Delete {
+                        keys: args[1..].to_vec(),
+                    })
                 })
             }
         }
-        "CAS" if args.len() == 4 => write(node, &args[1..2], Some(&args[3]), |node| {
-            node.cas(args[1].clone(), args[2].clone(), args[3].clone())
-                .map(|swapped| Reply::Integer(i64::from(swapped)))
+        "CAS" if args.len() == 4 => write(node, &args[1..2], Some(&args[3]), || {
+            submit(Command::Cas {
+                key: args[1].clone(),
+                expected: args[2].clone(),
+                new: args[3].clone(),
+            })
         }),
+        "INCR" if args.len() == 2 => write(node, &args[1..2], None, || {
+            submit(Command::Incr {
+                key: args[1].clone(),
+            })
+        }),
+        "APPEND" if args.len() == 3 => write(node, &args[1..2], Some(&args[2]), || {
+            submit(Command::Append {
+                key: args[1].clone(),
+                value: args[2].clone(),
+            })
+        }),
+        "SEQ" if seq.is_some() => err("SEQ cannot be nested"),
+        "SEQ" if args.len() >= 3 => return sequenced(node, conn, args),
         "INFO" if args.len() <= 2 => Reply::Bulk(info(node).into_bytes()),
         "HELP" if args.len() == 1 => {
             Reply::Array(HELP.iter().map(|l| Reply::Simple(l.to_string())).collect())
         }
         "QUIT" => return (Reply::ok(), After::Close),
-        "CLIENT" => client(args),
+        "CLIENT" => client(conn, args),
         "SELECT" if args.len() == 2 => match args[1].as_slice() {
             b"0" => Reply::ok(),
             _ => err("DB index is out of range"),
@@ -110,9 +167,8 @@ pub fn execute(node: &Node, args: &[Vec<u8>]) -> (Reply, After) {
         // Clients that ask for RESP3 fall back to RESP2 on NOPROTO, exactly as
         // with a Redis server that does not offer it.
         "HELLO" => Reply::Error("NOPROTO this server speaks RESP2 only".into()),
-        "ECHO" | "GET" | "SET" | "DEL" | "CAS" | "INFO" | "HELP" | "SELECT" | "CONFIG" => {
-            wrong_arity(&name.to_ascii_lowercase())
-        }
+        "ECHO" | "GET" | "SET" | "DEL" | "CAS" | "INCR" | "APPEND" | "SEQ" | "INFO" | "HELP"
+        | "SELECT" | "CONFIG" => wrong_arity(&name.to_ascii_lowercase()),
         _ => unknown(args),
     };
     (reply, After::Continue)
@@ -137,14 +193,53 @@ fn unknown(args: &[Vec<u8>]) -> Reply {
     err(&msg)
 }
 
-fn client(args: &[Vec<u8>]) -> Reply {
+/// `SEQ n command ...`: the command's write, applied at most once for this
+/// client and `n`. Reads pass through unchanged (they are naturally
+/// idempotent).
+fn sequenced(node: &Node, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, After) {
+    let seq = std::str::from_utf8(&args[1])
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&n| n > 0);
+    let Some(seq) = seq else {
+        return (
+            err("SEQ needs a sequence number from 1 up"),
+            After::Continue,
+        );
+    };
+    if conn.session.is_none() {
+        return (
+            err("SEQ needs a client id first: CLIENT ID <id>"),
+            After::Continue,
+        );
+    }
+    execute_in(node, conn, &args[2..], Some(seq))
+}
+
+fn client(conn: &mut Connection, args: &[Vec<u8>]) -> Reply {
     let sub = args
         .get(1)
         .map(|s| String::from_utf8_lossy(s).to_ascii_uppercase());
-    match sub.as_deref() {
-        Some("SETNAME") | Some("SETINFO") => Reply::ok(),
-        Some("GETNAME") => Reply::NullBulk,
-        _ => err("unsupported CLIENT subcommand (SETNAME, SETINFO and GETNAME are accepted)"),
+    match (sub.as_deref(), args.len()) {
+        (Some("SETNAME") | Some("SETINFO"), _) => Reply::ok(),
+        (Some("GETNAME"), _) => Reply::NullBulk,
+        (Some("ID"), 2) => match conn.session {
+            Some(id) => Reply::Integer(id as i64),
+            None => Reply::NullBulk,
+        },
+        (Some("ID"), 3) => {
+            let id = std::str::from_utf8(&args[2])
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok());
+            match id {
+                Some(id) if id > 0 => {
+                    conn.session = Some(id);
+                    Reply::ok()
+                }
+                _ => err("CLIENT ID takes a positive 64-bit integer"),
+            }
+        }
+        _ => err("unsupported CLIENT subcommand (ID, SETNAME, SETINFO and GETNAME are accepted)"),
     }
 }
 
@@ -217,13 +312,17 @@ fn write(
     node: &Node,
     keys: &[Vec<u8>],
     value: Option<&Vec<u8>>,
-    op: impl FnOnce(&Node) -> Result<Reply, Error>,
+    op: impl FnOnce() -> Result<Outcome, Error>,
 ) -> Reply {
     if let Some(reply) = check_sizes(keys, value) {
         return reply;
     }
-    match op(node) {
-        Ok(reply) => reply,
+    match op() {
+        Ok(Outcome::Done) => Reply::ok(),
+        Ok(Outcome::Deleted(n)) => Reply::Integer(n as i64),
+        Ok(Outcome::Swapped(swapped)) => Reply::Integer(i64::from(swapped)),
+        Ok(Outcome::Integer(n)) => Reply::Integer(n),
+        Ok(Outcome::Refused(why)) => err(&why),
         Err(Error::NotLeader { leader }) => redirect(node, leader)
             .unwrap_or_else(|| Reply::Error("TRYAGAIN leadership is changing".into())),
         Err(e @ Error::CommandTooLarge { .. }) => err(&e.to_string()),
@@ -234,6 +333,8 @@ fn write(
 
 /// INFO: `field:value` lines, Redis style.
 pub fn info(node: &Node) -> String {
+    let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
+    let m = node.metrics();
     let s = node.status();
     let config = node.config();
     let leader_addr = s.leader_id.and_then(|id| node.client_addr_of(id));
@@ -256,6 +357,16 @@ pub fn info(node: &Node) -> String {
         (
             "client_addr",
             config.client_addr.clone().unwrap_or_default(),
+        ),
+        ("pre_vote", on_off(config.pre_vote)),
+        ("check_quorum", on_off(config.check_quorum)),
+        ("read_mode", config.read_mode.to_string()),
+        ("reads_served", m.reads_served.to_string()),
+        ("read_index_rounds", m.read_rounds.to_string()),
+        ("lease_reads", m.lease_reads.to_string()),
+        (
+            "duplicate_writes_suppressed",
+            m.duplicates_suppressed.to_string(),
         ),
     ];
     let mut out = String::from("# Raft\r\n");

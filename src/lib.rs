@@ -30,4 +30,4 @@ pub mod wire;
 
 pub use config::{Config, ReadMode};
 pub use error::{Error, StartError};
-pub use node::{Node, Status};
+pub use node::{Metrics, Node, Status};

@@ -66,6 +66,7 @@ pub(crate) struct Shared {
     waiters: Mutex<Waiters>,
     read_waiters: Mutex<ReadWaiters>,
     next_read_id: AtomicU64,
+    reads_served: AtomicU64,
     last_applied: AtomicU64,
     to_writer: Sender<Ready>,
     to_apply: Sender<ApplyWork>,
@@ -143,6 +144,19 @@ impl Shared {
     }
 }
 
+/// Counters a node keeps for INFO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metrics {
+    /// Linearizable reads answered with a value.
+    pub reads_served: u64,
+    /// Heartbeat rounds started to confirm leadership for reads.
+    pub read_rounds: u64,
+    /// Reads served on the leader's lease without a round.
+    pub lease_reads: u64,
+    /// Retried writes answered from their session instead of applied again.
+    pub duplicates_suppressed: u64,
+}
+
 /// A snapshot of a node's Raft state, for INFO and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
@@ -211,6 +225,7 @@ impl Node {
             waiters: Mutex::new(BTreeMap::new()),
             read_waiters: Mutex::new(HashMap::new()),
             next_read_id: AtomicU64::new(1),
+            reads_served: AtomicU64::new(0),
             last_applied: AtomicU64::new(0),
             to_writer,
             to_apply,
@@ -401,8 +416,41 @@ impl Node {
         }
     }
 
-    /// Proposes a command and waits until it is applied.
-    fn write(&self, command: Command) -> Result<Outcome, Error> {
+    /// Adds one to the integer at `key` (absent counts as 0); returns the new
+    /// value, or `Outcome::Refused` if the value is not an integer.
+    pub fn incr(&self, key: impl Into<Vec<u8>>) -> Result<Outcome, Error> {
+        self.write(Command::Incr { key: key.into() })
+    }
+
+    /// Appends `value` to the value at `key`; returns the new length.
+    pub fn append(
+        &self,
+        key: impl Into<Vec<u8>>,
+        value: impl Into<Vec<u8>>,
+    ) -> Result<Outcome, Error> {
+        self.write(Command::Append {
+            key: key.into(),
+            value: value.into(),
+        })
+    }
+
+    /// Counters for INFO.
+    pub fn metrics(&self) -> Metrics {
+        let (read_rounds, lease_reads) = {
+            let core = self.shared.core.lock();
+            (core.read_rounds(), core.lease_reads_served())
+        };
+        Metrics {
+            reads_served: self.shared.reads_served.load(Ordering::Relaxed),
+            read_rounds,
+            lease_reads,
+            duplicates_suppressed: self.shared.kv.lock().duplicates_suppressed(),
+        }
+    }
+
+    /// Proposes any write (wrapped in [`Command::Session`] for exactly-once
+    /// application) and waits until it is applied.
+    pub fn write(&self, command: Command) -> Result<Outcome, Error> {
         if let Some(e) = self.shared.failure() {
             return Err(e);
         }
@@ -626,7 +674,9 @@ fn run_apply(shared: Arc<Shared>, work: Receiver<ApplyWork>, shutdown: Receiver<
                 let mut read_waiters = shared.read_waiters.lock();
                 for id in ids {
                     if let Some((key, tx)) = read_waiters.remove(&id) {
-                        let _ = tx.send(Ok(kv.get(&key).cloned()));
+                        if tx.send(Ok(kv.get(&key).cloned())).is_ok() {
+                            shared.reads_served.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                 }
             }
@@ -642,7 +692,7 @@ fn apply_entries(shared: &Shared, entries: &[Entry]) {
             let outcome = match &entry.payload {
                 Payload::Noop => None,
                 Payload::Command(bytes) => match Command::decode(bytes) {
-                    Ok(command) => Some(kv.apply(command)),
+                    Ok(command) => Some(kv.apply(entry.index, command)),
                     Err(e) => {
                         error!(
                             "node {}: entry {} holds an undecodable command ({e}); skipped",
@@ -668,7 +718,7 @@ fn apply_entries(shared: &Shared, entries: &[Entry]) {
             .collect();
         for key in waiting {
             if let Some(tx) = waiters.remove(&key) {
-                let _ = tx.send(if key.1 == term { outcome } else { None });
+                let _ = tx.send(if key.1 == term { outcome.clone() } else { None });
             }
         }
     }

@@ -137,11 +137,12 @@ fn serve(node: &Node, stream: TcpStream) {
     let mut reader = BufReader::with_capacity(64 * 1024, &stream);
     let limits = Limits::default();
     let mut out = Vec::new();
+    let mut conn = commands::Connection::default();
     loop {
         let after = match resp::read_request(&mut reader, &limits) {
             Ok(None) => break,
             Ok(Some(args)) => {
-                let (reply, after) = commands::execute(node, &args);
+                let (reply, after) = commands::execute(node, &mut conn, &args);
                 reply.write_to(&mut out);
                 after
             }

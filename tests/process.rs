@@ -491,3 +491,95 @@ fn redis_cli_and_redis_benchmark_work_unchanged() {
         "{text}"
     );
 }
+
+#[test]
+fn incr_append_and_exactly_once_writes_with_client_sessions() {
+    let cluster = ProcCluster::start(1);
+    cluster.wait_for_leader();
+    let mut c = cluster.client(1);
+    assert_eq!(c.call(&["INCR", "n"]), Reply::Integer(1));
+    assert_eq!(c.call(&["INCR", "n"]), Reply::Integer(2));
+    assert_eq!(c.call(&["APPEND", "s", "ab"]), Reply::Integer(2));
+    assert_eq!(c.call(&["APPEND", "s", "cd"]), Reply::Integer(4));
+    assert_eq!(c.call(&["GET", "s"]), bulk("abcd"));
+    error_starting(&c.call(&["INCR", "s"]), "ERR value is not an integer");
+
+    error_starting(
+        &c.call(&["SEQ", "1", "INCR", "n"]),
+        "ERR SEQ needs a client id",
+    );
+    assert_eq!(c.call(&["CLIENT", "ID", "77"]), ok());
+    assert_eq!(c.call(&["CLIENT", "ID"]), Reply::Integer(77));
+    assert_eq!(c.call(&["SEQ", "1", "INCR", "n"]), Reply::Integer(3));
+    // The retry of sequence 1 — say after a TIMEOUT — is answered, not applied.
+    assert_eq!(c.call(&["SEQ", "1", "INCR", "n"]), Reply::Integer(3));
+    assert_eq!(c.call(&["GET", "n"]), bulk("3"));
+    // Sessions belong to the client, not the connection.
+    let mut again = cluster.client(1);
+    assert_eq!(again.call(&["CLIENT", "ID", "77"]), ok());
+    assert_eq!(again.call(&["SEQ", "1", "INCR", "n"]), Reply::Integer(3));
+    assert_eq!(again.call(&["SEQ", "2", "SET", "k", "v"]), ok());
+    error_starting(
+        &again.call(&["SEQ", "1", "INCR", "n"]),
+        "ERR sequence number 1 is older",
+    );
+    assert_eq!(again.call(&["GET", "n"]), bulk("3"));
+    // A client unknown to the cluster must start at 1.
+    assert_eq!(again.call(&["CLIENT", "ID", "78"]), ok());
+    error_starting(
+        &again.call(&["SEQ", "5", "SET", "k", "x"]),
+        "ERR client 78 has no session",
+    );
+    let info = cluster.info(1);
+    assert_eq!(info["duplicate_writes_suppressed"], "2");
+    assert_eq!(info["pre_vote"], "on");
+    assert_eq!(info["check_quorum"], "on");
+    assert_eq!(info["read_mode"], "read-index");
+    assert_eq!(info["reads_served"], "3");
+}
+
+#[test]
+fn raftnode_cli_follows_redirects_and_uses_sessions() {
+    let cluster = ProcCluster::start(3);
+    let leader = cluster.wait_for_leader();
+    let follower = cluster
+        .running()
+        .into_iter()
+        .find(|&id| id != leader)
+        .unwrap();
+    let addr = format!("127.0.0.1:{}", cluster.nodes[&follower].client_port);
+    let (code, out, err) = run_bin(&["cli", "--addr", &addr, "INCR", "visits"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.trim(), "(integer) 1");
+    let (code, out, _) = run_bin(&["cli", "--addr", &addr, "GET", "visits"]);
+    assert_eq!(code, 0);
+    assert_eq!(out.trim(), "\"1\"");
+    let (code, out, _) = run_bin(&["cli", "--addr", &addr, "NOSUCH"]);
+    assert_eq!(code, 1);
+    assert!(out.starts_with("(error) ERR unknown command"), "{out}");
+    // Interactive, with quoting, as a person would type it.
+    let mut child = Command::new(BIN)
+        .args(["cli", "--addr", &addr])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let stdin = child.stdin.as_mut().unwrap();
+        stdin
+            .write_all(b"SET greeting \"hello world\"\nGET greeting\nquit\n")
+            .unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("OK") && text.contains("\"hello world\""),
+        "{text}"
+    );
+    // An address with nothing behind it fails at once, clearly.
+    let dead = format!("127.0.0.1:{}", free_port());
+    let (code, _, err) = run_bin(&["cli", "--addr", &dead, "PING"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot connect"), "{err}");
+}
