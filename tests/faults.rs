@@ -304,6 +304,91 @@ fn paused_leader_steps_down_and_does_no_harm_when_it_wakes() {
     c.finish();
 }
 
+/// Writes retried under message loss and leader changes take effect exactly
+/// once: counters and appended strings show any double application.
+#[test]
+fn retried_writes_apply_exactly_once_under_loss_and_leader_changes() {
+    let mut c = Chaos::new(5, seed(23));
+    let lossy = LinkMode::Lossy {
+        drop_frames: 0.05,
+        drop_connections: 0.01,
+    };
+    for a in c.ids() {
+        for b in c.ids().into_iter().filter(|&b| b != a) {
+            c.net().set(a, b, lossy.clone());
+        }
+    }
+    c.wait_for_leader();
+    c.start_session_clients(5, 2);
+    for _ in 0..6 * soak() {
+        sleep_ms(c.rng.gen_range(300..700));
+        if let Some(leader) = c.leader() {
+            c.crash(leader);
+            sleep_ms(100);
+            c.restart(leader);
+        }
+    }
+    sleep_ms(300);
+    let leader = c.wait_for_leader();
+    let suppressed = c.node(leader).unwrap().metrics().duplicates_suppressed;
+    eprintln!("exactly-once: {suppressed} retried writes were answered from their session");
+    assert!(
+        suppressed > 0,
+        "no retry raced its original: the scenario proved nothing"
+    );
+    c.finish();
+}
+
+/// A follower flapping in and out of a partition does not raise the
+/// cluster's term: with pre-vote it never wins a pre-vote, so never starts a
+/// real election, and the leader stays.
+#[test]
+fn flapping_node_does_not_raise_the_term_with_pre_vote() {
+    let mut c = Chaos::new(5, seed(24));
+    let leader = c.wait_for_leader();
+    c.start_clients(2, 2);
+    sleep_ms(200);
+    let term = c.term_of(leader);
+    let flapper = c.ids().into_iter().find(|&id| id != leader).unwrap();
+    for _ in 0..8 * soak() {
+        c.net().isolate(flapper);
+        sleep_ms(400); // several election timeouts
+        c.net().heal();
+        sleep_ms(250);
+    }
+    assert_eq!(c.leader(), Some(leader), "the leader was disrupted");
+    assert_eq!(c.term_of(leader), term, "the term moved");
+    assert_eq!(c.term_of(flapper), term, "the flapping node's term moved");
+    c.finish();
+}
+
+/// A leader cut off from the majority, with clients reading from it, never
+/// returns a stale value: it cannot confirm its leadership, and steps down.
+#[test]
+fn partitioned_leader_serves_no_stale_reads() {
+    let c = Chaos::new(5, seed(25));
+    let old = c.wait_for_leader();
+    c.write_via(old, "r", 5, 1);
+    c.net().isolate(old);
+    let until = Instant::now() + Duration::from_millis(1500);
+    let served = thread::scope(|s| {
+        let reader = s.spawn(|| c.read_via_until(old, "r", until));
+        let new = wait_for(RECOVER, "a majority leader", || {
+            c.leader().filter(|&l| l != old)
+        });
+        c.write_via(new, "r", 20, 2);
+        reader.join().unwrap()
+    });
+    eprintln!("the cut-off leader served {served} reads");
+    let status = c.node(old).unwrap().status();
+    assert_ne!(
+        status.role,
+        RoleKind::Leader,
+        "check-quorum did not depose it"
+    );
+    c.finish();
+}
+
 // ---------------------------------------------------------------------------
 // Real processes: only a real crash shows what fsync really saved.
 // ---------------------------------------------------------------------------

@@ -302,6 +302,50 @@ impl Chaos {
         }
     }
 
+    /// Starts `count` clients that INCR and APPEND under client sessions,
+    /// retrying every write with the same sequence number until it succeeds:
+    /// any double application shows as a counter or a string that no
+    /// linearization explains.
+    pub fn start_session_clients(&mut self, count: usize, keys: usize) {
+        for client in 0..count {
+            let inner = self.inner.clone();
+            let seed = self.seed.wrapping_mul(97).wrapping_add(client as u64);
+            self.clients.push(thread::spawn(move || {
+                run_session_client(inner, 500 + client, keys, seed)
+            }));
+        }
+    }
+
+    /// Reads `key` through node `id` only (never redirected) until `until`,
+    /// recording every answer: a deposed leader must never serve one stale.
+    pub fn read_via_until(&self, id: NodeId, key: &str, until: Instant) -> usize {
+        let mut served = 0;
+        while Instant::now() < until {
+            let Some(node) = self.node(id) else { break };
+            let op = self
+                .inner
+                .history
+                .invoke(2000 + id as usize, key, Input::Read);
+            match node.read(key.as_bytes()) {
+                Ok(v) => {
+                    served += 1;
+                    let v = v.map(|v| String::from_utf8(v).unwrap());
+                    self.inner.history.complete(op, Output::Read(v));
+                }
+                Err(_) => {
+                    self.inner.history.fail(op);
+                    thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+        served
+    }
+
+    /// The current term of node `id`.
+    pub fn term_of(&self, id: NodeId) -> Term {
+        self.node(id).expect("node is running").status().term
+    }
+
     pub fn stop_clients(&mut self) {
         self.inner.stop_clients.store(true, Ordering::Release);
         for c in self.clients.drain(..) {
@@ -643,6 +687,90 @@ fn run_client(inner: Arc<Inner>, client: usize, keys: usize, seed: u64) {
                     .leader_hint
                     .store(rng.gen_range(1..=inner.n), Ordering::Relaxed);
                 thread::sleep(Duration::from_millis(rng.gen_range(1..10)));
+            }
+        }
+    }
+}
+
+/// A client with a session: INCR and APPEND, each retried under the same
+/// sequence number (against whichever node seems to lead) until it succeeds
+/// or a few seconds pass.
+fn run_session_client(inner: Arc<Inner>, client: usize, keys: usize, seed: u64) {
+    use raftnode::kv::{Command, Outcome};
+    let mut rng = StdRng::seed_from_u64(seed);
+    let session: u64 = rng.gen::<u64>() | 1;
+    let mut seq = 0;
+    while !inner.stop_clients.load(Ordering::Acquire) {
+        seq += 1;
+        let k = rng.gen_range(0..keys);
+        let (key, input, command) = if rng.gen_bool(0.5) {
+            let key = format!("n{k}");
+            let command = Command::Incr {
+                key: key.clone().into_bytes(),
+            };
+            (key, Input::Incr, command)
+        } else {
+            let key = format!("a{k}");
+            let token = format!("[{client}.{seq}]");
+            let command = Command::Append {
+                key: key.clone().into_bytes(),
+                value: token.clone().into_bytes(),
+            };
+            (key, Input::Append(token), command)
+        };
+        let command = Command::Session {
+            client: session,
+            seq,
+            command: Box::new(command),
+        };
+        let op = inner.history.invoke(client, key.as_str(), input.clone());
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let mut maybe_applied = false;
+        loop {
+            let target = inner.leader_hint.load(Ordering::Relaxed);
+            let node = inner.nodes.lock().get(&target).cloned().flatten();
+            let result = match node {
+                Some(node) => node.write(command.clone()),
+                None => Err(Error::NotLeader { leader: None }),
+            };
+            match result {
+                Ok(Outcome::Integer(n)) => {
+                    let output = match input {
+                        Input::Incr => Output::Incr(n),
+                        _ => Output::Ok,
+                    };
+                    inner.history.complete(op, output);
+                    break;
+                }
+                Ok(other) => {
+                    inner.violation(format!(
+                        "client {client} seq {seq}: unexpected outcome {other:?}"
+                    ));
+                    inner.history.indefinite(op);
+                    break;
+                }
+                Err(e) => {
+                    maybe_applied |= !matches!(e, Error::NotLeader { .. });
+                    match e {
+                        Error::NotLeader { leader: Some(l) } if l != target => {
+                            inner.leader_hint.store(l, Ordering::Relaxed)
+                        }
+                        _ => {
+                            inner
+                                .leader_hint
+                                .store(rng.gen_range(1..=inner.n), Ordering::Relaxed);
+                            thread::sleep(Duration::from_millis(rng.gen_range(1..10)));
+                        }
+                    }
+                    if Instant::now() > deadline || inner.stop_clients.load(Ordering::Acquire) {
+                        if maybe_applied {
+                            inner.history.indefinite(op);
+                        } else {
+                            inner.history.fail(op);
+                        }
+                        break;
+                    }
+                }
             }
         }
     }
