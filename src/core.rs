@@ -295,6 +295,8 @@ struct ReadQueue {
     pending: VecDeque<PendingRead>,
     /// When each recent round was started (in ticks), for lease reads.
     started: VecDeque<(u64, u64)>,
+    /// The highest round any AppendEntries has carried so far.
+    sent_round: u64,
 }
 
 impl ReadQueue {
@@ -608,8 +610,14 @@ impl RaftCore {
         }
         let (commit_index, ticks) = (self.commit_index, self.ticks);
         if let Role::Leader { progress, reads } = &mut self.role {
-            let round = reads.start_round(ticks);
-            self.read_rounds += 1;
+            // Reads arriving before the current round has gone out to anyone
+            // share it: one heartbeat round confirms them all.
+            let round = if reads.round > reads.sent_round {
+                reads.round
+            } else {
+                self.read_rounds += 1;
+                reads.start_round(ticks)
+            };
             reads.pending.push_back(PendingRead {
                 id,
                 index: commit_index.max(reads.term_start),
@@ -831,7 +839,10 @@ impl RaftCore {
                 prev_log_term,
                 entries,
                 leader_commit: self.commit_index,
-                round: reads.round,
+                round: {
+                    reads.sent_round = reads.round;
+                    reads.round
+                },
             },
         })
     }
