@@ -47,8 +47,8 @@ use std::thread::{self, JoinHandle};
 type Waiters = BTreeMap<(Index, Term), Sender<Option<Outcome>>>;
 
 /// A client waiting for a linearizable read: the key, and where the value (or
-/// `Err` if this node stopped leading first) goes.
-type ReadWaiters = HashMap<u64, (Vec<u8>, Sender<Result<Option<Vec<u8>>, ()>>)>;
+/// `None` if this node stopped leading first) goes.
+type ReadWaiters = HashMap<u64, (Vec<u8>, Sender<Option<Option<Vec<u8>>>>)>;
 
 /// Work for the apply thread, in the order the core released it.
 enum ApplyWork {
@@ -113,7 +113,7 @@ impl Shared {
             let mut read_waiters = self.read_waiters.lock();
             for id in ready.aborted_reads.drain(..) {
                 if let Some((_, tx)) = read_waiters.remove(&id) {
-                    let _ = tx.send(Err(()));
+                    let _ = tx.send(None);
                 }
             }
         }
@@ -365,19 +365,9 @@ impl Node {
             None => return Err(self.shared.failure().unwrap_or(Error::ShutDown)),
             Some(result) => result?,
         }
-        match rx.recv_timeout(self.shared.config.proposal_timeout) {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(())) => Err(Error::NotLeader {
-                leader: self.shared.core.lock().leader_id(),
-            }),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                self.shared.read_waiters.lock().remove(&id);
-                Err(Error::Timeout)
-            }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                Err(self.shared.failure().unwrap_or(Error::ShutDown))
-            }
-        }
+        self.await_answer(rx, || {
+            self.shared.read_waiters.lock().remove(&id);
+        })
     }
 
     /// Where node `id` serves clients, if known: this node's own from its
@@ -478,13 +468,23 @@ impl Node {
             None => return Err(self.shared.failure().unwrap_or(Error::ShutDown)),
             Some(result) => result?,
         };
+        self.await_answer(rx, || {
+            self.shared.waiters.lock().remove(&key);
+        })
+    }
+
+    /// Waits for the apply thread's answer to a write or read: `None` means
+    /// it definitely did not happen here (another entry took its place, or
+    /// leadership was lost); no answer in time is a timeout, whose outcome is
+    /// unknown.
+    fn await_answer<T>(&self, rx: Receiver<Option<T>>, forget: impl FnOnce()) -> Result<T, Error> {
         match rx.recv_timeout(self.shared.config.proposal_timeout) {
-            Ok(Some(outcome)) => Ok(outcome),
+            Ok(Some(answer)) => Ok(answer),
             Ok(None) => Err(Error::NotLeader {
                 leader: self.shared.core.lock().leader_id(),
             }),
             Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
-                self.shared.waiters.lock().remove(&key);
+                forget();
                 Err(Error::Timeout)
             }
             Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
@@ -674,7 +674,7 @@ fn run_apply(shared: Arc<Shared>, work: Receiver<ApplyWork>, shutdown: Receiver<
                 let mut read_waiters = shared.read_waiters.lock();
                 for id in ids {
                     if let Some((key, tx)) = read_waiters.remove(&id) {
-                        if tx.send(Ok(kv.get(&key).cloned())).is_ok() {
+                        if tx.send(Some(kv.get(&key).cloned())).is_ok() {
                             shared.reads_served.fetch_add(1, Ordering::Relaxed);
                         }
                     }
