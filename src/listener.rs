@@ -12,6 +12,7 @@
 
 use crate::message::{Envelope, NodeId};
 use crate::node::Shared;
+use crate::sockets;
 use crate::wire::{self, Hello, HelloReply, WireError};
 use log::{debug, info, warn};
 use parking_lot::Mutex;
@@ -21,7 +22,6 @@ use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
 
 /// The inbound connection currently accepted from each peer.
 type Current = Arc<Mutex<HashMap<NodeId, TcpStream>>>;
@@ -33,30 +33,13 @@ pub(crate) fn run(
 ) {
     let id = shared.config.id;
     let current: Current = Arc::default();
-    for stream in listener.incoming() {
-        if shared.stopping.load(Ordering::Acquire) {
-            break;
-        }
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(e) => {
-                // Typically out of file descriptors: pause rather than spin.
-                warn!("node {id}: accepting a peer connection failed: {e}");
-                thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
+    let what = format!("node {id}: peer port");
+    sockets::accept_each(&listener, &shared.stopping, &handles, &what, |stream| {
         let (s, c) = (shared.clone(), current.clone());
-        let spawned = thread::Builder::new()
+        thread::Builder::new()
             .name(format!("raft-{id}-inbound"))
-            .spawn(move || serve(s, c, stream));
-        let mut handles = handles.lock();
-        handles.retain(|h| !h.is_finished());
-        match spawned {
-            Ok(handle) => handles.push(handle),
-            Err(e) => warn!("node {id}: cannot start a thread for a peer connection: {e}"),
-        }
-    }
+            .spawn(move || serve(s, c, stream))
+    });
 }
 
 fn serve(shared: Arc<Shared>, current: Current, stream: TcpStream) {

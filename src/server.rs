@@ -13,7 +13,7 @@ use crate::commands::{self, After};
 use crate::node::Node;
 use crate::resp::{self, Limits, RespError};
 use crate::sockets::{self, Sockets};
-use log::{debug, info, warn};
+use log::{debug, info};
 use parking_lot::Mutex;
 use std::io::{BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -95,36 +95,26 @@ impl Drop for Server {
 
 fn accept_loop(state: Arc<State>, listener: TcpListener) {
     let id = state.node.id();
-    for stream in listener.incoming() {
-        if state.stopping.load(Ordering::Acquire) {
-            break;
-        }
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(e) => {
-                warn!("node {id}: accepting a client failed: {e}");
-                thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
-        let s = state.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("client-{id}"))
-            .stack_size(CONNECTION_STACK)
-            .spawn(move || {
-                let socket = s.sockets.register(&stream);
-                if !s.stopping.load(Ordering::Acquire) {
-                    serve(&s.node, stream);
-                }
-                s.sockets.unregister(socket);
-            });
-        let mut connections = state.connections.lock();
-        connections.retain(|h| !h.is_finished());
-        match spawned {
-            Ok(handle) => connections.push(handle),
-            Err(e) => warn!("node {id}: cannot start a client thread: {e}"),
-        }
-    }
+    let what = format!("node {id}: client port");
+    sockets::accept_each(
+        &listener,
+        &state.stopping,
+        &state.connections,
+        &what,
+        |stream| {
+            let s = state.clone();
+            thread::Builder::new()
+                .name(format!("client-{id}"))
+                .stack_size(CONNECTION_STACK)
+                .spawn(move || {
+                    let socket = s.sockets.register(&stream);
+                    if !s.stopping.load(Ordering::Acquire) {
+                        serve(&s.node, stream);
+                    }
+                    s.sockets.unregister(socket);
+                })
+        },
+    );
 }
 
 fn serve(node: &Node, stream: TcpStream) {

@@ -1,12 +1,49 @@
-//! Bookkeeping that lets a halt unblock threads stuck in socket calls: a
-//! registry of open streams to shut down, and a way to wake a blocked
-//! `accept`.
+//! Listening and halting: the accept loop shared by the peer and client
+//! ports, a registry of open streams that a halt shuts down to unblock their
+//! threads, and a way to wake a blocked `accept`.
 
+use log::warn;
 use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::{self, JoinHandle};
 use std::time::Duration;
+
+/// Accepts connections on `listener` until `stopping` is set, handing each to
+/// `spawn`, which serves it on a thread of its own. The threads' handles go
+/// into `handles` (pruned of finished ones as it goes) so that a halt can
+/// join them all. `what` names the connections in logs.
+pub fn accept_each(
+    listener: &TcpListener,
+    stopping: &AtomicBool,
+    handles: &Mutex<Vec<JoinHandle<()>>>,
+    what: &str,
+    mut spawn: impl FnMut(TcpStream) -> io::Result<JoinHandle<()>>,
+) {
+    for stream in listener.incoming() {
+        if stopping.load(Ordering::Acquire) {
+            break;
+        }
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                // Typically out of file descriptors: pause rather than spin.
+                warn!("{what}: accepting a connection failed: {e}");
+                thread::sleep(Duration::from_millis(50));
+                continue;
+            }
+        };
+        let spawned = spawn(stream);
+        let mut handles = handles.lock();
+        handles.retain(|h| !h.is_finished());
+        match spawned {
+            Ok(handle) => handles.push(handle),
+            Err(e) => warn!("{what}: cannot start a thread for a connection: {e}"),
+        }
+    }
+}
 
 /// Open sockets by a registration number, so halting can shut them down.
 #[derive(Default)]
