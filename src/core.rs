@@ -1322,10 +1322,8 @@ impl RaftCore {
         let Role::Leader { progress, .. } = &self.role else {
             return;
         };
-        let mut matched: Vec<Index> = progress.values().map(|pr| pr.match_index).collect();
-        matched.push(self.persisted_index);
-        matched.sort_unstable_by(|a, b| b.cmp(a));
-        let majority_index = matched[quorum - 1];
+        let matched = progress.values().map(|pr| pr.match_index);
+        let majority_index = reached_by_majority(matched, self.persisted_index, quorum);
         if majority_index > self.commit_index
             && self.log.term_at(majority_index) == Some(self.current_term)
         {
@@ -1353,12 +1351,9 @@ impl RaftCore {
         if self.commit_index < reads.term_start {
             return false;
         }
-        let mut acked: Vec<u64> = progress.values().map(|pr| pr.acked_round).collect();
-        acked.sort_unstable_by(|a, b| b.cmp(a));
-        let quorum_round = match self.quorum() - 1 {
-            0 => reads.round,
-            n => acked[n - 1],
-        };
+        // The leader has seen its own latest round.
+        let acked = progress.values().map(|pr| pr.acked_round);
+        let quorum_round = reached_by_majority(acked, reads.round, self.quorum());
         // 10% for clock drift between nodes, and one tick of granularity.
         let lease = u64::from(self.config.election_ticks_min) * 9 / 10;
         let lease = lease.saturating_sub(1);
@@ -1378,10 +1373,9 @@ impl RaftCore {
         if reads.pending.is_empty() {
             return;
         }
-        let mut acked: Vec<u64> = progress.values().map(|pr| pr.acked_round).collect();
-        acked.push(u64::MAX); // the leader vouches for itself
-        acked.sort_unstable_by(|a, b| b.cmp(a));
-        let confirmed = acked[quorum - 1];
+        // The leader vouches for itself, in any round.
+        let acked = progress.values().map(|pr| pr.acked_round);
+        let confirmed = reached_by_majority(acked, u64::MAX, quorum);
         while let Some(read) = reads.pending.front() {
             if read.round > confirmed || read.index > self.commit_index {
                 break;
@@ -1404,18 +1398,13 @@ impl RaftCore {
     }
 }
 
-impl Message {
-    /// A short name for logs.
-    pub fn name(&self) -> &'static str {
-        match self {
-            Message::RequestVote { .. } => "RequestVote",
-            Message::RequestVoteResponse { .. } => "RequestVoteResponse",
-            Message::PreVote { .. } => "PreVote",
-            Message::PreVoteResponse { .. } => "PreVoteResponse",
-            Message::AppendEntries { .. } => "AppendEntries",
-            Message::AppendEntriesResponse { .. } => "AppendEntriesResponse",
-        }
-    }
+/// The highest value that a majority (`quorum` members, counting the leader's
+/// own value `own`) has reached: an index replicated, a round answered.
+fn reached_by_majority(peers: impl Iterator<Item = u64>, own: u64, quorum: usize) -> u64 {
+    let mut values: Vec<u64> = peers.collect();
+    values.push(own);
+    values.sort_unstable_by(|a, b| b.cmp(a));
+    values[quorum - 1]
 }
 
 #[cfg(test)]

@@ -128,3 +128,17 @@ pub enum RejectHint {
         first_index: Index,
     },
 }
+
+impl Message {
+    /// A short name for logs.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Message::RequestVote { .. } => "RequestVote",
+            Message::RequestVoteResponse { .. } => "RequestVoteResponse",
+            Message::PreVote { .. } => "PreVote",
+            Message::PreVoteResponse { .. } => "PreVoteResponse",
+            Message::AppendEntries { .. } => "AppendEntries",
+            Message::AppendEntriesResponse { .. } => "AppendEntriesResponse",
+        }
+    }
+}
