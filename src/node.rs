@@ -712,11 +712,11 @@ fn apply_entries(shared: &Shared, entries: &[Entry]) {
     for (index, term, outcome) in outcomes {
         // Whoever waits on this index with another term lost: their entry
         // was replaced before it could commit.
-        let waiting: Vec<(Index, Term)> = waiters
+        while let Some(key) = waiters
             .range((index, 0)..=(index, Term::MAX))
+            .next()
             .map(|(&k, _)| k)
-            .collect();
-        for key in waiting {
+        {
             if let Some(tx) = waiters.remove(&key) {
                 let _ = tx.send(if key.1 == term { outcome.clone() } else { None });
             }
