@@ -322,20 +322,9 @@ impl Chaos {
         let mut served = 0;
         while Instant::now() < until {
             let Some(node) = self.node(id) else { break };
-            let op = self
-                .inner
-                .history
-                .invoke(2000 + id as usize, key, Input::Read);
-            match node.read(key.as_bytes()) {
-                Ok(v) => {
-                    served += 1;
-                    let v = v.map(|v| String::from_utf8(v).unwrap());
-                    self.inner.history.complete(op, Output::Read(v));
-                }
-                Err(_) => {
-                    self.inner.history.fail(op);
-                    thread::sleep(Duration::from_millis(5));
-                }
+            match recorded_read(&self.inner.history, 2000 + id as usize, &node, key) {
+                Ok(_) => served += 1,
+                Err(_) => thread::sleep(Duration::from_millis(5)),
             }
         }
         served
@@ -405,18 +394,9 @@ impl Chaos {
             wait_for(RECOVER, "a final read on the leader", || {
                 let leader = self.wait_for_leader();
                 let node = self.node(leader)?;
-                let op = self.inner.history.invoke(9999, key.as_str(), Input::Read);
-                match node.read(key.as_bytes()) {
-                    Ok(v) => {
-                        let v = v.map(|v| String::from_utf8(v).unwrap());
-                        self.inner.history.complete(op, Output::Read(v));
-                        Some(())
-                    }
-                    Err(_) => {
-                        self.inner.history.fail(op);
-                        None
-                    }
-                }
+                recorded_read(&self.inner.history, 9999, &node, key)
+                    .ok()
+                    .map(drop)
             });
         }
         // Everyone catches up with the leader's commit index.
@@ -597,6 +577,28 @@ fn monitor(inner: Arc<Inner>) {
     }
 }
 
+/// A linearizable read through `node`, recorded in the history: a failed
+/// read took no effect, so it leaves the history.
+fn recorded_read(
+    history: &History,
+    client: usize,
+    node: &Node,
+    key: &str,
+) -> Result<Option<String>, Error> {
+    let op = history.invoke(client, key, Input::Read);
+    match node.read(key.as_bytes()) {
+        Ok(v) => {
+            let v = v.map(|v| String::from_utf8(v).unwrap());
+            history.complete(op, Output::Read(v.clone()));
+            Ok(v)
+        }
+        Err(e) => {
+            history.fail(op);
+            Err(e)
+        }
+    }
+}
+
 /// Maps a node error to the history: definite failures leave the history;
 /// anything that may have taken effect stays, with an unknown outcome.
 fn record_failure(history: &History, op: linearizability::OpId, e: &Error) {
@@ -626,21 +628,9 @@ fn run_client(inner: Arc<Inner>, client: usize, keys: usize, seed: u64) {
             continue;
         };
         let result = match rng.gen_range(0..10) {
-            0..=3 => {
-                let op = inner.history.invoke(client, key.as_str(), Input::Read);
-                match node.read(key.as_bytes()) {
-                    Ok(v) => {
-                        let v = v.map(|v| String::from_utf8(v).unwrap());
-                        last_read.insert(key.clone(), v.clone());
-                        inner.history.complete(op, Output::Read(v));
-                        Ok(())
-                    }
-                    Err(e) => {
-                        inner.history.fail(op);
-                        Err(e)
-                    }
-                }
-            }
+            0..=3 => recorded_read(&inner.history, client, &node, &key).map(|v| {
+                last_read.insert(key.clone(), v);
+            }),
             4..=7 => {
                 let value = inner.fresh_value(client);
                 let op = inner
