@@ -93,7 +93,9 @@ Usage:
 
 With a command, sends it, prints the reply and exits (status 1 on an error
 reply). Without one, opens an interactive prompt. Follows MOVED redirects to
-the leader and retries TRYAGAIN for a few seconds.
+the leader and retries TRYAGAIN, TIMEOUT and lost connections for up to 10 s;
+writes go out as SEQ n under a random CLIENT ID, so a retry is never applied
+twice.
 
 Options:
   --addr HOST:PORT   a node's client address [default: 127.0.0.1:7001]
