@@ -3,7 +3,7 @@
 
 mod support;
 
-use raftnode::core::RoleKind;
+use raftnode::raft::core::RoleKind;
 use raftnode::{Error, Node};
 use std::time::{Duration, Instant};
 use support::{wait_for, Cluster, WAIT};

@@ -10,7 +10,7 @@ mod support;
 
 use chaos::netproxy::LinkMode;
 use chaos::{seed, soak, Chaos, RECOVER};
-use raftnode::core::RoleKind;
+use raftnode::raft::core::RoleKind;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use std::thread;
@@ -399,7 +399,7 @@ mod processes {
     use super::chaos::seed;
     use super::support::process::{ProcCluster, Resp};
     use super::support::wait_for;
-    use raftnode::resp::Reply;
+    use raftnode::redis::resp::Reply;
     use rand::rngs::StdRng;
     use rand::{Rng, SeedableRng};
     use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

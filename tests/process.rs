@@ -2,7 +2,7 @@
 
 mod support;
 
-use raftnode::resp::Reply;
+use raftnode::redis::resp::Reply;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};

@@ -3,7 +3,7 @@
 
 mod support;
 
-use raftnode::wire::{self, Hello, HelloReply};
+use raftnode::node::wire::{self, Hello, HelloReply};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;

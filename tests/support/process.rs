@@ -4,7 +4,7 @@
 //! runs with `--exit-on-stdin-eof` and its stdin is a pipe from us.
 
 use super::{wait_for, WAIT};
-use raftnode::resp::{self, Limits, Reply};
+use raftnode::redis::resp::{self, Limits, Reply};
 use std::collections::BTreeMap;
 use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};

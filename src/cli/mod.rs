@@ -4,11 +4,11 @@
 //! The subcommand and flag names are a contract that scripts and tools depend
 //! on: extend them, never rename them.
 
-use crate::config::{Config, ReadMode};
-use crate::message::NodeId;
+use crate::node::config::{Config, ReadMode};
 use crate::node::Node;
-use crate::resp::{self, Limits, Reply};
-use crate::server::Server;
+use crate::raft::message::NodeId;
+use crate::redis::resp::{self, Limits, Reply};
+use crate::redis::server::Server;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};

@@ -1,6 +1,6 @@
 //! The errors a node reports to its callers.
 
-use crate::message::NodeId;
+use crate::raft::message::NodeId;
 use crate::storage::StorageError;
 use std::fmt;
 use std::io;

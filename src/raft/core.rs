@@ -63,10 +63,10 @@
 //! it lets it commit everything before it promptly. Committed entries are handed
 //! out for application in index order, each exactly once.
 
-use crate::message::{
+use crate::raft::log::RaftLog;
+use crate::raft::message::{
     AppendResult, Entry, Envelope, HardState, Index, Message, NodeId, Payload, RejectHint, Term,
 };
-use crate::raft_log::RaftLog;
 use log::{debug, error, info, warn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -5,7 +5,7 @@
 //! (votes, vote requests, AppendEntries replies) arrive on its outbox once the
 //! writer has made them durable. AppendEntries, when this node leads, are
 //! *pulled*: the thread is woken whenever the core has something for the peer
-//! and asks [`RaftCore::append_for`](crate::core::RaftCore::append_for) for the
+//! and asks [`RaftCore::append_for`](crate::raft::core::RaftCore::append_for) for the
 //! message only when it is ready to write it. Everything proposed while the
 //! previous write was in progress therefore travels in one AppendEntries, up to
 //! the size cap — the replication pipeline batches by itself under load, and
@@ -17,9 +17,9 @@
 //! elections), and the core is told the peer is unreachable so that it falls
 //! back to probing from the last known match.
 
-use crate::message::{Envelope, NodeId};
+use crate::node::wire::{self, Hello, HelloReply};
 use crate::node::Shared;
-use crate::wire::{self, Hello, HelloReply};
+use crate::raft::message::{Envelope, NodeId};
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use log::{debug, info, warn};
 use std::io::Write;

@@ -1,8 +1,8 @@
 //! A node's settings, with the defaults an operator gets when a flag is absent.
 
-use crate::core::CoreConfig;
-use crate::message::NodeId;
-use crate::wire::DEFAULT_MAX_FRAME;
+use crate::node::wire::DEFAULT_MAX_FRAME;
+use crate::raft::core::CoreConfig;
+use crate::raft::message::NodeId;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;

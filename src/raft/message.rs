@@ -1,7 +1,7 @@
 //! The types Raft nodes exchange and store: log entries and RPC messages.
 //!
 //! These are plain data. The rules for producing and consuming them live in
-//! [`crate::core`]; how they cross the network lives in [`crate::wire`]; how
+//! [`crate::raft::core`]; how they cross the network lives in [`crate::node::wire`]; how
 //! entries are laid out on disk lives in [`crate::storage`].
 
 use serde::{Deserialize, Serialize};

@@ -9,7 +9,7 @@
 //! The first frame on a connection is a [`Hello`] naming the cluster, the
 //! sender and the intended receiver. The receiver answers with one
 //! [`HelloReply`] and, if it accepted, from then on only reads
-//! [`Envelope`](crate::message::Envelope)s. A sender that is not a member of
+//! [`Envelope`](crate::raft::message::Envelope)s. A sender that is not a member of
 //! the receiver's cluster is refused (and the refusal logged on both sides), so
 //! a misconfigured node or a node of another cluster can never cast a vote or
 //! append an entry.
@@ -19,7 +19,7 @@
 //! broken or hostile peer, and neither is allowed to crash the node.
 
 use crate::codec::{self, CodecError};
-use crate::message::NodeId;
+use crate::raft::message::NodeId;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -135,7 +135,7 @@ pub fn read_frame<T: DeserializeOwned, R: Read>(r: &mut R, limit: usize) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{Envelope, Message};
+    use crate::raft::message::{Envelope, Message};
 
     fn vote() -> Envelope {
         Envelope {

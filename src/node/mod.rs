@@ -13,10 +13,10 @@
 //!   itself towards a majority.
 //! * **apply** — applies committed entries to the key-value map in log order
 //!   and answers the clients waiting on them.
-//! * **one per peer** ([`crate::peer`]) — owns the outbound connection to that
+//! * **one per peer** ([`crate::node::peer`]) — owns the outbound connection to that
 //!   peer: sends the messages the writer released and, on a leader, pulls
 //!   AppendEntries from the core whenever it is woken.
-//! * **listener**, plus **one per inbound connection** ([`crate::listener`]) —
+//! * **listener**, plus **one per inbound connection** ([`crate::node::listener`]) —
 //!   reads messages from peers and steps them into the core.
 //!
 //! They share one [`parking_lot::Mutex`] around the core and talk through
@@ -24,14 +24,21 @@
 //! still holding the lock, which routes the core's output in the order it was
 //! produced. No thread does I/O while holding the core lock.
 
-use crate::config::Config;
-use crate::core::{RaftCore, Ready, RoleKind};
-use crate::error::{Error, StartError};
+pub mod config;
+pub mod error;
+mod listener;
+mod peer;
+pub mod sockets;
+pub mod wire;
+
 use crate::kv::{Command, Kv, Outcome};
-use crate::listener;
-use crate::message::{Entry, Index, NodeId, Payload, Term};
-use crate::peer::{self, PeerHandle};
-use crate::sockets::{self, Sockets};
+use crate::node::config::Config;
+use crate::node::error::{Error, StartError};
+use crate::raft::core::{RaftCore, Ready, RoleKind};
+
+use crate::node::peer::PeerHandle;
+use crate::node::sockets::Sockets;
+use crate::raft::message::{Entry, Index, NodeId, Payload, Term};
 use crate::storage::Storage;
 use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use log::{error, info};

@@ -22,7 +22,7 @@
 //! risk applying a very old retry twice.
 
 use crate::codec::{self, CodecError};
-use crate::message::Index;
+use crate::raft::message::Index;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeSet, HashMap};
 

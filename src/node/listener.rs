@@ -10,10 +10,10 @@
 //! peer replaces the old, whose thread ends (a peer that vanished without
 //! closing its socket would otherwise hold a thread forever).
 
-use crate::message::{Envelope, NodeId};
+use crate::node::sockets;
+use crate::node::wire::{self, Hello, HelloReply, WireError};
 use crate::node::Shared;
-use crate::sockets;
-use crate::wire::{self, Hello, HelloReply, WireError};
+use crate::raft::message::{Envelope, NodeId};
 use log::{debug, info, warn};
 use parking_lot::Mutex;
 use std::collections::HashMap;

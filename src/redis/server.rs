@@ -1,5 +1,5 @@
 //! The client port: a listener thread and a thread per client connection,
-//! speaking RESP2 ([`crate::resp`]) and executing [`crate::commands`].
+//! speaking RESP2 ([`crate::redis::resp`]) and executing [`crate::redis::commands`].
 //!
 //! Requests on a connection are answered in order. Replies to a pipelined
 //! burst are buffered and written together once the burst has been read, so a
@@ -9,10 +9,10 @@
 //! its own thread, so a slow or vanished client only ever blocks itself: the
 //! node's own threads never wait on a client socket.
 
-use crate::commands::{self, After};
+use crate::node::sockets::{self, Sockets};
 use crate::node::Node;
-use crate::resp::{self, Limits, RespError};
-use crate::sockets::{self, Sockets};
+use crate::redis::commands::{self, After};
+use crate::redis::resp::{self, Limits, RespError};
 use log::{debug, info};
 use parking_lot::Mutex;
 use std::io::{BufReader, Write};

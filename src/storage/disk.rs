@@ -78,7 +78,7 @@
 //! non-decreasing terms; a violation is corruption too.
 
 use crate::codec::{decode, encode, encode_into, CodecError};
-use crate::message::{Entry, HardState, Index, NodeId, Term};
+use crate::raft::message::{Entry, HardState, Index, NodeId, Term};
 use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -972,7 +972,7 @@ fn missing_or_io(path: &Path, op: &'static str, e: io::Error) -> StorageError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Payload;
+    use crate::raft::message::Payload;
     use tempfile::tempdir;
 
     const CLUSTER: &str = "test";

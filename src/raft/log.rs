@@ -4,7 +4,7 @@
 //! The log on disk ([`crate::storage`]) mirrors this one; the core never reads
 //! the disk, it tells the node what to write through its `Ready`.
 
-use crate::message::{Entry, Index, Term};
+use crate::raft::message::{Entry, Index, Term};
 
 #[derive(Debug, Clone, Default)]
 pub struct RaftLog {
@@ -117,7 +117,7 @@ impl RaftLog {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Payload;
+    use crate::raft::message::Payload;
 
     fn log_of(terms: &[Term]) -> RaftLog {
         RaftLog::new(

@@ -29,10 +29,10 @@
 //! would give a client it cannot offer more, so redis-cli, redis-benchmark and
 //! client libraries work unchanged.
 
-use crate::error::Error;
 use crate::kv::{Command, Outcome};
+use crate::node::error::Error;
 use crate::node::Node;
-use crate::resp::Reply;
+use crate::redis::resp::Reply;
 
 /// The largest key a client may write.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;

@@ -1,0 +1,3 @@
+pub mod commands;
+pub mod resp;
+pub mod server;
