@@ -3,7 +3,7 @@
 
 mod support;
 
-use raftnode::raft::core::RoleKind;
+use raftnode::raft::RoleKind;
 use raftnode::{Error, Node};
 use std::time::{Duration, Instant};
 use support::{wait_for, Cluster, WAIT};

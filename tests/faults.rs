@@ -10,7 +10,7 @@ mod support;
 
 use chaos::netproxy::LinkMode;
 use chaos::{seed, soak, Chaos, RECOVER};
-use raftnode::raft::core::RoleKind;
+use raftnode::raft::RoleKind;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use std::thread;

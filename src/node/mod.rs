@@ -34,7 +34,7 @@ pub mod wire;
 use crate::kv::{Command, Kv, Outcome};
 use crate::node::config::Config;
 use crate::node::error::{Error, StartError};
-use crate::raft::core::{RaftCore, Ready, RoleKind};
+use crate::raft::{RaftCore, Ready, RoleKind};
 
 use crate::node::peer::PeerHandle;
 use crate::node::sockets::Sockets;

@@ -2,8 +2,8 @@
 //! on loopback, each in its own data dir, and deadline-based waiting.
 #![allow(dead_code)]
 
-use raftnode::raft::core::RoleKind;
 use raftnode::raft::message::NodeId;
+use raftnode::raft::RoleKind;
 use raftnode::{Config, Error, Node};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};

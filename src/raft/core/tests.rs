@@ -7,6 +7,7 @@
 //! check rules that need several nodes to interact).
 
 use super::*;
+use crate::raft::{ProgressState, ReadyRead};
 use std::collections::{BTreeSet, VecDeque};
 
 // ===========================================================================
@@ -1732,7 +1733,7 @@ fn test_pipelining_and_probe() {
     let mut leader = core_with_log(1, 3, &[1, 1, 1], 1, None);
     make_leader(&mut leader);
     leader.take_ready();
-    assert_eq!(leader.progress(2).unwrap().state, ProgressState::Probe);
+    assert_eq!(leader.progress(2).unwrap().state(), ProgressState::Probe);
 
     // The first probe goes out; nothing more until it is answered.
     let probe = drain_appends(&mut leader, 2);
@@ -1754,7 +1755,7 @@ fn test_pipelining_and_probe() {
         RejectHint::LogTooShort { last_index: 1 },
     ));
     let pr = leader.progress(2).unwrap();
-    assert_eq!((pr.state, pr.next_index), (ProgressState::Probe, 2));
+    assert_eq!((pr.state(), pr.next_index()), (ProgressState::Probe, 2));
     let probe = drain_appends(&mut leader, 2);
     assert_eq!(probe.len(), 1);
     let (prev, _, entries, _) = append_entries_of(&probe[0]);
@@ -1765,7 +1766,7 @@ fn test_pipelining_and_probe() {
     leader.step(success(2, 1, 2, 5));
     let pr = leader.progress(2).unwrap();
     assert_eq!(
-        (pr.state, pr.match_index, pr.next_index),
+        (pr.state(), pr.match_index(), pr.next_index()),
         (ProgressState::Replicate, 5, 6)
     );
     for (i, data) in [b"b", b"c", b"d"].into_iter().enumerate() {
@@ -1775,8 +1776,8 @@ fn test_pipelining_and_probe() {
         let (prev, _, entries, _) = append_entries_of(&sent[0]);
         assert_eq!((prev, entries.len()), (5 + i as Index, 1));
     }
-    assert_eq!(leader.progress(2).unwrap().next_index, 9);
-    assert_eq!(leader.progress(2).unwrap().match_index, 5);
+    assert_eq!(leader.progress(2).unwrap().next_index(), 9);
+    assert_eq!(leader.progress(2).unwrap().match_index(), 5);
 
     // A rejection of a pipelined message sends it back to probing.
     leader.step(reject(
@@ -1787,7 +1788,7 @@ fn test_pipelining_and_probe() {
         RejectHint::LogTooShort { last_index: 5 },
     ));
     let pr = leader.progress(2).unwrap();
-    assert_eq!((pr.state, pr.next_index), (ProgressState::Probe, 6));
+    assert_eq!((pr.state(), pr.next_index()), (ProgressState::Probe, 6));
     assert_eq!(drain_appends(&mut leader, 2).len(), 1);
 }
 
@@ -1802,20 +1803,23 @@ fn test_peer_unreachable_falls_back_to_probe() {
     }
     let pr = leader.progress(2).unwrap();
     assert_eq!(
-        (pr.state, pr.match_index, pr.next_index),
+        (pr.state(), pr.match_index(), pr.next_index()),
         (ProgressState::Replicate, 1, 4)
     );
 
     leader.peer_unreachable(2);
     let pr = leader.progress(2).unwrap();
-    assert_eq!((pr.state, pr.next_index), (ProgressState::Probe, 2));
+    assert_eq!((pr.state(), pr.next_index()), (ProgressState::Probe, 2));
     assert!(leader.take_ready().replicate.contains(&2));
     let sent = drain_appends(&mut leader, 2);
     assert_eq!(sent.len(), 1);
     let (prev, _, entries, _) = append_entries_of(&sent[0]);
     assert_eq!((prev, entries.len()), (1, 2));
     // Other peers are unaffected, and unknown peers are no-ops.
-    assert_eq!(leader.progress(3).unwrap().state, ProgressState::Replicate);
+    assert_eq!(
+        leader.progress(3).unwrap().state(),
+        ProgressState::Replicate
+    );
     leader.peer_unreachable(9);
     // A follower ignores the call.
     let mut follower = new_core(2, 3);
@@ -1888,7 +1892,7 @@ fn test_stale_rejection_at_match_index_does_not_panic() {
         }
         to_follower = drain_appends(&mut leader, 2);
     }
-    assert_eq!(leader.progress(2).unwrap().match_index, 2);
+    assert_eq!(leader.progress(2).unwrap().match_index(), 2);
     assert_eq!(follower.current_term(), 3);
 
     // Now the delayed term-1 message arrives; the follower refuses it with its
@@ -1908,7 +1912,7 @@ fn test_stale_rejection_at_match_index_does_not_panic() {
     ));
     leader.step(reply);
     assert_eq!(leader.role(), RoleKind::Leader);
-    assert_eq!(leader.progress(2).unwrap().match_index, 2);
+    assert_eq!(leader.progress(2).unwrap().match_index(), 2);
 }
 
 /// The same case without any change of term: a rejection of a pipelined
@@ -1949,12 +1953,12 @@ fn test_reordered_rejection_at_match_index_does_not_panic() {
     for reply in follower.take_ready().messages {
         leader.step(reply);
     }
-    assert_eq!(leader.progress(2).unwrap().match_index, 2);
+    assert_eq!(leader.progress(2).unwrap().match_index(), 2);
 
     leader.step(late_reject); // panics: min > max. min = 3, max = 2
     let pr = leader.progress(2).unwrap();
-    assert_eq!(pr.match_index, 2, "a stale rejection changes nothing");
-    assert!(pr.next_index > 2);
+    assert_eq!(pr.match_index(), 2, "a stale rejection changes nothing");
+    assert!(pr.next_index() > 2);
 }
 
 // ===========================================================================

@@ -1,0 +1,220 @@
+//! Elections: who may vote for whom, and when a node becomes candidate or
+//! leader (§5.2, §5.4.1), with the extensions of §9.6 of the dissertation —
+//! pre-vote, check-quorum and leader stickiness.
+
+use super::{RaftCore, Role};
+use crate::raft::message::{Envelope, Index, Message, NodeId, Term};
+use crate::raft::progress::Progress;
+use crate::raft::quorum::{self, VoteResult};
+use log::{debug, info};
+use std::collections::BTreeMap;
+
+impl RaftCore {
+    /// §9.6 of the dissertation: before disrupting anyone, ask whether we
+    /// could win an election for the next term. Our term and vote stay as
+    /// they are; only a majority of yes starts the real election.
+    pub(super) fn pre_campaign(&mut self) {
+        self.role = Role::PreCandidate {
+            votes: BTreeMap::from([(self.config.id, true)]),
+        };
+        self.reset_election_timer();
+        let term = self.current_term + 1;
+        info!(
+            "node {}: asking for pre-votes for term {term}",
+            self.config.id
+        );
+        if self.quorum() == 1 {
+            self.campaign();
+            return;
+        }
+        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        for peer in self.config.peers.clone() {
+            // Stamped with the term we would campaign in, not our own.
+            self.ready.messages.push(Envelope {
+                from: self.config.id,
+                to: peer,
+                term,
+                message: Message::PreVote {
+                    last_log_index,
+                    last_log_term,
+                },
+            });
+        }
+    }
+
+    /// §5.2: become a candidate, vote for ourselves, and ask everyone else.
+    pub(super) fn campaign(&mut self) {
+        self.current_term += 1;
+        self.voted_for = Some(self.config.id);
+        self.hard_state_dirty = true;
+        self.role = Role::Candidate {
+            votes: BTreeMap::from([(self.config.id, true)]),
+        };
+        self.reset_election_timer();
+        info!(
+            "node {}: starting election for term {}",
+            self.config.id, self.current_term
+        );
+        if self.quorum() == 1 {
+            self.become_leader();
+            return;
+        }
+        let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
+        for peer in self.config.peers.clone() {
+            self.send(
+                peer,
+                Message::RequestVote {
+                    last_log_index,
+                    last_log_term,
+                },
+            );
+        }
+    }
+
+    pub(super) fn handle_request_vote(
+        &mut self,
+        candidate: NodeId,
+        last_log_index: Index,
+        last_log_term: Term,
+    ) {
+        // Figure 2: grant if we have not voted for someone else this term and
+        // the candidate's log is at least as up-to-date as ours (§5.4.1).
+        let free_to_vote = self.voted_for.is_none_or(|v| v == candidate);
+        let up_to_date = self.log.is_up_to_date(last_log_index, last_log_term);
+        let vote_granted = free_to_vote && up_to_date;
+        if vote_granted {
+            self.voted_for = Some(candidate);
+            self.hard_state_dirty = true;
+            // §5.2: granting a vote resets the election timer.
+            self.reset_election_timer();
+        }
+        debug!(
+            "node {}: vote for {} in term {}: {} (free: {}, up-to-date: {})",
+            self.config.id, candidate, self.current_term, vote_granted, free_to_vote, up_to_date
+        );
+        self.send(candidate, Message::RequestVoteResponse { vote_granted });
+    }
+
+    /// Would we vote for `candidate` in `term`? The same tests as a real vote
+    /// (§5.4.1 and one vote per term), but nothing is recorded.
+    pub(super) fn handle_pre_vote(
+        &mut self,
+        candidate: NodeId,
+        term: Term,
+        last_index: Index,
+        last_term: Term,
+    ) {
+        let up_to_date = self.log.is_up_to_date(last_index, last_term);
+        let free = term > self.current_term
+            || (self.leader_id().is_none() && self.voted_for.is_none_or(|v| v == candidate));
+        let vote_granted = up_to_date && free;
+        debug!(
+            "node {}: pre-vote for {candidate} in term {term}: {vote_granted}",
+            self.config.id
+        );
+        // A grant carries the term asked about; a refusal our own.
+        self.ready.messages.push(Envelope {
+            from: self.config.id,
+            to: candidate,
+            term: if vote_granted {
+                term
+            } else {
+                self.current_term
+            },
+            message: Message::PreVoteResponse { vote_granted },
+        });
+    }
+
+    pub(super) fn handle_pre_vote_response(
+        &mut self,
+        from: NodeId,
+        term: Term,
+        vote_granted: bool,
+    ) {
+        let quorum = self.quorum();
+        let next_term = self.current_term + 1;
+        let Role::PreCandidate { votes } = &mut self.role else {
+            return;
+        };
+        if vote_granted && term != next_term {
+            return; // a grant for an earlier pre-vote
+        }
+        *votes.entry(from).or_insert(false) |= vote_granted;
+        match quorum::tally(votes, quorum) {
+            VoteResult::Won => self.campaign(),
+            // No way to win: wait as a follower for the next timeout.
+            VoteResult::Lost => self.become_follower(self.current_term, None),
+            VoteResult::Pending => {}
+        }
+    }
+
+    pub(super) fn handle_vote_response(&mut self, from: NodeId, vote_granted: bool) {
+        let quorum = self.quorum();
+        let Role::Candidate { votes } = &mut self.role else {
+            return;
+        };
+        // A grant is final for the term (the voter persisted it); a refusal
+        // arriving later answers an older request and must not undo it.
+        *votes.entry(from).or_insert(false) |= vote_granted;
+        if quorum::tally(votes, quorum) == VoteResult::Won {
+            self.become_leader();
+        }
+    }
+
+    /// Check-quorum: a leader that has not heard from a majority for an
+    /// election timeout may be cut off from it, and a new leader may already
+    /// lead; it steps down rather than keep clients waiting.
+    pub(super) fn check_quorum(&mut self) {
+        let quorum = self.quorum();
+        let Role::Leader { progress, .. } = &mut self.role else {
+            return;
+        };
+        let active = 1 + progress
+            .values_mut()
+            .map(Progress::take_active)
+            .filter(|&active| active)
+            .count();
+        if active < quorum {
+            info!(
+                "node {}: heard from only {active} of {} members in an election timeout; stepping down",
+                self.config.id,
+                self.config.peers.len() + 1
+            );
+            self.become_follower(self.current_term, None);
+        }
+    }
+
+    /// Leader stickiness (§9.6): a vote request for a higher term is ignored
+    /// — not even its term is adopted — while this node heard from a live
+    /// leader too recently to believe it is gone. A node that merely lost
+    /// touch must not depose a leader the rest of the cluster still follows.
+    pub(super) fn ignores_vote_request(&self, env: &Envelope) -> bool {
+        let asks_for_vote = matches!(
+            env.message,
+            Message::RequestVote { .. } | Message::PreVote { .. }
+        );
+        let ignore = asks_for_vote && env.term > self.current_term && self.in_lease();
+        if ignore {
+            debug!(
+                "node {}: ignoring {} from {} for term {}: leader lease",
+                self.config.id,
+                env.message.name(),
+                env.from,
+                env.term
+            );
+        }
+        ignore
+    }
+
+    /// Whether this node recently heard from a live leader (or is one).
+    pub(super) fn in_lease(&self) -> bool {
+        self.config.check_quorum
+            && match self.role {
+                Role::Leader { .. } => true,
+                Role::Follower { leader: Some(_) } => {
+                    self.election_elapsed < self.config.election_ticks_min
+                }
+                _ => false,
+            }
+    }
+}

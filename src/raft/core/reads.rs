@@ -1,0 +1,87 @@
+//! Linearizable reads without log entries (§6.4 of the dissertation): the
+//! core's side of ReadIndex and leases. The bookkeeping is in
+//! [`crate::raft::read_only`].
+
+use super::{RaftCore, Role, RoleKind};
+use crate::raft::quorum;
+use crate::raft::ready::ReadyRead;
+use crate::raft::NotLeader;
+
+impl RaftCore {
+    /// Starts a linearizable read with the caller's `id` (ReadIndex, §6.4 of
+    /// the Raft dissertation). Only a leader can serve one. The read's index is
+    /// the commit index now — or this term's no-op, if that is not committed
+    /// yet, because only then does the leader know everything committed
+    /// before it. The leader then needs a majority to answer a round of
+    /// AppendEntries sent after this call, proving no newer leader existed
+    /// when the read began; reads that arrive together share that round. The
+    /// read comes out in [`Ready::reads`](crate::raft::Ready::reads) once both
+    /// hold, and in [`Ready::aborted_reads`](crate::raft::Ready::aborted_reads)
+    /// if leadership is lost first. It costs no log entry and no disk write.
+    pub fn read_index(&mut self, id: u64) -> Result<(), NotLeader> {
+        if self.role() != RoleKind::Leader {
+            return Err(NotLeader {
+                leader: self.leader_id(),
+            });
+        }
+        if self.lease_valid() {
+            self.lease_reads_served += 1;
+            self.ready.reads.push(ReadyRead {
+                id,
+                index: self.commit_index,
+            });
+            return Ok(());
+        }
+        let (commit_index, ticks) = (self.commit_index, self.ticks);
+        if let Role::Leader { progress, reads } = &mut self.role {
+            if reads.register(id, commit_index, ticks) {
+                self.read_rounds += 1;
+            }
+            // Ask now rather than at the next heartbeat.
+            for pr in progress.values_mut() {
+                pr.heartbeat_due();
+            }
+        }
+        self.check_reads();
+        Ok(())
+    }
+
+    /// Lease reads: a majority answered a round that began less than the
+    /// minimum election timeout ago (less a margin for clock drift), and with
+    /// check-quorum none of them will vote for another leader before that
+    /// timeout has passed since they heard us — so we still lead, and our
+    /// committed state is the latest (once this term has committed an entry).
+    fn lease_valid(&self) -> bool {
+        if !(self.config.lease_reads && self.config.check_quorum) {
+            return false;
+        }
+        let Role::Leader { progress, reads } = &self.role else {
+            return false;
+        };
+        if self.commit_index < reads.term_start() {
+            return false;
+        }
+        // The leader has seen its own latest round.
+        let acked = progress.values().map(|pr| pr.acked_round());
+        let quorum_round = quorum::reached_by_majority(acked, reads.round(), self.quorum());
+        // 10% for clock drift between nodes, and one tick of granularity.
+        let lease = u64::from(self.config.election_ticks_min) * 9 / 10;
+        reads.lease_holds(quorum_round, self.ticks, lease.saturating_sub(1))
+    }
+
+    /// Releases every pending read whose round a majority has answered and
+    /// whose index is committed.
+    pub(super) fn check_reads(&mut self) {
+        let quorum = self.quorum();
+        let Role::Leader { progress, reads } = &mut self.role else {
+            return;
+        };
+        if !reads.has_pending() {
+            return;
+        }
+        // The leader vouches for itself, in any round.
+        let acked = progress.values().map(|pr| pr.acked_round());
+        let confirmed = quorum::reached_by_majority(acked, u64::MAX, quorum);
+        reads.release(confirmed, self.commit_index, &mut self.ready.reads);
+    }
+}

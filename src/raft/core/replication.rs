@@ -1,0 +1,284 @@
+//! Log replication and commitment (§5.3, §5.4.2): the leader's proposals and
+//! AppendEntries, a follower's answer, and how the leader learns what is
+//! committed.
+
+use super::{RaftCore, Role, RoleKind};
+use crate::raft::log::MaybeAppend;
+use crate::raft::message::{
+    AppendResult, Entry, Envelope, Index, Message, NodeId, Payload, RejectHint, Term,
+};
+use crate::raft::quorum;
+use crate::raft::NotLeader;
+use log::{debug, error, warn};
+
+impl RaftCore {
+    /// Offers a client command. On the leader it is appended to the log and its
+    /// (index, term) returned: the command is committed if and when the entry at
+    /// that index, with that term, is.
+    pub fn propose(&mut self, command: Vec<u8>) -> Result<(Index, Term), NotLeader> {
+        if self.role() != RoleKind::Leader {
+            return Err(NotLeader {
+                leader: self.leader_id(),
+            });
+        }
+        let index = self.append_own(Payload::Command(command));
+        Ok((index, self.current_term))
+    }
+
+    /// Appends an entry of the current term to the leader's own log.
+    pub(super) fn append_own(&mut self, payload: Payload) -> Index {
+        let index = self.log.last_index() + 1;
+        self.log.append(Entry {
+            index,
+            term: self.current_term,
+            payload,
+        });
+        index
+    }
+
+    /// Reports that the log is durable up to `index`, whose entry had `term`
+    /// when written. If the entry has since been replaced, the report is stale
+    /// and ignored (a later one will cover the replacement). A leader counts
+    /// its own copy towards a majority only from here.
+    pub fn persisted(&mut self, index: Index, term: Term) {
+        if self.log.mark_persisted(index, term) && self.role() == RoleKind::Leader {
+            self.maybe_commit();
+        }
+    }
+
+    /// The replication thread for `peer` lost its connection: whatever was in
+    /// flight is presumed lost, so fall back to probing from the match point.
+    pub fn peer_unreachable(&mut self, peer: NodeId) {
+        if let Role::Leader { progress, .. } = &mut self.role {
+            if let Some(pr) = progress.get_mut(&peer) {
+                pr.become_probe();
+            }
+        }
+    }
+
+    /// Builds the next AppendEntries for `peer`, if the leader has anything to
+    /// send it: new entries, a newer commit index, or a due heartbeat. Called by
+    /// the peer's replication thread when it is ready to write, so everything
+    /// appended since its last call travels in this one message.
+    pub fn append_for(&mut self, peer: NodeId) -> Option<Envelope> {
+        let Role::Leader { progress, reads } = &mut self.role else {
+            return None;
+        };
+        let pr = progress.get_mut(&peer)?;
+        let last_index = self.log.last_index();
+        if !pr.wants_send(last_index, self.commit_index) {
+            return None;
+        }
+        let prev_log_index = pr.next_index() - 1;
+        let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
+            // next_index is kept within 1..=last+1; anything else is a bug here,
+            // but recover by probing from the known match point.
+            error!(
+                "node {}: next_index {} for {} is past the log end {}",
+                self.config.id,
+                pr.next_index(),
+                peer,
+                last_index
+            );
+            pr.become_probe();
+            return None;
+        };
+        let entries = self
+            .log
+            .entries_from(pr.next_index(), self.config.max_append_bytes);
+        pr.sent(prev_log_index + entries.len() as Index, self.commit_index);
+        Some(Envelope {
+            from: self.config.id,
+            to: peer,
+            term: self.current_term,
+            message: Message::AppendEntries {
+                prev_log_index,
+                prev_log_term,
+                entries,
+                leader_commit: self.commit_index,
+                round: reads.send_round(),
+            },
+        })
+    }
+
+    /// A follower's (or candidate's) side of AppendEntries from the leader of
+    /// its current term. `None` means the message is ignored, unanswered.
+    pub(super) fn handle_append_entries(
+        &mut self,
+        leader: NodeId,
+        prev_log_index: Index,
+        prev_log_term: Term,
+        entries: Vec<Entry>,
+        leader_commit: Index,
+    ) -> Option<AppendResult> {
+        match self.role {
+            Role::Leader { .. } => {
+                // Election Safety (§5.2) makes this impossible; a peer that does
+                // it is broken, and obeying it could lose committed entries.
+                error!(
+                    "node {}: AppendEntries from {} while leader of term {}; ignored",
+                    self.config.id, leader, self.current_term
+                );
+                return None;
+            }
+            // §5.2: a candidate that hears from the leader of its term steps down.
+            Role::PreCandidate { .. } | Role::Candidate { .. } => {
+                self.become_follower(self.current_term, Some(leader))
+            }
+            Role::Follower { leader: known } => {
+                if known != Some(leader) {
+                    self.role = Role::Follower {
+                        leader: Some(leader),
+                    };
+                    self.log_new_leader();
+                }
+                self.election_elapsed = 0;
+            }
+        }
+        let well_formed = entries.iter().enumerate().all(|(i, e)| {
+            e.index == prev_log_index + 1 + i as Index && e.term <= self.current_term
+        });
+        if !well_formed {
+            warn!(
+                "node {}: malformed AppendEntries from {} (entry indexes or terms out of order); ignored",
+                self.config.id, leader
+            );
+            return None;
+        }
+        match self
+            .log
+            .maybe_append(prev_log_index, prev_log_term, entries, self.commit_index)
+        {
+            MaybeAppend::Mismatch(hint) => {
+                debug!(
+                    "node {}: rejecting AppendEntries at {} from {}: {:?}",
+                    self.config.id, prev_log_index, leader, hint
+                );
+                Some(AppendResult::Reject {
+                    rejected_index: prev_log_index,
+                    hint,
+                })
+            }
+            MaybeAppend::ConflictsWithCommitted { index } => {
+                error!(
+                    "node {}: leader {} would overwrite committed entry {} (commit index {}); ignored",
+                    self.config.id, leader, index, self.commit_index
+                );
+                None
+            }
+            MaybeAppend::Matched { last_new } => {
+                // Figure 2, AppendEntries step 5. `last_new` rather than our
+                // last index: entries past it came from an earlier message and
+                // may yet be replaced.
+                self.commit_index = self.commit_index.max(leader_commit.min(last_new));
+                Some(AppendResult::Success {
+                    match_index: last_new,
+                })
+            }
+        }
+    }
+
+    pub(super) fn handle_append_response(
+        &mut self,
+        from: NodeId,
+        round: u64,
+        result: AppendResult,
+    ) {
+        // Any answer in our term, accepting or not, shows the follower still
+        // recognised us as leader when it read that round.
+        if let Role::Leader { progress, .. } = &mut self.role {
+            if let Some(pr) = progress.get_mut(&from) {
+                pr.answered_round(round);
+            }
+        }
+        match result {
+            AppendResult::Success { match_index } => self.handle_append_success(from, match_index),
+            AppendResult::Reject {
+                rejected_index,
+                hint,
+            } => self.handle_append_reject(from, rejected_index, hint),
+        }
+        self.check_reads();
+    }
+
+    fn handle_append_success(&mut self, from: NodeId, match_index: Index) {
+        let last_index = self.log.last_index();
+        let Role::Leader { progress, .. } = &mut self.role else {
+            return;
+        };
+        let Some(pr) = progress.get_mut(&from) else {
+            return;
+        };
+        if match_index > last_index {
+            warn!(
+                "node {}: {} claims to match up to {}, past our last index {}; ignored",
+                self.config.id, from, match_index, last_index
+            );
+            return;
+        }
+        pr.accepted(match_index);
+        self.maybe_commit();
+    }
+
+    fn handle_append_reject(&mut self, from: NodeId, rejected_index: Index, hint: RejectHint) {
+        // Where the hint says to resume. If we have entries of the follower's
+        // conflicting term, the logs may match up to our last one of them;
+        // otherwise skip the follower's whole run of that term.
+        let hinted_next = match hint {
+            RejectHint::LogTooShort { last_index } => last_index + 1,
+            RejectHint::ConflictingTerm {
+                conflict_term,
+                first_index,
+            } => self
+                .log
+                .last_index_of_term(conflict_term, rejected_index)
+                .map_or(first_index, |i| i + 1),
+        };
+        let Role::Leader { progress, .. } = &mut self.role else {
+            return;
+        };
+        let Some(pr) = progress.get_mut(&from) else {
+            return;
+        };
+        if pr.rejected(rejected_index, hinted_next) {
+            debug!(
+                "node {}: {} rejected at {}; next_index now {}",
+                self.config.id,
+                from,
+                rejected_index,
+                pr.next_index()
+            );
+        } else {
+            debug!(
+                "node {}: stale rejection at {} from {} (match {}, next {})",
+                self.config.id,
+                rejected_index,
+                from,
+                pr.match_index(),
+                pr.next_index()
+            );
+        }
+    }
+
+    /// §5.3, §5.4.2: commit the highest index stored on a majority, but only
+    /// if its entry is from the current term (Figure 8).
+    pub(super) fn maybe_commit(&mut self) {
+        let quorum = self.quorum();
+        let Role::Leader { progress, .. } = &self.role else {
+            return;
+        };
+        let matched = progress.values().map(|pr| pr.match_index());
+        let majority_index =
+            quorum::reached_by_majority(matched, self.log.persisted_index(), quorum);
+        if majority_index > self.commit_index
+            && self.log.term_at(majority_index) == Some(self.current_term)
+        {
+            debug!(
+                "node {}: commit index {} -> {}",
+                self.config.id, self.commit_index, majority_index
+            );
+            self.commit_index = majority_index;
+            self.check_reads();
+        }
+    }
+}

@@ -1,0 +1,60 @@
+//! The core's hand-off to the node: everything one batch of inputs asks the
+//! node to do, in the order it must be done.
+
+use super::message::{Entry, Envelope, HardState, Index, NodeId};
+
+/// What the node must do after feeding the core some input. The order matters:
+/// first make `hard_state`, `truncate_after` and `entries` durable, then send
+/// `messages` (a vote or an acknowledgement must never leave before the state
+/// it promises is on disk), then report the write with
+/// [`RaftCore::persisted`](super::RaftCore::persisted). `committed` may be
+/// applied at once.
+#[derive(Debug, Default, PartialEq)]
+pub struct Ready {
+    /// New term and vote, to persist before sending any message.
+    pub hard_state: Option<HardState>,
+    /// Drop every stored entry after this index before appending `entries`.
+    pub truncate_after: Option<Index>,
+    /// New log entries to persist, in order.
+    pub entries: Vec<Entry>,
+    /// Messages to send once the above is durable.
+    pub messages: Vec<Envelope>,
+    /// Entries newly known to be committed, in index order, to apply.
+    pub committed: Vec<Entry>,
+    /// Peers with something to send: their replication threads should call
+    /// [`RaftCore::append_for`](super::RaftCore::append_for).
+    pub replicate: Vec<NodeId>,
+    /// Reads whose leadership check passed: each may be served once the state
+    /// machine has applied up to its index.
+    pub reads: Vec<ReadyRead>,
+    /// Reads that can no longer be confirmed, because this node stopped
+    /// leading: the client should ask the new leader.
+    pub aborted_reads: Vec<u64>,
+}
+
+/// A linearizable read that may now be served (see
+/// [`RaftCore::read_index`](super::RaftCore::read_index)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadyRead {
+    pub id: u64,
+    /// Serve the read from a state machine that has applied at least this far.
+    pub index: Index,
+}
+
+impl Ready {
+    pub fn is_empty(&self) -> bool {
+        self.hard_state.is_none()
+            && self.truncate_after.is_none()
+            && self.entries.is_empty()
+            && self.messages.is_empty()
+            && self.committed.is_empty()
+            && self.replicate.is_empty()
+            && self.reads.is_empty()
+            && self.aborted_reads.is_empty()
+    }
+
+    /// Whether anything must be written to disk.
+    pub fn has_storage_work(&self) -> bool {
+        self.hard_state.is_some() || self.truncate_after.is_some() || !self.entries.is_empty()
+    }
+}
