@@ -7,13 +7,14 @@
 //! one client and eight concurrent ones (whose reads share heartbeat rounds).
 //! This machine is shared and noisy: compare the ratios, not absolute times.
 
+use raftnode::kv::{KeyValue, Kv, KvNode};
 use raftnode::{Config, Node, ReadMode};
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-fn cluster(mode: ReadMode, dir: &std::path::Path) -> Vec<Arc<Node>> {
+fn cluster(mode: ReadMode, dir: &std::path::Path) -> Vec<Arc<KvNode>> {
     let listeners: Vec<TcpListener> = (0..3)
         .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
         .collect();
@@ -34,12 +35,12 @@ fn cluster(mode: ReadMode, dir: &std::path::Path) -> Vec<Arc<Node>> {
                 .filter(|(&p, _)| p != id)
                 .map(|(&p, a)| (p, a.clone()))
                 .collect();
-            Arc::new(Node::start_with_listener(config, listener).unwrap())
+            Arc::new(Node::start_with_listener(config, listener, Kv::new()).unwrap())
         })
         .collect()
 }
 
-fn leader(nodes: &[Arc<Node>]) -> Arc<Node> {
+fn leader(nodes: &[Arc<KvNode>]) -> Arc<KvNode> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         for node in nodes {

@@ -331,7 +331,10 @@ fn retried_writes_apply_exactly_once_under_loss_and_leader_changes() {
     }
     sleep_ms(300);
     let leader = c.wait_for_leader();
-    let suppressed = c.node(leader).unwrap().metrics().duplicates_suppressed;
+    let suppressed = c
+        .node(leader)
+        .unwrap()
+        .with_state(|kv| kv.duplicates_suppressed());
     eprintln!("exactly-once: {suppressed} retried writes were answered from their session");
     assert!(
         suppressed > 0,

@@ -4,6 +4,7 @@
 
 mod support;
 
+use raftnode::kv::Kv;
 use raftnode::{Config, Node};
 use support::Cluster;
 
@@ -28,7 +29,8 @@ fn hundreds_of_nodes_start_and_halt_without_leaking_threads_or_descriptors() {
     // Single nodes halted straight after starting, mid-election.
     let dir = tempfile::tempdir().unwrap();
     for id in 1..=100 {
-        let node = Node::start(Config::new(id, dir.path().join(id.to_string()))).unwrap();
+        let node =
+            Node::start(Config::new(id, dir.path().join(id.to_string())), Kv::new()).unwrap();
         node.halt();
     }
 

@@ -4,6 +4,7 @@
 //! The subcommand and flag names are a contract that scripts and tools depend
 //! on: extend them, never rename them.
 
+use crate::kv::Kv;
 use crate::node::config::{Config, ReadMode};
 use crate::node::Node;
 use crate::raft::message::NodeId;
@@ -364,7 +365,7 @@ fn run(args: &[String]) -> Result<ExitCode, CliError> {
     // A tick fine enough for the timings asked for.
     let finest = heartbeat.min(config.election_timeout_min.as_millis() as u64);
     config.tick = Duration::from_millis((finest / 5).clamp(1, 10));
-    config.core_config().map_err(usage)?;
+    config.core_config().map_err(|e| usage(e.to_string()))?;
 
     init_logging();
     let client_listener = TcpListener::bind(&client_addr)
@@ -380,7 +381,7 @@ fn run(args: &[String]) -> Result<ExitCode, CliError> {
         client_addr.clone()
     });
     let exit_on_eof = flags.has("--exit-on-stdin-eof");
-    let node = Arc::new(Node::start(config).map_err(fatal)?);
+    let node = Arc::new(Node::start(config, Kv::new()).map_err(fatal)?);
     let _server = Server::start(node.clone(), client_listener)
         .map_err(|e| fatal(format!("cannot serve clients on {client_addr}: {e}")))?;
     log::info!(

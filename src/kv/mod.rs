@@ -1,113 +1,40 @@
-//! The replicated state machine: a map from byte-string keys to byte-string
-//! values (binary-safe, as in Redis), plus the client sessions that make
-//! retried writes take effect exactly once.
+//! The key-value store: the state machine raftnode replicates, and the
+//! typed operations a program uses on a node that runs it.
 //!
-//! Commands reach it only through the log, so every node applies the same
-//! commands in the same order and ends in the same state. Applying is
-//! deterministic: it depends on nothing but the state, the command and the
-//! entry's index — never on a clock.
+//! [`Kv`] maps byte-string keys to byte-string values (binary-safe, as in
+//! Redis) and keeps the client [`session`]s that make retried writes take
+//! effect exactly once. Writes reach it only through the log, so every node
+//! applies the same [`Command`]s in the same order and ends in the same
+//! state. Applying is deterministic: it depends on nothing but the state,
+//! the command and the entry's index — never on a clock.
 //!
-//! # Exactly-once writes (§6.3 of the Raft dissertation)
+//! [`KeyValue`] gives a `Node<Kv>` its typed operations (`set`, `cas`,
+//! `read`, …); underneath they are [`Node::propose`] and [`Node::query`] of
+//! encoded [`Command`]s and [`Query`]s.
 //!
-//! A client that times out cannot tell whether its write was applied, and
-//! retrying it blindly may apply it twice. So a client may tag each write with
-//! its client id and a sequence number ([`Command::Session`]). The state
-//! machine remembers, per client, the last sequence number applied and its
-//! outcome. A retry of that number gets the remembered outcome without being
-//! applied again; an older number is refused. Sessions are part of the
-//! replicated state, so they survive restarts and leader changes. A session
-//! that has not been used for [`SESSION_TTL_ENTRIES`] log entries expires —
-//! by log index, identically on every node. A later write of an unknown
-//! session with a sequence number above 1 is refused as expired rather than
-//! risk applying a very old retry twice.
+//! Dependencies: [`crate::node`] (the [`StateMachine`] trait it implements,
+//! and the node it runs on), the Raft types and the codec. Nothing here
+//! knows about the Redis protocol.
 
-use crate::codec::{self, CodecError};
+mod command;
+pub mod session;
+
+pub use command::{Command, Outcome, Query, QueryReply, Wire};
+pub use session::SESSION_TTL_ENTRIES;
+
+use crate::node::{Error, Node, StateMachine};
 use crate::raft::message::Index;
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeSet, HashMap};
+use log::error;
+use session::{Admission, Sessions};
+use std::collections::HashMap;
 
-/// A session unused for this many log entries is forgotten.
-pub const SESSION_TTL_ENTRIES: Index = 1_000_000;
-
-/// A write, as it is stored in a log entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Command {
-    Set {
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
-    /// Deletes every listed key; one entry so that a multi-key DEL is atomic.
-    Delete {
-        keys: Vec<Vec<u8>>,
-    },
-    /// Compare-and-set: replaces the value only if it currently equals
-    /// `expected` (an absent key never matches).
-    Cas {
-        key: Vec<u8>,
-        expected: Vec<u8>,
-        new: Vec<u8>,
-    },
-    /// Adds one to the decimal integer stored at `key` (absent counts as 0),
-    /// as Redis's INCR does.
-    Incr {
-        key: Vec<u8>,
-    },
-    /// Appends to the value at `key` (absent counts as empty), as Redis's
-    /// APPEND does.
-    Append {
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
-    /// `command`, applied at most once for this client and sequence number.
-    Session {
-        client: u64,
-        seq: u64,
-        command: Box<Command>,
-    },
-}
-
-impl Command {
-    pub fn encode(&self) -> Result<Vec<u8>, CodecError> {
-        codec::encode(self)
-    }
-
-    pub fn decode(bytes: &[u8]) -> Result<Command, CodecError> {
-        codec::decode(bytes)
-    }
-}
-
-/// What applying a command produced.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Outcome {
-    /// A Set was applied.
-    Done,
-    /// A Delete removed this many keys.
-    Deleted(usize),
-    /// Whether a CAS swapped the value.
-    Swapped(bool),
-    /// INCR's new value, or APPEND's new length.
-    Integer(i64),
-    /// The command was refused and changed nothing (e.g. INCR of a value
-    /// that is not an integer, or a session error).
-    Refused(String),
-}
-
-/// What a session remembers of its client's last write.
-#[derive(Debug, Clone)]
-struct Session {
-    last_seq: u64,
-    outcome: Outcome,
-    last_index: Index,
-}
+/// A node running the key-value store.
+pub type KvNode = Node<Kv>;
 
 #[derive(Debug)]
 pub struct Kv {
     map: HashMap<Vec<u8>, Vec<u8>>,
-    sessions: HashMap<u64, Session>,
-    /// (last index used, client), oldest first, for expiry.
-    by_age: BTreeSet<(Index, u64)>,
-    session_ttl: Index,
-    duplicates: u64,
+    sessions: Sessions,
 }
 
 impl Default for Kv {
@@ -121,15 +48,12 @@ impl Kv {
         Kv::default()
     }
 
-    /// A state machine whose sessions expire after `ttl` entries (tests use a
-    /// short one).
+    /// A store whose sessions expire after `ttl` entries (tests use a short
+    /// one).
     pub fn with_session_ttl(ttl: Index) -> Kv {
         Kv {
             map: HashMap::new(),
-            sessions: HashMap::new(),
-            by_age: BTreeSet::new(),
-            session_ttl: ttl,
-            duplicates: 0,
+            sessions: Sessions::new(ttl),
         }
     }
 
@@ -147,7 +71,7 @@ impl Kv {
 
     /// Retried writes answered from a session instead of being applied again.
     pub fn duplicates_suppressed(&self) -> u64 {
-        self.duplicates
+        self.sessions.duplicates()
     }
 
     pub fn sessions(&self) -> usize {
@@ -155,66 +79,23 @@ impl Kv {
     }
 
     /// Applies the command of the log entry at `index`.
-    pub fn apply(&mut self, index: Index, command: Command) -> Outcome {
-        self.expire_sessions(index);
+    pub fn apply_command(&mut self, index: Index, command: Command) -> Outcome {
+        self.sessions.expire(index);
         match command {
             Command::Session {
                 client,
                 seq,
                 command,
-            } => self.apply_in_session(index, client, seq, *command),
-            command => self.apply_plain(command),
-        }
-    }
-
-    fn apply_in_session(
-        &mut self,
-        index: Index,
-        client: u64,
-        seq: u64,
-        command: Command,
-    ) -> Outcome {
-        match self.sessions.get(&client) {
-            Some(session) if seq == session.last_seq => {
-                self.duplicates += 1;
-                return session.outcome.clone();
-            }
-            Some(session) if seq < session.last_seq => {
-                return Outcome::Refused(format!(
-                    "sequence number {seq} is older than this client's last, {}",
-                    session.last_seq
-                ));
-            }
-            None if seq != 1 => {
-                return Outcome::Refused(format!(
-                    "client {client} has no session (expired, or never started with sequence number 1)"
-                ));
-            }
-            _ => {}
-        }
-        // Nested sessions make no sense; treat the inner one as plain.
-        let outcome = self.apply_plain(command);
-        if let Some(old) = self.sessions.insert(
-            client,
-            Session {
-                last_seq: seq,
-                outcome: outcome.clone(),
-                last_index: index,
+            } => match self.sessions.admit(client, seq) {
+                Admission::Answer(outcome) => outcome,
+                Admission::Apply => {
+                    // Nested sessions make no sense; the inner one is plain.
+                    let outcome = self.apply_plain(*command);
+                    self.sessions.record(client, seq, index, outcome.clone());
+                    outcome
+                }
             },
-        ) {
-            self.by_age.remove(&(old.last_index, client));
-        }
-        self.by_age.insert((index, client));
-        outcome
-    }
-
-    fn expire_sessions(&mut self, index: Index) {
-        while let Some(&(last, client)) = self.by_age.first() {
-            if last + self.session_ttl >= index {
-                break;
-            }
-            self.by_age.pop_first();
-            self.sessions.remove(&client);
+            command => self.apply_plain(command),
         }
     }
 
@@ -257,6 +138,44 @@ impl Kv {
             Command::Session { command, .. } => self.apply_plain(*command),
         }
     }
+
+    fn answer(&self, query: Query) -> QueryReply {
+        match query {
+            Query::Get { key } => QueryReply::Value(self.map.get(&key).cloned()),
+        }
+    }
+}
+
+impl StateMachine for Kv {
+    fn apply(&mut self, index: Index, command: &[u8]) -> Vec<u8> {
+        let outcome = match Command::decode(command) {
+            Ok(command) => self.apply_command(index, command),
+            Err(e) => {
+                // Only a bug or another program's entry can get here: every
+                // node refuses it alike, so the replicas stay identical.
+                error!("entry {index} holds an undecodable command ({e}); refused");
+                Outcome::Refused(format!("undecodable command: {e}"))
+            }
+        };
+        encode_reply(&outcome)
+    }
+
+    fn query(&self, query: &[u8]) -> Vec<u8> {
+        let reply = match Query::decode(query) {
+            Ok(query) => self.answer(query),
+            Err(e) => QueryReply::Refused(format!("undecodable query: {e}")),
+        };
+        encode_reply(&reply)
+    }
+}
+
+/// Replies are small enums of bytes and integers: encoding them cannot fail
+/// short of a bug, and then the proposer is told it cannot read the reply.
+fn encode_reply<T: Wire>(reply: &T) -> Vec<u8> {
+    reply.encode().unwrap_or_else(|e| {
+        error!("cannot encode a reply: {e}");
+        Vec::new()
+    })
 }
 
 /// Parses a value the way Redis's INCR does: a decimal i64 with no spaces,
@@ -274,6 +193,100 @@ fn parse_integer(bytes: &[u8]) -> Option<i64> {
     text.parse().ok()
 }
 
+/// The key-value operations of a node that runs a [`Kv`]. Writes return
+/// once committed and applied; [`KeyValue::read`] is linearizable,
+/// [`KeyValue::get`] reads this node's copy as it is.
+pub trait KeyValue {
+    /// Proposes any write (wrap it in [`Command::Session`] for exactly-once
+    /// application) and waits until it is applied.
+    fn write(&self, command: Command) -> Result<Outcome, Error>;
+
+    /// Reads `key` linearizably (see [`Node::query`]).
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
+
+    /// Reads `key` from this node's state machine as it is now — a local
+    /// read that may miss recent writes.
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
+
+    /// Sets `key` to `value`.
+    fn set(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<(), Error> {
+        let command = Command::Set {
+            key: key.into(),
+            value: value.into(),
+        };
+        match self.write(command)? {
+            Outcome::Done => Ok(()),
+            other => unreachable!("set produced {other:?}"),
+        }
+    }
+
+    /// Deletes `key`; returns whether it existed.
+    fn delete(&self, key: impl Into<Vec<u8>>) -> Result<bool, Error> {
+        self.delete_many(vec![key.into()]).map(|n| n > 0)
+    }
+
+    /// Deletes every key in one atomic write; returns how many existed.
+    fn delete_many(&self, keys: Vec<Vec<u8>>) -> Result<usize, Error> {
+        match self.write(Command::Delete { keys })? {
+            Outcome::Deleted(n) => Ok(n),
+            other => unreachable!("delete produced {other:?}"),
+        }
+    }
+
+    /// Sets `key` to `new` if its value is `expected`; returns whether it did.
+    /// An absent key never matches.
+    fn cas(
+        &self,
+        key: impl Into<Vec<u8>>,
+        expected: impl Into<Vec<u8>>,
+        new: impl Into<Vec<u8>>,
+    ) -> Result<bool, Error> {
+        let command = Command::Cas {
+            key: key.into(),
+            expected: expected.into(),
+            new: new.into(),
+        };
+        match self.write(command)? {
+            Outcome::Swapped(swapped) => Ok(swapped),
+            other => unreachable!("cas produced {other:?}"),
+        }
+    }
+
+    /// Adds one to the integer at `key` (absent counts as 0); returns the new
+    /// value, or `Outcome::Refused` if the value is not an integer.
+    fn incr(&self, key: impl Into<Vec<u8>>) -> Result<Outcome, Error> {
+        self.write(Command::Incr { key: key.into() })
+    }
+
+    /// Appends `value` to the value at `key`; returns the new length.
+    fn append(&self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Result<Outcome, Error> {
+        self.write(Command::Append {
+            key: key.into(),
+            value: value.into(),
+        })
+    }
+}
+
+impl KeyValue for Node<Kv> {
+    fn write(&self, command: Command) -> Result<Outcome, Error> {
+        let reply = self.propose(command.encode().map_err(Error::Codec)?)?;
+        Outcome::decode(&reply).map_err(Error::Codec)
+    }
+
+    fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        let query = Query::Get { key: key.to_vec() };
+        let reply = self.query(query.encode().map_err(Error::Codec)?)?;
+        match QueryReply::decode(&reply).map_err(Error::Codec)? {
+            QueryReply::Value(value) => Ok(value),
+            QueryReply::Refused(why) => unreachable!("a well-formed GET was refused: {why}"),
+        }
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.with_state(|kv| kv.get(key).cloned())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -289,23 +302,23 @@ mod tests {
             key: b("a"),
             value: b("1"),
         };
-        assert_eq!(kv.apply(1, set), Outcome::Done);
+        assert_eq!(kv.apply_command(1, set), Outcome::Done);
         assert_eq!(kv.get(b"a"), Some(&b("1")));
         let cas = |expected: &str, new: &str| Command::Cas {
             key: b("a"),
             expected: b(expected),
             new: b(new),
         };
-        assert_eq!(kv.apply(2, cas("2", "3")), Outcome::Swapped(false));
-        assert_eq!(kv.apply(3, cas("1", "3")), Outcome::Swapped(true));
+        assert_eq!(kv.apply_command(2, cas("2", "3")), Outcome::Swapped(false));
+        assert_eq!(kv.apply_command(3, cas("1", "3")), Outcome::Swapped(true));
         assert_eq!(kv.get(b"a"), Some(&b("3")));
         let del = Command::Delete {
             keys: vec![b("a"), b("missing"), b("a")],
         };
-        assert_eq!(kv.apply(4, del), Outcome::Deleted(1));
+        assert_eq!(kv.apply_command(4, del), Outcome::Deleted(1));
         assert!(kv.is_empty());
         // CAS on an absent key never matches, not even the empty string.
-        assert_eq!(kv.apply(5, cas("", "x")), Outcome::Swapped(false));
+        assert_eq!(kv.apply_command(5, cas("", "x")), Outcome::Swapped(false));
         assert_eq!(kv.get(b"a"), None);
     }
 
@@ -313,11 +326,11 @@ mod tests {
     fn incr_and_append_behave_like_redis() {
         let mut kv = Kv::new();
         let incr = || Command::Incr { key: b("n") };
-        assert_eq!(kv.apply(1, incr()), Outcome::Integer(1));
-        assert_eq!(kv.apply(2, incr()), Outcome::Integer(2));
+        assert_eq!(kv.apply_command(1, incr()), Outcome::Integer(1));
+        assert_eq!(kv.apply_command(2, incr()), Outcome::Integer(2));
         assert_eq!(kv.get(b"n"), Some(&b("2")));
         for bad in ["x", " 1", "01", "+1", "", "-0", "9223372036854775807"] {
-            kv.apply(
+            kv.apply_command(
                 3,
                 Command::Set {
                     key: b("n"),
@@ -325,7 +338,7 @@ mod tests {
                 },
             );
             assert!(
-                matches!(kv.apply(4, incr()), Outcome::Refused(_)),
+                matches!(kv.apply_command(4, incr()), Outcome::Refused(_)),
                 "INCR of {bad:?}"
             );
             assert_eq!(
@@ -334,20 +347,20 @@ mod tests {
                 "a refused INCR changes nothing"
             );
         }
-        kv.apply(
+        kv.apply_command(
             5,
             Command::Set {
                 key: b("n"),
                 value: b("-5"),
             },
         );
-        assert_eq!(kv.apply(6, incr()), Outcome::Integer(-4));
+        assert_eq!(kv.apply_command(6, incr()), Outcome::Integer(-4));
         let append = |v: &str| Command::Append {
             key: b("s"),
             value: b(v),
         };
-        assert_eq!(kv.apply(7, append("ab")), Outcome::Integer(2));
-        assert_eq!(kv.apply(8, append("cde")), Outcome::Integer(5));
+        assert_eq!(kv.apply_command(7, append("ab")), Outcome::Integer(2));
+        assert_eq!(kv.apply_command(8, append("cde")), Outcome::Integer(5));
         assert_eq!(kv.get(b"s"), Some(&b("abcde")));
     }
 
@@ -363,18 +376,30 @@ mod tests {
     fn a_retried_write_is_applied_once() {
         let mut kv = Kv::new();
         let incr = || Command::Incr { key: b("n") };
-        assert_eq!(kv.apply(1, in_session(7, 1, incr())), Outcome::Integer(1));
+        assert_eq!(
+            kv.apply_command(1, in_session(7, 1, incr())),
+            Outcome::Integer(1)
+        );
         // The retry finds the stored reply; the counter does not move.
-        assert_eq!(kv.apply(2, in_session(7, 1, incr())), Outcome::Integer(1));
+        assert_eq!(
+            kv.apply_command(2, in_session(7, 1, incr())),
+            Outcome::Integer(1)
+        );
         assert_eq!(kv.get(b"n"), Some(&b("1")));
         assert_eq!(kv.duplicates_suppressed(), 1);
-        assert_eq!(kv.apply(3, in_session(7, 2, incr())), Outcome::Integer(2));
+        assert_eq!(
+            kv.apply_command(3, in_session(7, 2, incr())),
+            Outcome::Integer(2)
+        );
         // An older sequence number is refused; another client is independent.
         assert!(matches!(
-            kv.apply(4, in_session(7, 1, incr())),
+            kv.apply_command(4, in_session(7, 1, incr())),
             Outcome::Refused(_)
         ));
-        assert_eq!(kv.apply(5, in_session(8, 1, incr())), Outcome::Integer(3));
+        assert_eq!(
+            kv.apply_command(5, in_session(8, 1, incr())),
+            Outcome::Integer(3)
+        );
         assert_eq!(kv.get(b"n"), Some(&b("3")));
     }
 
@@ -385,22 +410,53 @@ mod tests {
             key: b("k"),
             value: b(v),
         };
-        kv.apply(1, in_session(1, 1, set("a")));
-        kv.apply(5, in_session(2, 1, set("b")));
+        kv.apply_command(1, in_session(1, 1, set("a")));
+        kv.apply_command(5, in_session(2, 1, set("b")));
         assert_eq!(kv.sessions(), 2);
-        kv.apply(11, set("c"));
+        kv.apply_command(11, set("c"));
         assert_eq!(kv.sessions(), 2, "exactly ttl entries later it still lives");
-        kv.apply(12, set("d"));
+        kv.apply_command(12, set("d"));
         assert_eq!(kv.sessions(), 1, "client 1 expired");
         // A retry from an expired session is refused, not applied again…
         assert!(matches!(
-            kv.apply(13, in_session(1, 2, set("late"))),
+            kv.apply_command(13, in_session(1, 2, set("late"))),
             Outcome::Refused(_)
         ));
         assert_eq!(kv.get(b"k"), Some(&b("d")));
         // …and client 2, still alive, is deduplicated.
-        assert_eq!(kv.apply(14, in_session(2, 1, set("b"))), Outcome::Done);
+        assert_eq!(
+            kv.apply_command(14, in_session(2, 1, set("b"))),
+            Outcome::Done
+        );
         assert_eq!(kv.get(b"k"), Some(&b("d")));
+    }
+
+    #[test]
+    fn the_state_machine_speaks_bytes() {
+        let mut kv = Kv::new();
+        let set = Command::Set {
+            key: b("k"),
+            value: b("v"),
+        };
+        let reply = StateMachine::apply(&mut kv, 1, &set.encode().unwrap());
+        assert_eq!(Outcome::decode(&reply).unwrap(), Outcome::Done);
+        let get = |key: &str| {
+            let query = Query::Get { key: b(key) }.encode().unwrap();
+            QueryReply::decode(&kv.query(&query)).unwrap()
+        };
+        assert_eq!(get("k"), QueryReply::Value(Some(b("v"))));
+        assert_eq!(get("nothing"), QueryReply::Value(None));
+        assert!(matches!(
+            QueryReply::decode(&kv.query(b"\xff\xff")).unwrap(),
+            QueryReply::Refused(_)
+        ));
+        let mut kv = Kv::new();
+        let reply = StateMachine::apply(&mut kv, 1, b"\xff\xff");
+        assert!(matches!(
+            Outcome::decode(&reply).unwrap(),
+            Outcome::Refused(_)
+        ));
+        assert!(kv.is_empty(), "an undecodable command changes nothing");
     }
 
     #[test]

@@ -1,9 +1,10 @@
 //! A node's settings, with the defaults an operator gets when a flag is absent.
 
-use crate::node::wire::DEFAULT_MAX_FRAME;
-use crate::raft::core::CoreConfig;
+use super::wire::DEFAULT_MAX_FRAME;
 use crate::raft::message::NodeId;
+use crate::raft::CoreConfig;
 use std::collections::BTreeMap;
+use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -100,9 +101,9 @@ impl Config {
     }
 
     /// Checks the settings and converts the timings into ticks for the core.
-    pub fn core_config(&self) -> Result<CoreConfig, String> {
+    pub fn core_config(&self) -> Result<CoreConfig, ConfigError> {
         if self.tick.is_zero() {
-            return Err("tick must be positive".into());
+            return Err(ConfigError::ZeroTick);
         }
         let ticks = |d: Duration| -> u32 {
             let t = d.as_nanos().div_ceil(self.tick.as_nanos());
@@ -114,25 +115,25 @@ impl Config {
         );
         let heartbeat = ticks(self.heartbeat_interval);
         if min > max {
-            return Err(format!(
-                "election timeout minimum {:?} exceeds the maximum {:?}",
-                self.election_timeout_min, self.election_timeout_max
-            ));
+            return Err(ConfigError::ElectionTimeoutRange {
+                min: self.election_timeout_min,
+                max: self.election_timeout_max,
+            });
         }
         if heartbeat >= min {
-            return Err(format!(
-                "heartbeat interval {:?} must be shorter than the election timeout {:?}",
-                self.heartbeat_interval, self.election_timeout_min
-            ));
+            return Err(ConfigError::HeartbeatTooLong {
+                heartbeat: self.heartbeat_interval,
+                election_timeout_min: self.election_timeout_min,
+            });
         }
         if self.peers.contains_key(&self.id) {
-            return Err(format!("node {} lists itself as a peer", self.id));
+            return Err(ConfigError::ListsItself { id: self.id });
         }
         if self.read_mode == ReadMode::Lease && !self.check_quorum {
-            return Err("lease reads need check-quorum (followers must not vote while a leader's lease may hold)".into());
+            return Err(ConfigError::LeaseWithoutCheckQuorum);
         }
         if self.max_append_bytes >= self.max_frame {
-            return Err("max_append_bytes must be below max_frame".into());
+            return Err(ConfigError::AppendLargerThanFrame);
         }
         let mut core = CoreConfig::new(self.id, self.peers.keys().copied().collect());
         core.election_ticks_min = min;
@@ -146,3 +147,55 @@ impl Config {
         Ok(core)
     }
 }
+
+/// Settings that contradict each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigError {
+    ZeroTick,
+    ElectionTimeoutRange {
+        min: Duration,
+        max: Duration,
+    },
+    /// Heartbeats must come more often than elections time out, or followers
+    /// would start elections under a healthy leader (§5.6).
+    HeartbeatTooLong {
+        heartbeat: Duration,
+        election_timeout_min: Duration,
+    },
+    ListsItself {
+        id: NodeId,
+    },
+    /// Leases are only sound while followers refuse to vote in a live
+    /// leader's lease, which is what check-quorum's stickiness does.
+    LeaseWithoutCheckQuorum,
+    /// An AppendEntries must fit in a frame.
+    AppendLargerThanFrame,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::ZeroTick => f.write_str("tick must be positive"),
+            ConfigError::ElectionTimeoutRange { min, max } => write!(
+                f,
+                "election timeout minimum {min:?} exceeds the maximum {max:?}"
+            ),
+            ConfigError::HeartbeatTooLong {
+                heartbeat,
+                election_timeout_min,
+            } => write!(
+                f,
+                "heartbeat interval {heartbeat:?} must be shorter than the election timeout {election_timeout_min:?}"
+            ),
+            ConfigError::ListsItself { id } => write!(f, "node {id} lists itself as a peer"),
+            ConfigError::LeaseWithoutCheckQuorum => f.write_str(
+                "lease reads need check-quorum (followers must not vote while a leader's lease may hold)",
+            ),
+            ConfigError::AppendLargerThanFrame => {
+                f.write_str("max_append_bytes must be below max_frame")
+            }
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}

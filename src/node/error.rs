@@ -1,12 +1,15 @@
 //! The errors a node reports to its callers.
 
+use super::config::ConfigError;
+use crate::codec::CodecError;
 use crate::raft::message::NodeId;
 use crate::storage::StorageError;
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 
 /// Why a request was not (or may not have been) carried out.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Error {
     /// This node is not the leader; the request was not applied. `leader` is
     /// the current leader if this node knows it.
@@ -21,7 +24,10 @@ pub enum Error {
     CommandTooLarge { len: usize, limit: usize },
     /// The node's storage failed and it stopped serving; the write may or may
     /// not have taken effect.
-    Storage(String),
+    Storage(Arc<StorageError>),
+    /// A command or a reply could not be encoded or decoded: a bug, since
+    /// both ends are this program. Nothing was proposed if encoding failed.
+    Codec(CodecError),
 }
 
 impl fmt::Display for Error {
@@ -35,17 +41,29 @@ impl fmt::Display for Error {
                 write!(f, "command of {len} bytes exceeds the {limit}-byte limit")
             }
             Error::Storage(e) => write!(f, "storage failed, node stopped: {e}"),
+            Error::Codec(e) => write!(f, "cannot encode or decode a command or reply: {e}"),
         }
     }
 }
 
-impl std::error::Error for Error {}
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Storage(e) => Some(e.as_ref()),
+            Error::Codec(e) => Some(e),
+            _ => None,
+        }
+    }
+}
 
 /// Why a node could not start.
 #[derive(Debug)]
 pub enum StartError {
-    Config(String),
+    /// The settings contradict each other.
+    Config(ConfigError),
+    /// The data dir could not be opened or read back.
     Storage(StorageError),
+    /// The peer port could not be opened.
     Bind { addr: String, source: io::Error },
 }
 
@@ -59,10 +77,24 @@ impl fmt::Display for StartError {
     }
 }
 
-impl std::error::Error for StartError {}
+impl std::error::Error for StartError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            StartError::Config(e) => Some(e),
+            StartError::Storage(e) => Some(e),
+            StartError::Bind { source, .. } => Some(source),
+        }
+    }
+}
 
 impl From<StorageError> for StartError {
     fn from(e: StorageError) -> StartError {
         StartError::Storage(e)
+    }
+}
+
+impl From<ConfigError> for StartError {
+    fn from(e: ConfigError) -> StartError {
+        StartError::Config(e)
     }
 }

@@ -10,16 +10,15 @@
 //! peer replaces the old, whose thread ends (a peer that vanished without
 //! closing its socket would otherwise hold a thread forever).
 
-use crate::node::sockets;
-use crate::node::wire::{self, Hello, HelloReply, WireError};
-use crate::node::Shared;
+use super::shared::Shared;
+use super::sockets;
+use super::wire::{self, Hello, HelloReply, WireError};
 use crate::raft::message::{Envelope, NodeId};
 use log::{debug, info, warn};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 
@@ -47,7 +46,7 @@ fn serve(shared: Arc<Shared>, current: Current, stream: TcpStream) {
     let remote = stream
         .peer_addr()
         .map_or_else(|_| "?".to_string(), |a| a.to_string());
-    if shared.stopping.load(Ordering::Acquire) {
+    if shared.is_stopping() {
         return;
     }
     let socket_id = shared.sockets.register(&stream);
@@ -83,7 +82,7 @@ fn serve(shared: Arc<Shared>, current: Current, stream: TcpStream) {
             Err(e) => break e.to_string(),
         }
     };
-    if !reason.is_empty() && !shared.stopping.load(Ordering::Acquire) {
+    if !reason.is_empty() && !shared.is_stopping() {
         match reason.contains("i/o error") {
             true => debug!("node {id}: connection from peer {peer} ended: {reason}"),
             false => warn!("node {id}: closing connection from peer {peer}: {reason}"),

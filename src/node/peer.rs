@@ -5,11 +5,11 @@
 //! (votes, vote requests, AppendEntries replies) arrive on its outbox once the
 //! writer has made them durable. AppendEntries, when this node leads, are
 //! *pulled*: the thread is woken whenever the core has something for the peer
-//! and asks [`RaftCore::append_for`](crate::raft::core::RaftCore::append_for) for the
-//! message only when it is ready to write it. Everything proposed while the
-//! previous write was in progress therefore travels in one AppendEntries, up to
-//! the size cap — the replication pipeline batches by itself under load, and
-//! costs one message per heartbeat when idle.
+//! and asks [`RaftCore::append_for`](crate::raft::RaftCore::append_for) for
+//! the message only when it is ready to write it. Everything proposed while
+//! the previous write was in progress therefore travels in one
+//! AppendEntries, up to the size cap — the replication pipeline batches by
+//! itself under load, and costs one message per heartbeat when idle.
 //!
 //! A lost connection is redialled with exponential backoff (10 ms doubling to
 //! 1 s). Messages that cannot be sent meanwhile are dropped: Raft retries
@@ -17,12 +17,12 @@
 //! elections), and the core is told the peer is unreachable so that it falls
 //! back to probing from the last known match.
 
-use crate::node::wire::{self, Hello, HelloReply};
-use crate::node::Shared;
+use super::shared::{Outbox, Shared};
+use super::wire::{self, Hello, HelloReply};
 use crate::raft::message::{Envelope, NodeId};
-use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
+use crossbeam_channel::{bounded, select, unbounded, Receiver};
 use log::{debug, info, warn};
-use std::io::Write;
+use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -32,45 +32,30 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Appends pulled before the buffered frames are written out.
 const MAX_BUFFERED: usize = 4 * 1024 * 1024;
 
-/// How other threads reach a peer's replication thread.
-pub(crate) struct PeerHandle {
-    outbox: Sender<Envelope>,
-    wake: Sender<()>,
-}
-
-/// The receiving ends, moved into the thread.
+/// The receiving ends of a peer's [`Outbox`], moved into its thread.
 pub(crate) struct PeerInputs {
     pub(crate) peer: NodeId,
     addr: String,
-    outbox: Receiver<Envelope>,
+    messages: Receiver<Envelope>,
     wake: Receiver<()>,
 }
 
-impl PeerHandle {
-    pub(crate) fn new(peer: NodeId, addr: String) -> (PeerHandle, PeerInputs) {
-        let (outbox_tx, outbox) = unbounded();
-        // One pending wake-up is as good as many.
-        let (wake_tx, wake) = bounded(1);
-        let handle = PeerHandle {
-            outbox: outbox_tx,
-            wake: wake_tx,
-        };
-        let inputs = PeerInputs {
-            peer,
-            addr,
-            outbox,
-            wake,
-        };
-        (handle, inputs)
-    }
-
-    pub(crate) fn send(&self, message: Envelope) {
-        let _ = self.outbox.send(message);
-    }
-
-    pub(crate) fn wake(&self) {
-        let _ = self.wake.try_send(());
-    }
+/// The two ends of the channels to the replication thread for `peer`, which
+/// this node dials at `addr`.
+pub(crate) fn channel(peer: NodeId, addr: String) -> (Outbox, PeerInputs) {
+    let (messages_tx, messages) = unbounded();
+    let (wake_tx, wake) = bounded(1);
+    let outbox = Outbox {
+        messages: messages_tx,
+        wake: wake_tx,
+    };
+    let inputs = PeerInputs {
+        peer,
+        addr,
+        messages,
+        wake,
+    };
+    (outbox, inputs)
 }
 
 struct Connection {
@@ -78,102 +63,153 @@ struct Connection {
     socket_id: Option<u64>,
 }
 
+/// One peer's replication thread state.
+struct Replicator {
+    shared: Arc<Shared>,
+    inputs: PeerInputs,
+    shutdown: Receiver<()>,
+    conn: Option<Connection>,
+    backoff: Duration,
+    next_dial: Instant,
+    /// The last dial error, logged once until it changes.
+    last_error: String,
+    buf: Vec<u8>,
+}
+
 pub(crate) fn run(shared: Arc<Shared>, inputs: PeerInputs, shutdown: Receiver<()>) {
-    let peer = inputs.peer;
-    let id = shared.config.id;
-    let mut conn: Option<Connection> = None;
-    let mut backoff = MIN_BACKOFF;
-    let mut next_dial = Instant::now();
-    let mut last_error = String::new();
-    let mut buf = Vec::new();
-    loop {
-        // Wait for something to send.
+    let mut replicator = Replicator {
+        shared,
+        inputs,
+        shutdown,
+        conn: None,
+        backoff: MIN_BACKOFF,
+        next_dial: Instant::now(),
+        last_error: String::new(),
+        buf: Vec::new(),
+    };
+    while let Some(mut pending) = replicator.wait_for_work() {
+        if replicator.conn.is_none() {
+            match replicator.redial(&mut pending) {
+                Some(true) => {}
+                Some(false) => continue,
+                None => break,
+            }
+        }
+        if let Err(e) = replicator.send(&pending) {
+            replicator.lost_connection(e);
+        }
+    }
+    replicator.close();
+}
+
+impl Replicator {
+    /// Waits for messages to send or a wake-up; `None` on shutdown.
+    fn wait_for_work(&self) -> Option<Vec<Envelope>> {
         let mut pending = Vec::new();
         select! {
-            recv(inputs.outbox) -> m => if let Ok(m) = m { pending.push(m) },
-            recv(inputs.wake) -> _ => {}
-            recv(shutdown) -> _ => break,
+            recv(self.inputs.messages) -> m => if let Ok(m) = m { pending.push(m) },
+            recv(self.inputs.wake) -> _ => {}
+            recv(self.shutdown) -> _ => return None,
         }
-        pending.extend(inputs.outbox.try_iter());
+        pending.extend(self.inputs.messages.try_iter());
+        Some(pending)
+    }
 
-        if conn.is_none() {
-            // Back off before redialling, still answering a halt at once.
-            let wait = next_dial.saturating_duration_since(Instant::now());
-            if !wait.is_zero() {
-                select! {
-                    recv(shutdown) -> _ => break,
-                    default(wait) => {}
-                }
-                pending.extend(inputs.outbox.try_iter());
+    /// Dials the peer once its backoff has passed, collecting messages that
+    /// arrive meanwhile. `Some(true)`: connected; `Some(false)`: not this
+    /// time; `None`: shutting down.
+    fn redial(&mut self, pending: &mut Vec<Envelope>) -> Option<bool> {
+        let (id, peer) = (self.shared.config.id, self.inputs.peer);
+        let wait = self.next_dial.saturating_duration_since(Instant::now());
+        if !wait.is_zero() {
+            // Back off, still answering a halt at once.
+            select! {
+                recv(self.shutdown) -> _ => return None,
+                default(wait) => {}
             }
-            match dial(&shared, peer, &inputs.addr) {
-                Ok(stream) => {
-                    info!("node {id}: connected to peer {peer} at {}", inputs.addr);
-                    last_error.clear();
-                    backoff = MIN_BACKOFF;
-                    let socket_id = shared.sockets.register(&stream);
-                    conn = Some(Connection { stream, socket_id });
+            pending.extend(self.inputs.messages.try_iter());
+        }
+        match dial(&self.shared, peer, &self.inputs.addr) {
+            Ok(stream) => {
+                info!(
+                    "node {id}: connected to peer {peer} at {}",
+                    self.inputs.addr
+                );
+                self.last_error.clear();
+                self.backoff = MIN_BACKOFF;
+                let socket_id = self.shared.sockets.register(&stream);
+                self.conn = Some(Connection { stream, socket_id });
+                Some(true)
+            }
+            Err(e) => {
+                if e != self.last_error {
+                    warn!(
+                        "node {id}: cannot reach peer {peer} at {}: {e}",
+                        self.inputs.addr
+                    );
+                    self.last_error = e;
+                } else {
+                    debug!("node {id}: still cannot reach peer {peer}");
                 }
-                Err(e) => {
-                    if e != last_error {
-                        warn!(
-                            "node {id}: cannot reach peer {peer} at {}: {e}",
-                            inputs.addr
-                        );
-                        last_error = e;
-                    } else {
-                        debug!("node {id}: still cannot reach peer {peer}");
-                    }
-                    next_dial = Instant::now() + backoff;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    shared.with_core(|core| core.peer_unreachable(peer));
-                    continue;
-                }
+                self.next_dial = Instant::now() + self.backoff;
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+                self.shared.with_core(|core| core.peer_unreachable(peer));
+                Some(false)
             }
         }
-        let Some(c) = conn.as_mut() else { continue };
+    }
 
-        buf.clear();
-        for message in &pending {
-            if let Err(e) = wire::encode_frame(message, shared.config.max_frame, &mut buf) {
+    /// Writes `pending`, then pulls AppendEntries until the core has nothing
+    /// more for this peer, writing whenever the buffer fills.
+    fn send(&mut self, pending: &[Envelope]) -> io::Result<()> {
+        let (id, peer) = (self.shared.config.id, self.inputs.peer);
+        let max_frame = self.shared.config.max_frame;
+        let Some(conn) = self.conn.as_mut() else {
+            return Ok(());
+        };
+        self.buf.clear();
+        for message in pending {
+            if let Err(e) = wire::encode_frame(message, max_frame, &mut self.buf) {
                 warn!(
                     "node {id}: cannot send {} to {peer}: {e}",
                     message.message.name()
                 );
             }
         }
-        // Pull AppendEntries until the core has nothing more for this peer,
-        // writing whenever the buffer fills.
-        let result = loop {
-            let append = shared.with_core(|core| core.append_for(peer)).flatten();
+        loop {
+            let append = self
+                .shared
+                .with_core(|core| core.append_for(peer))
+                .flatten();
             if let Some(append) = &append {
-                if let Err(e) = wire::encode_frame(append, shared.config.max_frame, &mut buf) {
+                if let Err(e) = wire::encode_frame(append, max_frame, &mut self.buf) {
                     warn!("node {id}: cannot send AppendEntries to {peer}: {e}");
                 }
             }
-            if append.is_none() || buf.len() >= MAX_BUFFERED {
-                if let Err(e) = c.stream.write_all(&buf) {
-                    break Err(e);
-                }
-                buf.clear();
+            if append.is_none() || self.buf.len() >= MAX_BUFFERED {
+                conn.stream.write_all(&self.buf)?;
+                self.buf.clear();
             }
             if append.is_none() {
-                break Ok(());
+                return Ok(());
             }
-        };
-        if let Err(e) = result {
-            if !shared.stopping.load(std::sync::atomic::Ordering::Acquire) {
-                info!("node {id}: lost connection to peer {peer}: {e}");
-            }
-            if let Some(c) = conn.take() {
-                shared.sockets.unregister(c.socket_id);
-            }
-            shared.with_core(|core| core.peer_unreachable(peer));
-            next_dial = Instant::now();
         }
     }
-    if let Some(c) = conn.take() {
-        shared.sockets.unregister(c.socket_id);
+
+    fn lost_connection(&mut self, e: io::Error) {
+        let (id, peer) = (self.shared.config.id, self.inputs.peer);
+        if !self.shared.is_stopping() {
+            info!("node {id}: lost connection to peer {peer}: {e}");
+        }
+        self.close();
+        self.shared.with_core(|core| core.peer_unreachable(peer));
+        self.next_dial = Instant::now();
+    }
+
+    fn close(&mut self) {
+        if let Some(conn) = self.conn.take() {
+            self.shared.sockets.unregister(conn.socket_id);
+        }
     }
 }
 

@@ -30,8 +30,8 @@
 //! client libraries work unchanged.
 
 use crate::kv::{Command, Outcome};
+use crate::kv::{KeyValue, KvNode};
 use crate::node::error::Error;
-use crate::node::Node;
 use crate::redis::resp::Reply;
 
 /// The largest key a client may write.
@@ -72,13 +72,13 @@ const HELP: &[&str] = &[
 ];
 
 /// Executes one request against `node`.
-pub fn execute(node: &Node, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, After) {
+pub fn execute(node: &KvNode, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, After) {
     execute_in(node, conn, args, None)
 }
 
 /// Executes a request; `seq` is set for the command of a `SEQ n ...`.
 fn execute_in(
-    node: &Node,
+    node: &KvNode,
     conn: &mut Connection,
     args: &[Vec<u8>],
     seq: Option<u64>,
@@ -196,7 +196,7 @@ fn unknown(args: &[Vec<u8>]) -> Reply {
 /// `SEQ n command ...`: the command's write, applied at most once for this
 /// client and `n`. Reads pass through unchanged (they are naturally
 /// idempotent).
-fn sequenced(node: &Node, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, After) {
+fn sequenced(node: &KvNode, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, After) {
     let seq = std::str::from_utf8(&args[1])
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -261,7 +261,7 @@ fn config_get(patterns: &[Vec<u8>]) -> Reply {
 }
 
 /// Where to send a client that asked the wrong node; `None` if this node leads.
-fn redirect(node: &Node, leader: Option<u64>) -> Option<Reply> {
+fn redirect(node: &KvNode, leader: Option<u64>) -> Option<Reply> {
     match leader {
         Some(id) if id == node.id() => None,
         Some(id) => Some(match node.client_addr_of(id) {
@@ -295,7 +295,7 @@ fn check_sizes(keys: &[Vec<u8>], value: Option<&Vec<u8>>) -> Option<Reply> {
 /// A linearizable read, served by the leader after it has confirmed it still
 /// leads (ReadIndex). A node that cannot confirm that never answers with a
 /// value.
-fn get(node: &Node, key: &[u8]) -> Reply {
+fn get(node: &KvNode, key: &[u8]) -> Reply {
     if let Some(reply) = check_sizes(&[key.to_vec()], None) {
         return reply;
     }
@@ -309,7 +309,7 @@ fn get(node: &Node, key: &[u8]) -> Reply {
 }
 
 fn write(
-    node: &Node,
+    node: &KvNode,
     keys: &[Vec<u8>],
     value: Option<&Vec<u8>>,
     op: impl FnOnce() -> Result<Outcome, Error>,
@@ -332,7 +332,7 @@ fn write(
 }
 
 /// INFO: `field:value` lines, Redis style.
-pub fn info(node: &Node) -> String {
+pub fn info(node: &KvNode) -> String {
     let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
     let m = node.metrics();
     let s = node.status();
@@ -366,7 +366,7 @@ pub fn info(node: &Node) -> String {
         ("lease_reads", m.lease_reads.to_string()),
         (
             "duplicate_writes_suppressed",
-            m.duplicates_suppressed.to_string(),
+            node.with_state(|kv| kv.duplicates_suppressed()).to_string(),
         ),
     ];
     let mut out = String::from("# Raft\r\n");

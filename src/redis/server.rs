@@ -9,8 +9,8 @@
 //! its own thread, so a slow or vanished client only ever blocks itself: the
 //! node's own threads never wait on a client socket.
 
+use crate::kv::KvNode;
 use crate::node::sockets::{self, Sockets};
-use crate::node::Node;
 use crate::redis::commands::{self, After};
 use crate::redis::resp::{self, Limits, RespError};
 use log::{debug, info};
@@ -28,7 +28,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECTION_STACK: usize = 256 * 1024;
 
 struct State {
-    node: Arc<Node>,
+    node: Arc<KvNode>,
     stopping: AtomicBool,
     sockets: Sockets,
     connections: Mutex<Vec<JoinHandle<()>>>,
@@ -43,7 +43,7 @@ pub struct Server {
 
 impl Server {
     /// Serves clients of `node` on `listener`.
-    pub fn start(node: Arc<Node>, listener: TcpListener) -> std::io::Result<Server> {
+    pub fn start(node: Arc<KvNode>, listener: TcpListener) -> std::io::Result<Server> {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
             node,
@@ -117,7 +117,7 @@ fn accept_loop(state: Arc<State>, listener: TcpListener) {
     );
 }
 
-fn serve(node: &Node, stream: TcpStream) {
+fn serve(node: &KvNode, stream: TcpStream) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".into(), |a| a.to_string());

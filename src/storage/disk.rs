@@ -1,17 +1,16 @@
-//! Stable storage for one node: the Raft log and the hard state (Figure 2,
-//! "Persistent state on all servers"), kept in the node's data dir.
+//! [`DiskStore`]: the file-backed [`LogStore`](super::LogStore) — the node's
+//! data dir.
 //!
-//! Raft is only safe if a node never forgets what it has promised: a vote
-//! (`voted_for`), the term it has seen (`current_term`), and every entry it
-//! has acknowledged to a leader. This module makes those durable and, after a
-//! crash, gives them back exactly, or refuses to start. It never silently
-//! starts from an empty or shortened log, except for dropping a torn tail
-//! that was never synced (and so never acknowledged).
+//! It makes a node's promises durable and, after a crash, gives them back
+//! exactly, or refuses to start. It never silently starts from an empty or
+//! shortened log, except for dropping a torn tail that was never synced (and
+//! so never acknowledged).
 //!
 //! # The data dir
 //!
-//! This comment is the definition of the on-disk format. A data dir holds
-//! four files.
+//! This comment is the definition of the on-disk format (the `log` file's
+//! records are implemented in [`super::log_file`]). A data dir holds four
+//! files.
 //!
 //! `meta` is a small text file written once, when the dir is initialized. It
 //! has one `key: value` line each for `format` (currently `1`), `node_id`
@@ -34,11 +33,11 @@
 //! payload, then the payload itself: one codec-encoded [`Entry`]. Payloads are
 //! at most 64 MiB and never empty. Entries have consecutive indexes starting
 //! at 1 and non-decreasing terms. Appends are not synced individually; the
-//! caller batches several appends (and truncations) per [`Storage::sync`]
+//! caller batches several appends (and truncations) per [`DiskStore::sync`](super::LogStore::sync)
 //! (group commit) and must not acknowledge entries before that sync returns.
 //!
 //! `LOCK` is an empty file on which an exclusive advisory lock is held for
-//! as long as a [`Storage`] lives, so two processes (or two `Storage`s in one
+//! as long as a [`DiskStore`] lives, so two processes (or two `DiskStore`s in one
 //! process) can never write the same dir.
 //!
 //! Transient files `hard_state.tmp` and `meta.tmp` may be left by a crash;
@@ -77,19 +76,15 @@
 //! Intact records must then have consecutive indexes from 1 and
 //! non-decreasing terms; a violation is corruption too.
 
-use crate::codec::{decode, encode, encode_into, CodecError};
+use super::error::{io_err, missing_or_io, StorageError};
+use super::log_file::{encode_record, parse_record, recover_log, LOG_MAGIC};
+use super::{check_continues, LogStore, Recovered};
+use crate::codec::{decode, encode};
 use crate::raft::message::{Entry, HardState, Index, NodeId, Term};
-use std::fmt;
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// The first bytes of every log file; the last byte is the format version.
-const LOG_MAGIC: &[u8; 8] = b"RNLOG\0\0\x01";
-/// Bytes before each record's payload: length (4) and CRC (4).
-const RECORD_HEADER: usize = 8;
-/// The largest payload a record may have; larger lengths are corruption.
-const MAX_RECORD_PAYLOAD: usize = 64 * 1024 * 1024;
 /// The value of the `format` line in `meta`.
 const META_FORMAT: u32 = 1;
 
@@ -101,7 +96,7 @@ const LOG: &str = "log";
 const LOCK: &str = "LOCK";
 
 /// The node's log and hard state on disk. Owned by the node's writer thread.
-pub struct Storage {
+pub struct DiskStore {
     dir: PathBuf,
     log_path: PathBuf,
     log: File,
@@ -110,8 +105,6 @@ pub struct Storage {
     offsets: Vec<u64>,
     /// The length of the log file, which is where the next record goes.
     end: u64,
-    /// How much of the log file the last sync made durable.
-    synced_end: u64,
     /// The term of the last entry (0 when the log is empty), to refuse an
     /// append that would make terms decrease and the log unrecoverable.
     last_term: Term,
@@ -120,251 +113,17 @@ pub struct Storage {
     /// pages; retrying it can falsely succeed), so the only safe way on is a
     /// restart, whose recovery reads what is really on disk.
     poisoned: bool,
-    /// Holds the dir's lock; closing it (when `Storage` drops) releases it.
+    /// What `open` read, until [`LogStore::recover`] hands it over.
+    recovered: Option<Recovered>,
+    /// Holds the dir's lock; closing it (when the store drops) releases it.
     _lock: File,
 }
 
-/// What was on disk when the data dir was opened.
-#[derive(Debug)]
-pub struct Recovered {
-    pub hard_state: HardState,
-    pub entries: Vec<Entry>,
-}
-
-/// Why the data dir could not be opened, read or written. Every variant
-/// names the file or dir concerned.
-#[derive(Debug)]
-pub enum StorageError {
-    /// An operating-system call failed (including a full disk).
-    Io {
-        path: PathBuf,
-        op: &'static str,
-        source: io::Error,
-    },
-    /// A file's contents are not what this module writes.
-    Corrupt {
-        path: PathBuf,
-        offset: Option<u64>,
-        reason: String,
-    },
-    /// `meta` says the dir is initialized but one of its files is gone.
-    Missing { path: PathBuf },
-    /// The dir was initialized for another node.
-    WrongNode {
-        path: PathBuf,
-        expected: NodeId,
-        found: NodeId,
-    },
-    /// The dir was initialized for another cluster.
-    WrongCluster {
-        path: PathBuf,
-        expected: String,
-        found: String,
-    },
-    /// Another `Storage`, in this process or another, has the dir open.
-    Locked { path: PathBuf },
-    /// The dir has no `meta` but holds data raftnode did not put there (or
-    /// a log), so initializing it could destroy something.
-    NotADataDir { path: PathBuf, reason: String },
-    /// An append does not continue the log: its entry `found` would follow
-    /// entry `expected - 1`.
-    Gap {
-        path: PathBuf,
-        expected: Index,
-        found: Index,
-    },
-    /// An append would put an entry of a lower term after a higher one.
-    TermRegression {
-        path: PathBuf,
-        index: Index,
-        term: Term,
-        previous_term: Term,
-    },
-    /// An entry encodes to more than the 64 MiB a record may hold.
-    TooLarge {
-        path: PathBuf,
-        index: Index,
-        len: usize,
-    },
-    /// A value could not be encoded for writing.
-    Encode { path: PathBuf, source: CodecError },
-    /// The cluster id cannot be stored in `meta` (it must be one line).
-    InvalidClusterId { path: PathBuf, cluster_id: String },
-    /// An earlier write or sync of the log failed; see [`Storage`].
-    Poisoned { path: PathBuf },
-}
-
-impl fmt::Display for StorageError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use StorageError::*;
-        match self {
-            Io { path, op, source } => write!(f, "cannot {op} {}: {source}", path.display()),
-            Corrupt {
-                path,
-                offset: Some(offset),
-                reason,
-            } => write!(
-                f,
-                "corrupt record in {} at offset {offset}: {reason}",
-                path.display()
-            ),
-            Corrupt {
-                path,
-                offset: None,
-                reason,
-            } => write!(f, "corrupt {}: {reason}", path.display()),
-            Missing { path } => write!(
-                f,
-                "{} is missing although the data dir is initialized; \
-                 refusing to start without it (restore it or wipe the whole dir)",
-                path.display()
-            ),
-            WrongNode {
-                path,
-                expected,
-                found,
-            } => write!(
-                f,
-                "data dir {} belongs to node {found}, not node {expected}",
-                path.display()
-            ),
-            WrongCluster {
-                path,
-                expected,
-                found,
-            } => write!(
-                f,
-                "data dir {} belongs to cluster {found:?}, not cluster {expected:?}",
-                path.display()
-            ),
-            Locked { path } => write!(
-                f,
-                "data dir {} is already in use by another raftnode",
-                path.display()
-            ),
-            NotADataDir { path, reason } => write!(
-                f,
-                "{} is not a raftnode data dir: {reason}; refusing to initialize it",
-                path.display()
-            ),
-            Gap {
-                path,
-                expected,
-                found,
-            } => write!(
-                f,
-                "cannot append entry {found} to {}: the next entry must be {expected}",
-                path.display()
-            ),
-            TermRegression {
-                path,
-                index,
-                term,
-                previous_term,
-            } => write!(
-                f,
-                "cannot append entry {index} of term {term} to {}: \
-                 it would follow an entry of term {previous_term}",
-                path.display()
-            ),
-            TooLarge { path, index, len } => write!(
-                f,
-                "cannot append entry {index} to {}: it encodes to {len} bytes, \
-                 more than the {MAX_RECORD_PAYLOAD} a record may hold",
-                path.display()
-            ),
-            Encode { path, source } => {
-                write!(f, "cannot encode a value for {}: {source}", path.display())
-            }
-            InvalidClusterId { path, cluster_id } => write!(
-                f,
-                "cannot use cluster id {cluster_id:?} for data dir {}: \
-                 it must be non-empty and one line",
-                path.display()
-            ),
-            Poisoned { path } => write!(
-                f,
-                "{} is in an unknown state after an earlier write or sync failed; \
-                 restart the node to recover it",
-                path.display()
-            ),
-        }
-    }
-}
-
-impl std::error::Error for StorageError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            StorageError::Io { source, .. } => Some(source),
-            StorageError::Encode { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
-
-/// Shorthand for wrapping an `io::Error` with the path and operation.
-fn io_err<'a>(path: &'a Path, op: &'static str) -> impl FnOnce(io::Error) -> StorageError + 'a {
-    move |source| StorageError::Io {
-        path: path.to_path_buf(),
-        op,
-        source,
-    }
-}
-
-impl Storage {
+impl DiskStore {
     /// Opens the node's data dir, creating and initializing it if it does not
-    /// exist or is empty.
-    pub fn open(
-        dir: &Path,
-        node_id: NodeId,
-        cluster_id: &str,
-    ) -> Result<(Storage, Recovered), StorageError> {
-        if cluster_id.is_empty() || cluster_id.contains(['\n', '\r']) {
-            return Err(StorageError::InvalidClusterId {
-                path: dir.to_path_buf(),
-                cluster_id: cluster_id.to_string(),
-            });
-        }
-        let meta_path = dir.join(META);
-        let dir_existed = dir.exists();
-        if dir_existed && !file_exists(&meta_path)? {
-            // Refuse a foreign dir before putting even a LOCK file into it.
-            // This look is unlocked, so it is repeated under the lock below.
-            check_uninitialized(dir)?;
-        }
-        fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
-        if !dir_existed {
-            // A dir that vanishes in a crash would take every vote and entry
-            // with it, so its own name must be durable too.
-            if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
-                sync_dir(parent)?;
-            }
-        }
-
-        // Lock before deciding anything, so that two nodes started on the
-        // same dir cannot both decide to initialize it.
-        let lock = lock_dir(dir)?;
-        if !file_exists(&meta_path)? {
-            check_uninitialized(dir)?;
-            initialize(dir, node_id, cluster_id)?;
-        }
-
-        let meta = read_meta(&meta_path)?;
-        if meta.cluster_id != cluster_id {
-            return Err(StorageError::WrongCluster {
-                path: dir.to_path_buf(),
-                expected: cluster_id.to_string(),
-                found: meta.cluster_id,
-            });
-        }
-        if meta.node_id != node_id {
-            return Err(StorageError::WrongNode {
-                path: dir.to_path_buf(),
-                expected: node_id,
-                found: meta.node_id,
-            });
-        }
-
+    /// exist or is empty, and reads it back (repairing a torn tail).
+    pub fn open(dir: &Path, node_id: NodeId, cluster_id: &str) -> Result<DiskStore, StorageError> {
+        let lock = prepare_dir(dir, node_id, cluster_id)?;
         let hard_state = read_hard_state(&dir.join(HARD_STATE))?;
         let log_path = dir.join(LOG);
         let mut log = OpenOptions::new()
@@ -373,7 +132,6 @@ impl Storage {
             .open(&log_path)
             .map_err(|e| missing_or_io(&log_path, "open", e))?;
         let recovered_log = recover_log(&mut log, &log_path)?;
-
         let last_term = recovered_log.entries.last().map_or(0, |e| e.term);
         if hard_state.current_term < last_term {
             // Every entry's term was once the current term of its writer, so
@@ -386,133 +144,23 @@ impl Storage {
                 last_term
             );
         }
-
-        let storage = Storage {
+        Ok(DiskStore {
             dir: dir.to_path_buf(),
             log_path,
             log,
             offsets: recovered_log.offsets,
             end: recovered_log.end,
-            synced_end: recovered_log.end,
             last_term,
             poisoned: false,
+            recovered: Some(Recovered {
+                hard_state,
+                entries: recovered_log.entries,
+            }),
             _lock: lock,
-        };
-        let recovered = Recovered {
-            hard_state,
-            entries: recovered_log.entries,
-        };
-        Ok((storage, recovered))
+        })
     }
 
-    /// Durably replaces term+vote: write `hard_state.tmp`, fsync it, rename
-    /// over `hard_state`, fsync the directory.
-    pub fn save_hard_state(&mut self, hs: &HardState) -> Result<(), StorageError> {
-        write_hard_state(&self.dir, hs)
-    }
-
-    /// Drops every entry with index > `last_kept`. Not synced by itself.
-    pub fn truncate_after(&mut self, last_kept: Index) -> Result<(), StorageError> {
-        self.check_not_poisoned()?;
-        if last_kept >= self.last_index() {
-            return Ok(());
-        }
-        let new_last_term = if last_kept == 0 {
-            0
-        } else {
-            self.read_entry(last_kept)?.term
-        };
-        // Entry `last_kept + 1` starts at offsets[last_kept]; cut there.
-        let new_end = self.offsets[last_kept as usize];
-        if let Err(e) = self.log.set_len(new_end) {
-            self.poisoned = true;
-            return Err(io_err(&self.log_path, "truncate")(e));
-        }
-        self.offsets.truncate(last_kept as usize);
-        self.end = new_end;
-        self.synced_end = self.synced_end.min(new_end);
-        self.last_term = new_last_term;
-        Ok(())
-    }
-
-    /// Appends entries, which must continue the log (the first index is
-    /// `last_index() + 1`, indexes consecutive, terms non-decreasing). Not
-    /// synced by itself. The whole batch goes out in one write.
-    pub fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
-        self.check_not_poisoned()?;
-        // Validate and encode everything before writing anything, so a
-        // refused batch leaves the log untouched.
-        let mut buf = Vec::new();
-        let mut offsets = Vec::with_capacity(entries.len());
-        let mut last_term = self.last_term;
-        for (expected, entry) in (self.last_index() + 1..).zip(entries) {
-            if entry.index != expected {
-                return Err(StorageError::Gap {
-                    path: self.log_path.clone(),
-                    expected,
-                    found: entry.index,
-                });
-            }
-            if entry.term < last_term {
-                return Err(StorageError::TermRegression {
-                    path: self.log_path.clone(),
-                    index: entry.index,
-                    term: entry.term,
-                    previous_term: last_term,
-                });
-            }
-            offsets.push(self.end + buf.len() as u64);
-            encode_record(entry, &mut buf, &self.log_path)?;
-            last_term = entry.term;
-        }
-        if buf.is_empty() {
-            return Ok(());
-        }
-
-        let written = self
-            .log
-            .seek(SeekFrom::Start(self.end))
-            .and_then(|_| self.log.write_all(&buf));
-        if let Err(e) = written {
-            // Part of the batch may be in the file; recovery will cut it off.
-            self.poisoned = true;
-            return Err(io_err(&self.log_path, "write")(e));
-        }
-        self.offsets.extend(offsets);
-        self.end += buf.len() as u64;
-        self.last_term = last_term;
-        Ok(())
-    }
-
-    /// Makes every truncate and append since the last sync durable. fdatasync
-    /// suffices: it also flushes the file size, which is all the metadata a
-    /// truncation or append changes that matters for reading the data back.
-    pub fn sync(&mut self) -> Result<(), StorageError> {
-        self.check_not_poisoned()?;
-        if let Err(e) = self.log.sync_data() {
-            self.poisoned = true;
-            return Err(io_err(&self.log_path, "fsync")(e));
-        }
-        self.synced_end = self.end;
-        Ok(())
-    }
-
-    /// For fault-injection tests: closes the storage as a power failure
-    /// would, losing every log write since the last [`Storage::sync`]. (A
-    /// truncation that was not synced yet is kept; a real crash may keep or
-    /// undo it, and either is safe.)
-    pub fn simulate_power_loss(self) {
-        if self.synced_end < self.end {
-            let _ = self.log.set_len(self.synced_end);
-        }
-    }
-
-    /// The index of the last entry in the log, 0 if it is empty.
-    pub fn last_index(&self) -> Index {
-        self.offsets.len() as Index
-    }
-
-    /// The data dir this storage was opened on.
+    /// The data dir this store was opened on.
     pub fn dir(&self) -> &Path {
         &self.dir
     }
@@ -524,6 +172,12 @@ impl Storage {
             });
         }
         Ok(())
+    }
+
+    /// Marks the store unusable after a failed write (see `poisoned`).
+    fn poison(&mut self, op: &'static str, e: std::io::Error) -> StorageError {
+        self.poisoned = true;
+        io_err(&self.log_path, op)(e)
     }
 
     /// Reads back the entry at `index` (which must be in the log).
@@ -549,202 +203,147 @@ impl Storage {
     }
 }
 
-// ---------------------------------------------------------------------------
-// Log records
+impl LogStore for DiskStore {
+    /// The first call hands over what `open` read; a later one reads the
+    /// files again.
+    fn recover(&mut self) -> Result<Recovered, StorageError> {
+        if let Some(recovered) = self.recovered.take() {
+            return Ok(recovered);
+        }
+        self.check_not_poisoned()?;
+        let hard_state = read_hard_state(&self.dir.join(HARD_STATE))?;
+        let log = recover_log(&mut self.log, &self.log_path)?;
+        self.offsets = log.offsets;
+        self.end = log.end;
+        self.last_term = log.entries.last().map_or(0, |e| e.term);
+        Ok(Recovered {
+            hard_state,
+            entries: log.entries,
+        })
+    }
 
-/// Appends the record for `entry` (header and payload) to `buf`.
-fn encode_record(entry: &Entry, buf: &mut Vec<u8>, path: &Path) -> Result<(), StorageError> {
-    let start = buf.len();
-    buf.extend_from_slice(&[0; RECORD_HEADER]);
-    encode_into(entry, buf).map_err(|source| StorageError::Encode {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let len = buf.len() - start - RECORD_HEADER;
-    if len > MAX_RECORD_PAYLOAD {
-        buf.truncate(start);
-        return Err(StorageError::TooLarge {
-            path: path.to_path_buf(),
-            index: entry.index,
-            len,
+    /// Writes `hard_state.tmp`, fsyncs it, renames it over `hard_state` and
+    /// fsyncs the directory.
+    fn save_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError> {
+        write_hard_state(&self.dir, hard_state)
+    }
+
+    /// The whole batch goes out in one write.
+    fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        self.check_not_poisoned()?;
+        // Validate and encode everything before writing anything, so a
+        // refused batch leaves the log untouched.
+        check_continues(self.last_index(), self.last_term, entries, &self.log_path)?;
+        let mut buf = Vec::new();
+        let mut offsets = Vec::with_capacity(entries.len());
+        for entry in entries {
+            offsets.push(self.end + buf.len() as u64);
+            encode_record(entry, &mut buf, &self.log_path)?;
+        }
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        let written = self
+            .log
+            .seek(SeekFrom::Start(self.end))
+            .and_then(|_| self.log.write_all(&buf));
+        if let Err(e) = written {
+            // Part of the batch may be in the file; recovery will cut it off.
+            return Err(self.poison("write", e));
+        }
+        self.offsets.extend(offsets);
+        self.end += buf.len() as u64;
+        self.last_term = last.term;
+        Ok(())
+    }
+
+    fn truncate_after(&mut self, last_kept: Index) -> Result<(), StorageError> {
+        self.check_not_poisoned()?;
+        if last_kept >= self.last_index() {
+            return Ok(());
+        }
+        let new_last_term = if last_kept == 0 {
+            0
+        } else {
+            self.read_entry(last_kept)?.term
+        };
+        // Entry `last_kept + 1` starts at offsets[last_kept]; cut there.
+        let new_end = self.offsets[last_kept as usize];
+        if let Err(e) = self.log.set_len(new_end) {
+            return Err(self.poison("truncate", e));
+        }
+        self.offsets.truncate(last_kept as usize);
+        self.end = new_end;
+        self.last_term = new_last_term;
+        Ok(())
+    }
+
+    /// fdatasync suffices: it also flushes the file size, which is all the
+    /// metadata a truncation or append changes that matters for reading the
+    /// data back.
+    fn sync(&mut self) -> Result<(), StorageError> {
+        self.check_not_poisoned()?;
+        if let Err(e) = self.log.sync_data() {
+            return Err(self.poison("fsync", e));
+        }
+        Ok(())
+    }
+
+    fn last_index(&self) -> Index {
+        self.offsets.len() as Index
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Opening the dir
+
+/// Checks, creates or initializes the data dir and takes its lock; returns
+/// the lock once the dir is known to belong to this node and cluster.
+fn prepare_dir(dir: &Path, node_id: NodeId, cluster_id: &str) -> Result<File, StorageError> {
+    if cluster_id.is_empty() || cluster_id.contains(['\n', '\r']) {
+        return Err(StorageError::InvalidClusterId {
+            path: dir.to_path_buf(),
+            cluster_id: cluster_id.to_string(),
         });
     }
-    // Cannot truncate: len <= MAX_RECORD_PAYLOAD < u32::MAX.
-    let len_bytes = (len as u32).to_be_bytes();
-    buf[start..start + 4].copy_from_slice(&len_bytes);
-    let crc = record_crc(&len_bytes, &buf[start + RECORD_HEADER..]);
-    buf[start + 4..start + RECORD_HEADER].copy_from_slice(&crc.to_be_bytes());
-    Ok(())
-}
-
-/// The checksum covers the length too, so a damaged length is caught rather
-/// than silently framing the wrong bytes as a payload.
-fn record_crc(len_bytes: &[u8], payload: &[u8]) -> u32 {
-    let mut hasher = crc32fast::Hasher::new();
-    hasher.update(len_bytes);
-    hasher.update(payload);
-    hasher.finalize()
-}
-
-/// What is wrong with the record at some offset.
-#[derive(Debug)]
-enum Defect {
-    /// The record runs past the end of the file (or is all zeros): only a
-    /// crash mid-append produces that.
-    Incomplete(&'static str),
-    /// The record is complete but wrong. `end` is where it (or, if its
-    /// length is unusable, its header) ends; whether this is a torn write
-    /// depends on what follows.
-    Bad { reason: String, end: usize },
-}
-
-impl Defect {
-    fn reason(&self) -> String {
-        match self {
-            Defect::Incomplete(reason) => reason.to_string(),
-            Defect::Bad { reason, .. } => reason.clone(),
+    let meta_path = dir.join(META);
+    let dir_existed = dir.exists();
+    if dir_existed && !file_exists(&meta_path)? {
+        // Refuse a foreign dir before putting even a LOCK file into it.
+        // This look is unlocked, so it is repeated under the lock below.
+        check_uninitialized(dir)?;
+    }
+    fs::create_dir_all(dir).map_err(io_err(dir, "create directory"))?;
+    if !dir_existed {
+        // A dir that vanishes in a crash would take every vote and entry
+        // with it, so its own name must be durable too.
+        if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+            sync_dir(parent)?;
         }
     }
-}
-
-/// Parses the record starting at `buf[pos..]`, returning the entry and the
-/// offset just after the record.
-fn parse_record(buf: &[u8], pos: usize) -> Result<(Entry, usize), Defect> {
-    let rest = &buf[pos..];
-    if is_all_zero(rest) {
-        return Err(Defect::Incomplete("only zero bytes"));
+    // Lock before deciding anything, so that two nodes started on the
+    // same dir cannot both decide to initialize it.
+    let lock = lock_dir(dir)?;
+    if !file_exists(&meta_path)? {
+        check_uninitialized(dir)?;
+        initialize(dir, node_id, cluster_id)?;
     }
-    if rest.len() < RECORD_HEADER {
-        return Err(Defect::Incomplete("incomplete record header"));
-    }
-    let len_bytes = &rest[..4];
-    let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-    let crc = u32::from_be_bytes([rest[4], rest[5], rest[6], rest[7]]);
-    let header_end = pos + RECORD_HEADER;
-    if len == 0 {
-        return Err(Defect::Bad {
-            reason: "zero payload length".to_string(),
-            end: header_end,
+    let meta = read_meta(&meta_path)?;
+    if meta.cluster_id != cluster_id {
+        return Err(StorageError::WrongCluster {
+            path: dir.to_path_buf(),
+            expected: cluster_id.to_string(),
+            found: meta.cluster_id,
         });
     }
-    if len > MAX_RECORD_PAYLOAD {
-        // No writer ever produced this length, so it is damage, not a record
-        // cut short; where the record "ends" is unknowable, so judge it by
-        // what follows its header.
-        return Err(Defect::Bad {
-            reason: format!("payload length {len} exceeds the {MAX_RECORD_PAYLOAD}-byte limit"),
-            end: header_end,
+    if meta.node_id != node_id {
+        return Err(StorageError::WrongNode {
+            path: dir.to_path_buf(),
+            expected: node_id,
+            found: meta.node_id,
         });
     }
-    if rest.len() < RECORD_HEADER + len {
-        return Err(Defect::Incomplete("incomplete record payload"));
-    }
-    let payload = &rest[RECORD_HEADER..RECORD_HEADER + len];
-    let end = header_end + len;
-    if record_crc(len_bytes, payload) != crc {
-        return Err(Defect::Bad {
-            reason: "checksum mismatch".to_string(),
-            end,
-        });
-    }
-    match decode::<Entry>(payload) {
-        Ok(entry) => Ok((entry, end)),
-        Err(e) => Err(Defect::Bad {
-            reason: format!("undecodable entry ({e})"),
-            end,
-        }),
-    }
-}
-
-fn is_all_zero(bytes: &[u8]) -> bool {
-    bytes.iter().all(|&b| b == 0)
-}
-
-/// The log as found on disk (after dropping any torn tail).
-struct RecoveredLog {
-    entries: Vec<Entry>,
-    offsets: Vec<u64>,
-    end: u64,
-}
-
-/// Reads every record of the log, applying the recovery rules in the module
-/// doc. Reads the whole file at once: the entries are returned in memory
-/// anyway, and it lets the torn-versus-corrupt check look ahead freely.
-fn recover_log(log: &mut File, path: &Path) -> Result<RecoveredLog, StorageError> {
-    let mut buf = Vec::new();
-    log.read_to_end(&mut buf).map_err(io_err(path, "read"))?;
-    if buf.len() < LOG_MAGIC.len() || &buf[..LOG_MAGIC.len()] != LOG_MAGIC {
-        return Err(StorageError::Corrupt {
-            path: path.to_path_buf(),
-            offset: None,
-            reason: "missing or wrong magic header (not a raftnode log, or another format version)"
-                .to_string(),
-        });
-    }
-
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut offsets = Vec::new();
-    let mut pos = LOG_MAGIC.len();
-    while pos < buf.len() {
-        let corrupt = |reason: String| StorageError::Corrupt {
-            path: path.to_path_buf(),
-            offset: Some(pos as u64),
-            reason,
-        };
-        let torn_reason = match parse_record(&buf, pos) {
-            Ok((entry, next)) => {
-                // The record is intact, so a wrong index or term was written
-                // that way: a bug or tampering, never a crash.
-                let expected = offsets.len() as Index + 1;
-                if entry.index != expected {
-                    return Err(corrupt(format!(
-                        "entry has index {}, expected {expected}",
-                        entry.index
-                    )));
-                }
-                if let Some(previous) = entries.last() {
-                    if entry.term < previous.term {
-                        return Err(corrupt(format!(
-                            "entry {} has term {}, lower than the previous entry's term {}",
-                            entry.index, entry.term, previous.term
-                        )));
-                    }
-                }
-                offsets.push(pos as u64);
-                entries.push(entry);
-                pos = next;
-                continue;
-            }
-            Err(Defect::Incomplete(reason)) => reason.to_string(),
-            Err(Defect::Bad { reason, end }) => {
-                if end < buf.len() && !is_all_zero(&buf[end..]) {
-                    return Err(corrupt(format!(
-                        "{reason}; refusing to start (the record is followed by more data, \
-                         so this is not a torn write)"
-                    )));
-                }
-                reason
-            }
-        };
-        // A torn tail: the crash interrupted the last append, which was
-        // never synced and so never acknowledged. Dropping it is safe, and
-        // necessary, or the next append would land after the garbage.
-        let dropped = buf.len() - pos;
-        log::warn!(
-            "{}: dropping torn write at offset {pos} ({torn_reason}): {dropped} bytes removed; \
-             the {} entries before it are intact",
-            path.display(),
-            entries.len()
-        );
-        log.set_len(pos as u64).map_err(io_err(path, "truncate"))?;
-        log.sync_all().map_err(io_err(path, "fsync"))?;
-        break;
-    }
-    Ok(RecoveredLog {
-        entries,
-        offsets,
-        end: pos as u64,
-    })
+    Ok(lock)
 }
 
 // ---------------------------------------------------------------------------
@@ -955,525 +554,5 @@ fn lock_dir(dir: &Path) -> Result<File, StorageError> {
     }
 }
 
-/// A file the initialized dir must have is absent: that is [`Missing`], not
-/// a plain I/O error, so nobody mistakes it for something transient.
-///
-/// [`Missing`]: StorageError::Missing
-fn missing_or_io(path: &Path, op: &'static str, e: io::Error) -> StorageError {
-    if e.kind() == io::ErrorKind::NotFound {
-        StorageError::Missing {
-            path: path.to_path_buf(),
-        }
-    } else {
-        io_err(path, op)(e)
-    }
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::raft::message::Payload;
-    use tempfile::tempdir;
-
-    const CLUSTER: &str = "test";
-
-    fn entry(index: Index, term: Term) -> Entry {
-        Entry {
-            index,
-            term,
-            payload: Payload::Command(format!("command {index}").into_bytes()),
-        }
-    }
-
-    fn entries(range: std::ops::RangeInclusive<Index>, term: Term) -> Vec<Entry> {
-        range.map(|i| entry(i, term)).collect()
-    }
-
-    fn open(dir: &Path) -> (Storage, Recovered) {
-        Storage::open(dir, 1, CLUSTER).unwrap()
-    }
-
-    /// Writes `n` entries of term 1 and returns the record offsets and the
-    /// log path, with the storage closed.
-    fn log_with(dir: &Path, n: Index) -> (Vec<u64>, PathBuf) {
-        let (mut s, _) = open(dir);
-        s.append(&entries(1..=n, 1)).unwrap();
-        s.sync().unwrap();
-        (s.offsets.clone(), s.log_path.clone())
-    }
-
-    fn file_len(path: &Path) -> u64 {
-        fs::metadata(path).unwrap().len()
-    }
-
-    fn set_len(path: &Path, len: u64) {
-        OpenOptions::new()
-            .write(true)
-            .open(path)
-            .unwrap()
-            .set_len(len)
-            .unwrap();
-    }
-
-    fn flip_byte(path: &Path, offset: u64) {
-        let mut bytes = fs::read(path).unwrap();
-        bytes[offset as usize] ^= 0xff;
-        fs::write(path, bytes).unwrap();
-    }
-
-    /// Opens a log whose tail was damaged after entry `kept`, and checks it
-    /// was repaired to exactly entries 1..=kept, on disk too.
-    fn assert_repaired(dir: &Path, kept: Index, kept_end: u64) {
-        let (mut s, rec) = open(dir);
-        assert_eq!(rec.entries, entries(1..=kept, 1));
-        assert_eq!(s.last_index(), kept);
-        assert_eq!(file_len(&dir.join(LOG)), kept_end);
-        // The repaired log takes new entries and keeps them.
-        s.append(&[entry(kept + 1, 2)]).unwrap();
-        s.sync().unwrap();
-        drop(s);
-        let (_, rec) = open(dir);
-        assert_eq!(rec.entries.len() as Index, kept + 1);
-        assert_eq!(rec.entries.last(), Some(&entry(kept + 1, 2)));
-    }
-
-    #[test]
-    fn fresh_open_gives_default_hard_state_and_empty_log() {
-        let tmp = tempdir().unwrap();
-        let dir = tmp.path().join("a/b");
-        let (s, rec) = open(&dir);
-        assert_eq!(rec.hard_state, HardState::default());
-        assert!(rec.entries.is_empty());
-        assert_eq!(s.last_index(), 0);
-        assert_eq!(s.dir(), dir);
-        assert_eq!(fs::read(dir.join(LOG)).unwrap(), LOG_MAGIC);
-        let meta = fs::read_to_string(dir.join(META)).unwrap();
-        assert_eq!(meta, "format: 1\nnode_id: 1\ncluster_id: test\n");
-        assert!(!dir.join(META_TMP).exists());
-        assert!(!dir.join(HARD_STATE_TMP).exists());
-    }
-
-    #[test]
-    fn empty_existing_dir_is_initialized() {
-        let tmp = tempdir().unwrap();
-        let (_, rec) = open(tmp.path());
-        assert!(rec.entries.is_empty());
-        assert!(tmp.path().join(META).exists());
-    }
-
-    #[test]
-    fn append_sync_reopen_round_trip() {
-        let tmp = tempdir().unwrap();
-        let (mut s, _) = open(tmp.path());
-        let mut written = entries(1..=3, 1);
-        written.push(Entry {
-            index: 4,
-            term: 2,
-            payload: Payload::Noop,
-        });
-        s.append(&written[..2]).unwrap();
-        s.append(&written[2..]).unwrap();
-        s.append(&[]).unwrap();
-        s.sync().unwrap();
-        assert_eq!(s.last_index(), 4);
-        drop(s);
-        let (s, rec) = open(tmp.path());
-        assert_eq!(rec.entries, written);
-        assert_eq!(s.last_index(), 4);
-    }
-
-    #[test]
-    fn hard_state_round_trip() {
-        let tmp = tempdir().unwrap();
-        let (mut s, _) = open(tmp.path());
-        let hs = HardState {
-            current_term: 7,
-            voted_for: Some(3),
-        };
-        s.save_hard_state(&hs).unwrap();
-        let later = HardState {
-            current_term: 8,
-            voted_for: None,
-        };
-        s.save_hard_state(&later).unwrap();
-        assert!(!tmp.path().join(HARD_STATE_TMP).exists());
-        drop(s);
-        let (_, rec) = open(tmp.path());
-        assert_eq!(rec.hard_state, later);
-    }
-
-    #[test]
-    fn corrupt_hard_state_is_an_error() {
-        let tmp = tempdir().unwrap();
-        let (mut s, _) = open(tmp.path());
-        s.save_hard_state(&HardState {
-            current_term: 5,
-            voted_for: Some(2),
-        })
-        .unwrap();
-        drop(s);
-        let path = tmp.path().join(HARD_STATE);
-        flip_byte(&path, 0);
-        let err = Storage::open(tmp.path(), 1, CLUSTER).err().unwrap();
-        assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
-        assert!(err.to_string().contains(&path.display().to_string()));
-    }
-
-    #[test]
-    fn truncate_after_then_append_then_reopen_shows_new_suffix() {
-        let tmp = tempdir().unwrap();
-        let (mut s, _) = open(tmp.path());
-        s.append(&entries(1..=5, 1)).unwrap();
-        s.truncate_after(2).unwrap();
-        assert_eq!(s.last_index(), 2);
-        let suffix = entries(3..=4, 2);
-        s.append(&suffix).unwrap();
-        s.sync().unwrap();
-        drop(s);
-        let (_, rec) = open(tmp.path());
-        let mut expected = entries(1..=2, 1);
-        expected.extend(suffix);
-        assert_eq!(rec.entries, expected);
-    }
-
-    #[test]
-    fn truncate_after_edge_cases() {
-        let tmp = tempdir().unwrap();
-        let (mut s, _) = open(tmp.path());
-        s.append(&entries(1..=3, 2)).unwrap();
-        // Keeping everything (or more) changes nothing.
-        s.truncate_after(3).unwrap();
-        s.truncate_after(10).unwrap();
-        assert_eq!(s.last_index(), 3);
-        // After truncating to entry 2 (term 2), a term-1 entry may not follow.
-        s.truncate_after(2).unwrap();
-        assert!(matches!(
-            s.append(&[entry(3, 1)]),
-            Err(StorageError::TermRegression { .. })
-        ));
-        // Truncating everything leaves just the header and accepts any term.
-        s.truncate_after(0).unwrap();
-        assert_eq!(s.last_index(), 0);
-        assert_eq!(file_len(&tmp.path().join(LOG)), LOG_MAGIC.len() as u64);
-        s.append(&[entry(1, 1)]).unwrap();
-        s.sync().unwrap();
-        drop(s);
-        let (_, rec) = open(tmp.path());
-        assert_eq!(rec.entries, vec![entry(1, 1)]);
-    }
-
-    #[test]
-    fn torn_tail_cut_mid_header_is_repaired() {
-        let tmp = tempdir().unwrap();
-        let (offsets, log) = log_with(tmp.path(), 5);
-        set_len(&log, offsets[4] + 3);
-        assert_repaired(tmp.path(), 4, offsets[4]);
-    }
-
-    #[test]
-    fn torn_tail_cut_mid_payload_is_repaired() {
-        let tmp = tempdir().unwrap();
-        let (offsets, log) = log_with(tmp.path(), 5);
-        set_len(&log, offsets[4] + RECORD_HEADER as u64 + 2);
-        assert_repaired(tmp.path(), 4, offsets[4]);
-    }
-
-    #[test]
-    fn torn_tail_of_zeros_is_repaired() {
-        let tmp = tempdir().unwrap();
-        let (_, log) = log_with(tmp.path(), 5);
-        let end = file_len(&log);
-        set_len(&log, end + 4096);
-        assert_repaired(tmp.path(), 5, end);
-    }
-
-    #[test]
-    fn torn_tail_of_zeroed_last_record_is_repaired() {
-        // The file size reached disk but the last record's data did not.
-        let tmp = tempdir().unwrap();
-        let (offsets, log) = log_with(tmp.path(), 5);
-        let end = file_len(&log);
-        set_len(&log, offsets[4]);
-        set_len(&log, end);
-        assert_repaired(tmp.path(), 4, offsets[4]);
-    }
-
-    #[test]
-    fn torn_tail_flipped_byte_in_last_record_is_repaired() {
-        let tmp = tempdir().unwrap();
-        let (offsets, log) = log_with(tmp.path(), 5);
-        flip_byte(&log, file_len(&log) - 1);
-        assert_repaired(tmp.path(), 4, offsets[4]);
-    }
-
-    #[test]
-    fn bad_last_record_followed_by_zeros_is_repaired() {
-        let tmp = tempdir().unwrap();
-        let (offsets, log) = log_with(tmp.path(), 5);
-        flip_byte(&log, offsets[4] + RECORD_HEADER as u64);
-        set_len(&log, file_len(&log) + 100);
-        assert_repaired(tmp.path(), 4, offsets[4]);
-    }
-
-    #[test]
-    fn flipped_byte_in_middle_record_is_corruption() {
-        let tmp = tempdir().unwrap();
-        let (offsets, log) = log_with(tmp.path(), 5);
-        flip_byte(&log, offsets[2] + RECORD_HEADER as u64 + 1);
-        let before = fs::read(&log).unwrap();
-        let err = Storage::open(tmp.path(), 1, CLUSTER).err().unwrap();
-        let StorageError::Corrupt { offset, .. } = &err else {
-            panic!("expected Corrupt, got {err}");
-        };
-        assert_eq!(*offset, Some(offsets[2]));
-        let msg = err.to_string();
-        assert!(msg.contains(&log.display().to_string()), "{msg}");
-        assert!(msg.contains(&format!("offset {}", offsets[2])), "{msg}");
-        assert!(msg.contains("checksum mismatch"), "{msg}");
-        assert_eq!(
-            fs::read(&log).unwrap(),
-            before,
-            "the file must be left alone"
-        );
-    }
-
-    #[test]
-    fn oversized_length_in_middle_record_is_corruption() {
-        // A damaged length that points past the end of the file must not be
-        // taken for a torn tail when real records follow it.
-        let tmp = tempdir().unwrap();
-        let (offsets, log) = log_with(tmp.path(), 5);
-        flip_byte(&log, offsets[1]);
-        let before = fs::read(&log).unwrap();
-        let err = Storage::open(tmp.path(), 1, CLUSTER).err().unwrap();
-        assert!(
-            matches!(err, StorageError::Corrupt { offset: Some(o), .. } if o == offsets[1]),
-            "{err}"
-        );
-        assert_eq!(fs::read(&log).unwrap(), before);
-    }
-
-    #[test]
-    fn out_of_order_index_on_disk_is_corruption() {
-        let tmp = tempdir().unwrap();
-        drop(open(tmp.path()));
-        let log = tmp.path().join(LOG);
-        let mut bytes = LOG_MAGIC.to_vec();
-        encode_record(&entry(1, 1), &mut bytes, &log).unwrap();
-        let second = bytes.len() as u64;
-        encode_record(&entry(3, 1), &mut bytes, &log).unwrap();
-        fs::write(&log, bytes).unwrap();
-        let err = Storage::open(tmp.path(), 1, CLUSTER).err().unwrap();
-        assert!(
-            matches!(err, StorageError::Corrupt { offset: Some(o), .. } if o == second),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn decreasing_term_on_disk_is_corruption() {
-        let tmp = tempdir().unwrap();
-        drop(open(tmp.path()));
-        let log = tmp.path().join(LOG);
-        let mut bytes = LOG_MAGIC.to_vec();
-        encode_record(&entry(1, 2), &mut bytes, &log).unwrap();
-        encode_record(&entry(2, 1), &mut bytes, &log).unwrap();
-        fs::write(&log, bytes).unwrap();
-        let err = Storage::open(tmp.path(), 1, CLUSTER).err().unwrap();
-        assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
-    }
-
-    #[test]
-    fn wrong_magic_is_corruption() {
-        let tmp = tempdir().unwrap();
-        drop(open(tmp.path()));
-        let log = tmp.path().join(LOG);
-        flip_byte(&log, 0);
-        let err = Storage::open(tmp.path(), 1, CLUSTER).err().unwrap();
-        assert!(matches!(err, StorageError::Corrupt { .. }), "{err}");
-        assert!(err.to_string().contains(&log.display().to_string()));
-    }
-
-    #[test]
-    fn wrong_node_id_is_refused() {
-        let tmp = tempdir().unwrap();
-        drop(Storage::open(tmp.path(), 2, CLUSTER).unwrap());
-        let err = Storage::open(tmp.path(), 3, CLUSTER).err().unwrap();
-        assert!(matches!(err, StorageError::WrongNode { .. }), "{err}");
-        assert_eq!(
-            err.to_string(),
-            format!(
-                "data dir {} belongs to node 2, not node 3",
-                tmp.path().display()
-            )
-        );
-    }
-
-    #[test]
-    fn wrong_cluster_is_refused() {
-        let tmp = tempdir().unwrap();
-        drop(Storage::open(tmp.path(), 1, "prod").unwrap());
-        let err = Storage::open(tmp.path(), 1, "staging").err().unwrap();
-        assert!(matches!(err, StorageError::WrongCluster { .. }), "{err}");
-        let msg = err.to_string();
-        assert!(msg.contains("prod") && msg.contains("staging"), "{msg}");
-        assert!(msg.contains(&tmp.path().display().to_string()), "{msg}");
-    }
-
-    #[test]
-    fn multi_line_cluster_id_is_refused() {
-        let tmp = tempdir().unwrap();
-        let err = Storage::open(tmp.path(), 1, "a\nnode_id: 9").err().unwrap();
-        assert!(
-            matches!(err, StorageError::InvalidClusterId { .. }),
-            "{err}"
-        );
-        assert!(!tmp.path().join(META).exists());
-    }
-
-    #[test]
-    fn second_open_is_locked_until_first_is_dropped() {
-        let tmp = tempdir().unwrap();
-        let (first, _) = open(tmp.path());
-        let err = Storage::open(tmp.path(), 1, CLUSTER).err().unwrap();
-        assert!(matches!(err, StorageError::Locked { .. }), "{err}");
-        assert!(err.to_string().contains(&tmp.path().display().to_string()));
-        drop(first);
-        assert!(Storage::open(tmp.path(), 1, CLUSTER).is_ok());
-    }
-
-    #[test]
-    fn missing_log_or_hard_state_is_an_error_never_an_empty_log() {
-        for victim in [LOG, HARD_STATE] {
-            let tmp = tempdir().unwrap();
-            log_with(tmp.path(), 3);
-            fs::remove_file(tmp.path().join(victim)).unwrap();
-            let err = Storage::open(tmp.path(), 1, CLUSTER).err().unwrap();
-            assert!(matches!(err, StorageError::Missing { .. }), "{err}");
-            assert!(err.to_string().contains(victim), "{err}");
-            assert!(!tmp.path().join(victim).exists(), "must not be recreated");
-        }
-    }
-
-    #[test]
-    fn unrelated_file_without_meta_is_refused() {
-        let tmp = tempdir().unwrap();
-        fs::write(tmp.path().join("photos.zip"), b"precious").unwrap();
-        let err = Storage::open(tmp.path(), 1, CLUSTER).err().unwrap();
-        assert!(matches!(err, StorageError::NotADataDir { .. }), "{err}");
-        assert!(err.to_string().contains("photos.zip"), "{err}");
-        assert!(!tmp.path().join(META).exists());
-        assert!(!tmp.path().join(LOG).exists());
-        assert_eq!(
-            fs::read(tmp.path().join("photos.zip")).unwrap(),
-            b"precious"
-        );
-    }
-
-    #[test]
-    fn log_without_meta_is_refused() {
-        let tmp = tempdir().unwrap();
-        let (_, log) = log_with(tmp.path(), 2);
-        fs::remove_file(tmp.path().join(META)).unwrap();
-        let before = fs::read(&log).unwrap();
-        let err = Storage::open(tmp.path(), 1, CLUSTER).err().unwrap();
-        assert!(matches!(err, StorageError::NotADataDir { .. }), "{err}");
-        assert!(err.to_string().contains("has a log"), "{err}");
-        assert_eq!(fs::read(&log).unwrap(), before);
-    }
-
-    #[test]
-    fn voted_hard_state_without_meta_is_refused() {
-        let tmp = tempdir().unwrap();
-        let (mut s, _) = open(tmp.path());
-        s.save_hard_state(&HardState {
-            current_term: 4,
-            voted_for: Some(1),
-        })
-        .unwrap();
-        drop(s);
-        fs::remove_file(tmp.path().join(META)).unwrap();
-        let err = Storage::open(tmp.path(), 1, CLUSTER).err().unwrap();
-        assert!(matches!(err, StorageError::NotADataDir { .. }), "{err}");
-    }
-
-    #[test]
-    fn leftovers_of_interrupted_initialization_are_reused() {
-        let tmp = tempdir().unwrap();
-        let dir = tmp.path();
-        // A crash during initialization: part of the log header written,
-        // a default hard state in place, meta not yet renamed.
-        fs::write(dir.join(LOCK), b"").unwrap();
-        fs::write(dir.join(LOG), &LOG_MAGIC[..3]).unwrap();
-        write_hard_state(dir, &HardState::default()).unwrap();
-        fs::write(dir.join(HARD_STATE_TMP), b"").unwrap();
-        fs::write(dir.join(META_TMP), b"format: 1\nnode_i").unwrap();
-        let (mut s, rec) = open(dir);
-        assert!(rec.entries.is_empty());
-        assert_eq!(rec.hard_state, HardState::default());
-        assert_eq!(fs::read(dir.join(LOG)).unwrap(), LOG_MAGIC);
-        s.append(&[entry(1, 1)]).unwrap();
-        s.sync().unwrap();
-    }
-
-    #[test]
-    fn append_with_gap_is_an_error() {
-        let tmp = tempdir().unwrap();
-        let (mut s, _) = open(tmp.path());
-        s.append(&entries(1..=2, 1)).unwrap();
-        let err = s.append(&[entry(4, 1)]).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                StorageError::Gap {
-                    expected: 3,
-                    found: 4,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        // A gap inside a batch is refused too, and nothing of it is written.
-        let err = s.append(&[entry(3, 1), entry(5, 1)]).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                StorageError::Gap {
-                    expected: 4,
-                    found: 5,
-                    ..
-                }
-            ),
-            "{err}"
-        );
-        assert!(matches!(
-            s.append(&[entry(3, 0)]),
-            Err(StorageError::TermRegression { .. })
-        ));
-        assert_eq!(s.last_index(), 2);
-        // The storage is still usable after refusing.
-        s.append(&[entry(3, 1)]).unwrap();
-        s.sync().unwrap();
-        drop(s);
-        let (_, rec) = open(tmp.path());
-        assert_eq!(rec.entries, entries(1..=3, 1));
-    }
-
-    #[test]
-    fn ten_thousand_entries_survive_reopen() {
-        let tmp = tempdir().unwrap();
-        let (mut s, _) = open(tmp.path());
-        let all: Vec<Entry> = (1..=10_000).map(|i| entry(i, 1 + i / 1000)).collect();
-        for batch in all.chunks(97) {
-            s.append(batch).unwrap();
-            s.sync().unwrap();
-        }
-        s.truncate_after(9_990).unwrap();
-        s.append(&all[9_990..]).unwrap();
-        s.sync().unwrap();
-        drop(s);
-        let (s, rec) = open(tmp.path());
-        assert_eq!(s.last_index(), 10_000);
-        assert_eq!(rec.entries, all);
-    }
-}
+mod tests;

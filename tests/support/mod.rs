@@ -2,6 +2,7 @@
 //! on loopback, each in its own data dir, and deadline-based waiting.
 #![allow(dead_code)]
 
+use raftnode::kv::{KeyValue, Kv, KvNode};
 use raftnode::raft::message::NodeId;
 use raftnode::raft::RoleKind;
 use raftnode::{Config, Error, Node};
@@ -37,7 +38,7 @@ pub fn init_logging() {
 pub struct Cluster {
     pub dir: tempfile::TempDir,
     addrs: BTreeMap<NodeId, SocketAddr>,
-    nodes: BTreeMap<NodeId, Option<Node>>,
+    nodes: BTreeMap<NodeId, Option<KvNode>>,
     pub proposal_timeout: Duration,
 }
 
@@ -62,7 +63,7 @@ impl Cluster {
             proposal_timeout,
         };
         for (id, listener) in listeners {
-            let node = Node::start_with_listener(cluster.config(id), listener).unwrap();
+            let node = Node::start_with_listener(cluster.config(id), listener, Kv::new()).unwrap();
             cluster.nodes.insert(id, Some(node));
         }
         cluster
@@ -90,11 +91,11 @@ impl Cluster {
         self.nodes.keys().copied().collect()
     }
 
-    pub fn running(&self) -> Vec<&Node> {
+    pub fn running(&self) -> Vec<&KvNode> {
         self.nodes.values().flatten().collect()
     }
 
-    pub fn node(&self, id: NodeId) -> &Node {
+    pub fn node(&self, id: NodeId) -> &KvNode {
         self.nodes[&id].as_ref().expect("node is running")
     }
 
@@ -110,7 +111,7 @@ impl Cluster {
         let listener = wait_for(WAIT, "the node's port to be free again", || {
             TcpListener::bind(self.addrs[&id]).ok()
         });
-        let node = Node::start_with_listener(self.config(id), listener).unwrap();
+        let node = Node::start_with_listener(self.config(id), listener, Kv::new()).unwrap();
         self.nodes.insert(id, Some(node));
     }
 
@@ -135,7 +136,7 @@ impl Cluster {
         })
     }
 
-    pub fn leader(&self) -> &Node {
+    pub fn leader(&self) -> &KvNode {
         self.node(self.wait_for_leader())
     }
 

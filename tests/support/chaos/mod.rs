@@ -18,13 +18,17 @@
 
 pub mod linearizability;
 pub mod netproxy;
+pub mod power;
 
 use crate::support::{init_logging, wait_for};
 use linearizability::{CheckResult, History, Input, Output};
 use netproxy::Net;
 use parking_lot::Mutex;
+use power::{PowerCutStore, PowerSwitch};
+use raftnode::kv::{KeyValue, Kv, KvNode};
 use raftnode::raft::message::{Entry, Index, NodeId, Term};
 use raftnode::raft::RoleKind;
+use raftnode::storage::DiskStore;
 use raftnode::{Config, Error, Node};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -65,7 +69,9 @@ struct Inner {
     net: Net,
     raft_addrs: BTreeMap<NodeId, SocketAddr>,
     peers: BTreeMap<NodeId, BTreeMap<NodeId, String>>,
-    nodes: Mutex<BTreeMap<NodeId, Option<Arc<Node>>>>,
+    nodes: Mutex<BTreeMap<NodeId, Option<Arc<KvNode>>>>,
+    /// The power switch of each node's current run.
+    switches: Mutex<BTreeMap<NodeId, PowerSwitch>>,
     paused: Mutex<BTreeSet<NodeId>>,
     history: History,
     leaders: Mutex<Leaders>,
@@ -139,6 +145,7 @@ impl Chaos {
             raft_addrs,
             peers,
             nodes: Mutex::new(BTreeMap::new()),
+            switches: Mutex::new(BTreeMap::new()),
             paused: Mutex::new(BTreeSet::new()),
             history: History::new(),
             leaders: Mutex::new(BTreeMap::new()),
@@ -152,7 +159,7 @@ impl Chaos {
             tweak,
         });
         for (id, listener) in listeners {
-            let node = Node::start_with_listener(config_for(&inner, id), listener).unwrap();
+            let node = start_node(&inner, id, listener).unwrap();
             inner.nodes.lock().insert(id, Some(Arc::new(node)));
         }
         let monitor = {
@@ -176,7 +183,7 @@ impl Chaos {
         (1..=self.inner.n).collect()
     }
 
-    pub fn node(&self, id: NodeId) -> Option<Arc<Node>> {
+    pub fn node(&self, id: NodeId) -> Option<Arc<KvNode>> {
         self.inner.nodes.lock().get(&id).cloned().flatten()
     }
 
@@ -214,7 +221,15 @@ impl Chaos {
             .entry(id)
             .and_modify(|t| *t = (*t).max(node.status().term))
             .or_insert(node.status().term);
-        node.crash();
+        // The instant of the power failure; the halt then stops the threads
+        // and lets the store lose what was never synced.
+        if let Some(switch) = self.inner.switches.lock().get(&id) {
+            switch.cut();
+        }
+        node.halt();
+        if let Some(switch) = self.inner.switches.lock().get(&id) {
+            switch.check();
+        }
     }
 
     /// A power failure everywhere at the same instant: every node crashes at
@@ -234,7 +249,7 @@ impl Chaos {
         let listener = wait_for(RECOVER, "a restarted node's port", || {
             TcpListener::bind(addr).ok()
         });
-        let node = Node::start_with_listener(config_for(&self.inner, id), listener)
+        let node = start_node(&self.inner, id, listener)
             .unwrap_or_else(|e| panic!("node {id} failed to restart: {e}"));
         let term = node.status().term;
         let before = self.inner.max_term.lock().get(&id).copied().unwrap_or(0);
@@ -505,9 +520,25 @@ impl Drop for Chaos {
     }
 }
 
+/// Starts node `id` on its data dir behind a fresh power switch.
+fn start_node(inner: &Inner, id: NodeId, listener: TcpListener) -> Result<KvNode, String> {
+    let config = config_for(inner, id);
+    let store =
+        DiskStore::open(&config.data_dir, id, &config.cluster_id).map_err(|e| e.to_string())?;
+    let switch = PowerSwitch::default();
+    inner.switches.lock().insert(id, switch.clone());
+    Node::start_with(
+        config,
+        listener,
+        PowerCutStore::new(store, switch),
+        Kv::new(),
+    )
+    .map_err(|e| e.to_string())
+}
+
 /// Records `node`'s committed prefix, checking it against every committed
 /// entry seen before: committed entries never change or disappear.
-fn record_committed(inner: &Inner, node: &Node) {
+fn record_committed(inner: &Inner, node: &KvNode) {
     let commit = node.status().commit_index;
     let log = node.log_entries();
     let mut committed = inner.committed.lock();
@@ -540,7 +571,7 @@ fn record_committed(inner: &Inner, node: &Node) {
 fn monitor(inner: Arc<Inner>) {
     let mut last_sample = Instant::now();
     while !inner.stop_monitor.load(Ordering::Acquire) {
-        let nodes: Vec<(NodeId, Arc<Node>)> = inner
+        let nodes: Vec<(NodeId, Arc<KvNode>)> = inner
             .nodes
             .lock()
             .iter()
@@ -582,7 +613,7 @@ fn monitor(inner: Arc<Inner>) {
 fn recorded_read(
     history: &History,
     client: usize,
-    node: &Node,
+    node: &KvNode,
     key: &str,
 ) -> Result<Option<String>, Error> {
     let op = history.invoke(client, key, Input::Read);
@@ -604,7 +635,9 @@ fn recorded_read(
 fn record_failure(history: &History, op: linearizability::OpId, e: &Error) {
     match e {
         Error::NotLeader { .. } | Error::CommandTooLarge { .. } => history.fail(op),
-        Error::Timeout | Error::ShutDown | Error::Storage(_) => history.indefinite(op),
+        Error::Timeout | Error::ShutDown | Error::Storage(_) | Error::Codec(_) => {
+            history.indefinite(op)
+        }
     }
 }
 

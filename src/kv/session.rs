@@ -1,0 +1,117 @@
+//! Client sessions: exactly-once writes (§6.3 of the Raft dissertation).
+//!
+//! A client that times out cannot tell whether its write was applied, and
+//! retrying it blindly may apply it twice. So a client may tag each write with
+//! its client id and a sequence number ([`Command::Session`]). The state
+//! machine remembers, per client, the last sequence number applied and its
+//! outcome. A retry of that number gets the remembered outcome without being
+//! applied again; an older number is refused. Sessions are part of the
+//! replicated state, so they survive restarts and leader changes. A session
+//! that has not been used for [`SESSION_TTL_ENTRIES`] log entries expires —
+//! by log index, identically on every node. A later write of an unknown
+//! session with a sequence number above 1 is refused as expired rather than
+//! risk applying a very old retry twice.
+//!
+//! [`Command::Session`]: super::Command::Session
+
+use super::command::Outcome;
+use crate::raft::message::Index;
+use std::collections::{BTreeSet, HashMap};
+
+/// A session unused for this many log entries is forgotten.
+pub const SESSION_TTL_ENTRIES: Index = 1_000_000;
+
+/// What a session remembers of its client's last write.
+#[derive(Debug, Clone)]
+struct Session {
+    last_seq: u64,
+    outcome: Outcome,
+    last_index: Index,
+}
+
+/// Every live session, and how to tell which expire.
+#[derive(Debug)]
+pub struct Sessions {
+    sessions: HashMap<u64, Session>,
+    /// (last index used, client), oldest first, for expiry.
+    by_age: BTreeSet<(Index, u64)>,
+    ttl: Index,
+    duplicates: u64,
+}
+
+/// Whether a sessioned write should be applied.
+pub enum Admission {
+    /// A new sequence number: apply it, then [`Sessions::record`] it.
+    Apply,
+    /// Answer without applying: a retry's remembered outcome, or a refusal.
+    Answer(Outcome),
+}
+
+impl Sessions {
+    pub fn new(ttl: Index) -> Sessions {
+        Sessions {
+            sessions: HashMap::new(),
+            by_age: BTreeSet::new(),
+            ttl,
+            duplicates: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.sessions.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sessions.is_empty()
+    }
+
+    /// Retried writes answered from a session instead of being applied again.
+    pub fn duplicates(&self) -> u64 {
+        self.duplicates
+    }
+
+    /// Forgets sessions unused for more than the TTL as of entry `index`.
+    pub fn expire(&mut self, index: Index) {
+        while let Some(&(last, client)) = self.by_age.first() {
+            if last + self.ttl >= index {
+                break;
+            }
+            self.by_age.pop_first();
+            self.sessions.remove(&client);
+        }
+    }
+
+    /// Decides what to do with write `seq` of `client`.
+    pub fn admit(&mut self, client: u64, seq: u64) -> Admission {
+        match self.sessions.get(&client) {
+            Some(session) if seq == session.last_seq => {
+                self.duplicates += 1;
+                Admission::Answer(session.outcome.clone())
+            }
+            Some(session) if seq < session.last_seq => {
+                Admission::Answer(Outcome::Refused(format!(
+                    "sequence number {seq} is older than this client's last, {}",
+                    session.last_seq
+                )))
+            }
+            None if seq != 1 => Admission::Answer(Outcome::Refused(format!(
+                "client {client} has no session (expired, or never started with sequence number 1)"
+            ))),
+            _ => Admission::Apply,
+        }
+    }
+
+    /// Remembers that write `seq` of `client`, at log `index`, produced
+    /// `outcome`.
+    pub fn record(&mut self, client: u64, seq: u64, index: Index, outcome: Outcome) {
+        let session = Session {
+            last_seq: seq,
+            outcome,
+            last_index: index,
+        };
+        if let Some(old) = self.sessions.insert(client, session) {
+            self.by_age.remove(&(old.last_index, client));
+        }
+        self.by_age.insert((index, client));
+    }
+}

@@ -1,0 +1,166 @@
+//! What a node's threads share: the core behind its lock, the channels
+//! between threads, and the clients waiting for answers. It knows nothing of
+//! the state machine's type: commands, queries and replies are bytes here.
+
+use super::config::Config;
+use super::error::Error;
+use super::sockets::Sockets;
+use crate::raft::message::{Entry, Envelope, Index, NodeId, Term};
+use crate::raft::{RaftCore, Ready};
+use crate::storage::StorageError;
+use crossbeam_channel::Sender;
+use log::error;
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Where the apply thread sends a reply: `None` means the request definitely
+/// did not happen here (another entry took its place, or leadership was lost
+/// before a read was confirmed).
+pub(crate) type Answer = Sender<Option<Vec<u8>>>;
+
+/// Work for the apply thread, in the order the core released it.
+pub(crate) enum ApplyWork {
+    Entries(Vec<Entry>),
+    /// Reads confirmed by the core; every entry they must observe was sent
+    /// before them on the same channel.
+    Reads(Vec<u64>),
+}
+
+/// How other threads reach one peer's replication thread.
+pub(crate) struct Outbox {
+    /// Messages released by the writer, to send as they are.
+    pub(crate) messages: Sender<Envelope>,
+    /// A nudge to pull AppendEntries from the core; one pending nudge is as
+    /// good as many.
+    pub(crate) wake: Sender<()>,
+}
+
+impl Outbox {
+    pub(crate) fn send(&self, message: Envelope) {
+        let _ = self.messages.send(message);
+    }
+
+    pub(crate) fn wake(&self) {
+        let _ = self.wake.try_send(());
+    }
+}
+
+/// State shared by all of a node's threads.
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    pub(crate) core: Mutex<RaftCore>,
+    /// Clients waiting for their entry (index, term) to be applied.
+    pub(crate) waiters: Mutex<BTreeMap<(Index, Term), Answer>>,
+    /// Clients waiting for a linearizable read: the query, and where the
+    /// answer goes.
+    pub(crate) read_waiters: Mutex<HashMap<u64, (Vec<u8>, Answer)>>,
+    pub(crate) next_read_id: AtomicU64,
+    pub(crate) reads_served: AtomicU64,
+    pub(crate) last_applied: AtomicU64,
+    pub(crate) to_writer: Sender<Ready>,
+    pub(crate) to_apply: Sender<ApplyWork>,
+    pub(crate) outboxes: BTreeMap<NodeId, Outbox>,
+    /// Set once storage has failed: the node stops taking part (fail-stop).
+    failure: Mutex<Option<Arc<StorageError>>>,
+    failed: AtomicBool,
+    pub(crate) stopping: AtomicBool,
+    /// Every open peer socket, so that halting can unblock their threads.
+    pub(crate) sockets: Sockets,
+    /// Peers' client addresses, learnt from their handshakes.
+    pub(crate) client_addrs: Mutex<HashMap<NodeId, String>>,
+}
+
+impl Shared {
+    pub(crate) fn new(
+        config: Config,
+        core: RaftCore,
+        to_writer: Sender<Ready>,
+        to_apply: Sender<ApplyWork>,
+        outboxes: BTreeMap<NodeId, Outbox>,
+    ) -> Shared {
+        Shared {
+            config,
+            core: Mutex::new(core),
+            waiters: Mutex::new(BTreeMap::new()),
+            read_waiters: Mutex::new(HashMap::new()),
+            next_read_id: AtomicU64::new(1),
+            reads_served: AtomicU64::new(0),
+            last_applied: AtomicU64::new(0),
+            to_writer,
+            to_apply,
+            outboxes,
+            failure: Mutex::new(None),
+            failed: AtomicBool::new(false),
+            stopping: AtomicBool::new(false),
+            sockets: Sockets::default(),
+            client_addrs: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs `f` on the core unless the node has failed, then routes whatever
+    /// the core produced.
+    pub(crate) fn with_core<T>(&self, f: impl FnOnce(&mut RaftCore) -> T) -> Option<T> {
+        if self.failed.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut core = self.core.lock();
+        let result = f(&mut core);
+        self.dispatch(&mut core);
+        Some(result)
+    }
+
+    /// Routes the core's pending output. Called with the core locked, so
+    /// outputs leave in the order the core produced them: committed entries
+    /// and confirmed reads to the apply thread, wake-ups to the replication
+    /// threads, and everything that must be written — with the messages that
+    /// must wait for that write — to the writer.
+    fn dispatch(&self, core: &mut RaftCore) {
+        let mut ready = core.take_ready();
+        if !ready.committed.is_empty() {
+            let entries = std::mem::take(&mut ready.committed);
+            let _ = self.to_apply.send(ApplyWork::Entries(entries));
+        }
+        if !ready.reads.is_empty() {
+            let ids = ready.reads.drain(..).map(|r| r.id).collect();
+            let _ = self.to_apply.send(ApplyWork::Reads(ids));
+        }
+        if !ready.aborted_reads.is_empty() {
+            let mut read_waiters = self.read_waiters.lock();
+            for id in ready.aborted_reads.drain(..) {
+                if let Some((_, answer)) = read_waiters.remove(&id) {
+                    let _ = answer.send(None);
+                }
+            }
+        }
+        for peer in std::mem::take(&mut ready.replicate) {
+            if let Some(outbox) = self.outboxes.get(&peer) {
+                outbox.wake();
+            }
+        }
+        if ready.has_storage_work() || !ready.messages.is_empty() {
+            let _ = self.to_writer.send(ready);
+        }
+    }
+
+    /// Stops the node after a storage failure: nothing it does from now on
+    /// could be trusted to be durable.
+    pub(crate) fn fail(&self, e: StorageError) {
+        error!("node {}: storage failed, stopping: {e}", self.config.id);
+        *self.failure.lock() = Some(Arc::new(e));
+        self.failed.store(true, Ordering::Release);
+        // Nothing that waits on this node will complete now.
+        self.waiters.lock().clear();
+        self.read_waiters.lock().clear();
+    }
+
+    /// The storage failure that stopped the node, if one did.
+    pub(crate) fn failure(&self) -> Option<Error> {
+        self.failure.lock().clone().map(Error::Storage)
+    }
+
+    pub(crate) fn is_stopping(&self) -> bool {
+        self.stopping.load(Ordering::Acquire)
+    }
+}

@@ -1,0 +1,81 @@
+//! The writer thread: makes the core's output durable before anything that
+//! depends on it leaves the node.
+//!
+//! It takes every pending [`Ready`] at once, writes the hard state, applies
+//! their truncations and appends, and syncs the log once for all of them
+//! (group commit). Only then does it hand their messages to the peer threads
+//! — so no vote and no acknowledgement ever leaves before what it promises is
+//! on disk — and tell the core how far the log is durable, which is when a
+//! leader counts itself towards a majority. A storage error stops the node
+//! (fail-stop): after a failed write or fsync, what the disk holds is unknown.
+
+use super::shared::Shared;
+use crate::raft::message::{Index, Term};
+use crate::raft::Ready;
+use crate::storage::{LogStore, StorageError};
+use crossbeam_channel::{select, Receiver};
+use std::sync::Arc;
+
+pub(crate) fn run<L: LogStore>(
+    shared: Arc<Shared>,
+    mut store: L,
+    jobs: Receiver<Ready>,
+    shutdown: Receiver<()>,
+) {
+    loop {
+        let first = select! {
+            recv(jobs) -> job => match job { Ok(job) => job, Err(_) => return },
+            recv(shutdown) -> _ => return,
+        };
+        let mut batch = vec![first];
+        batch.extend(jobs.try_iter());
+        match persist(&mut store, &batch) {
+            Ok(last_written) => {
+                for ready in &mut batch {
+                    for message in ready.messages.drain(..) {
+                        if let Some(outbox) = shared.outboxes.get(&message.to) {
+                            outbox.send(message);
+                        }
+                    }
+                }
+                if let Some((index, term)) = last_written {
+                    shared.with_core(|core| core.persisted(index, term));
+                }
+            }
+            Err(e) => {
+                shared.fail(e);
+                return;
+            }
+        }
+    }
+}
+
+/// Writes a batch of readies with one log sync; returns the last entry
+/// written, if any. The hard state goes first: it is monotonic (terms only
+/// grow, a vote is cast once per term), so the newest one covers every
+/// earlier ready, and it must never lag the log.
+fn persist<L: LogStore>(
+    store: &mut L,
+    batch: &[Ready],
+) -> Result<Option<(Index, Term)>, StorageError> {
+    if let Some(hard_state) = batch.iter().rev().find_map(|r| r.hard_state) {
+        store.save_hard_state(&hard_state)?;
+    }
+    let mut log_changed = false;
+    let mut last_written = None;
+    for ready in batch {
+        if let Some(last_kept) = ready.truncate_after {
+            store.truncate_after(last_kept)?;
+            log_changed = true;
+        }
+        if let Some(last) = ready.entries.last() {
+            store.append(&ready.entries)?;
+            log_changed = true;
+            last_written = Some((last.index, last.term));
+        }
+    }
+    if log_changed {
+        store.sync()?;
+    }
+    Ok(last_written)
+}
