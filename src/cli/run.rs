@@ -1,0 +1,185 @@
+//! `raftnode run`: one node, serving clients.
+
+use super::args::{check_addr, init_logging, parse_node_id, usage, Flags};
+use super::error::CliError;
+use crate::kv::Kv;
+use crate::node::{Config, Node, ReadMode};
+use crate::redis::server::Server;
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+const RUN_HELP: &str = "\
+raftnode run: start one node
+
+Usage:
+  raftnode run --id ID --data-dir DIR --raft-addr HOST:PORT --client-addr HOST:PORT
+               [--peer ID=HOST:PORT]... [--cluster-id NAME]
+               [--election-timeout-ms MIN-MAX] [--heartbeat-ms MS]
+               [--read-mode read-index|lease] [--pre-vote on|off] [--check-quorum on|off]
+
+Options:
+  --id ID                       this node's id, a positive integer (required)
+  --data-dir DIR                where the node keeps its term, vote and log (required)
+  --raft-addr HOST:PORT         where to listen for peers (required)
+  --client-addr HOST:PORT       where to listen for clients; also the address
+                                other nodes send clients to (required)
+  --peer ID=HOST:PORT           another member, and the address at which this node
+                                dials its raft port; repeat for each. None: a
+                                one-node cluster
+  --cluster-id NAME             nodes refuse peers of another cluster [default: raftnode]
+  --election-timeout-ms MIN-MAX randomized election timeout [default: 150-300]
+  --heartbeat-ms MS             leader heartbeat interval [default: 50]
+  --read-mode MODE              read-index: every GET confirms leadership with a
+                                heartbeat round; lease: no round while the leader's
+                                lease holds (assumes bounded clock drift)
+                                [default: read-index]
+  --pre-vote on|off             ask whether an election could be won before
+                                starting one [default: on]
+  --check-quorum on|off         leaders step down without a majority; followers
+                                ignore vote requests while their leader is alive
+                                [default: on]
+  --exit-on-stdin-eof           exit when standard input closes (used by `dev`, so
+                                nodes never outlive it)
+  -h, --help                    this help
+";
+
+/// `raftnode run`: starts the node and its client port, then serves until
+/// killed (or until standard input closes, with --exit-on-stdin-eof).
+pub(super) fn run(args: &[String]) -> Result<ExitCode, CliError> {
+    let Some((mut config, client_addr, exit_on_eof)) = parse(args)? else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    init_logging();
+    let client_port_error = |source| CliError::ClientPort {
+        addr: client_addr.clone(),
+        source,
+    };
+    let client_listener = TcpListener::bind(&client_addr).map_err(client_port_error)?;
+    let bound = client_listener.local_addr().map_err(client_port_error)?;
+    // Advertise what the operator wrote (it is what other machines can reach),
+    // unless the port was left to the OS.
+    config.client_addr = Some(if client_addr.ends_with(":0") {
+        bound.to_string()
+    } else {
+        client_addr.clone()
+    });
+    let id = config.id;
+    let node = Arc::new(Node::start(config, Kv::new()).map_err(CliError::Start)?);
+    let _server =
+        Server::start(node.clone(), client_listener).map_err(|source| CliError::ServeClients {
+            addr: client_addr.clone(),
+            source,
+        })?;
+    log::info!(
+        "node {id}: up; peers on {}, clients on {bound}",
+        node.raft_addr()
+    );
+    if exit_on_eof {
+        // The parent holds our stdin open; when it dies, for whatever reason,
+        // the pipe closes and we follow.
+        let mut sink = [0u8; 64];
+        let mut stdin = io::stdin();
+        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+        log::info!("node {id}: standard input closed; exiting");
+        return Ok(ExitCode::SUCCESS);
+    }
+    loop {
+        std::thread::park();
+    }
+}
+
+/// The node's configuration from the flags, its client address as given, and
+/// whether to exit when standard input closes; `None` for --help.
+fn parse(args: &[String]) -> Result<Option<(Config, String, bool)>, CliError> {
+    let flags = Flags::parse(
+        args,
+        &[
+            "--id",
+            "--data-dir",
+            "--raft-addr",
+            "--client-addr",
+            "--peer",
+            "--cluster-id",
+            "--election-timeout-ms",
+            "--heartbeat-ms",
+            "--read-mode",
+            "--pre-vote",
+            "--check-quorum",
+        ],
+        &["-h", "--help", "--exit-on-stdin-eof"],
+        false,
+    )?;
+    if flags.has("-h") || flags.has("--help") {
+        print!("{RUN_HELP}");
+        return Ok(None);
+    }
+    let id = parse_node_id(flags.required("--id")?, "--id")?;
+    let mut config = Config::new(id, PathBuf::from(flags.required("--data-dir")?));
+    config.raft_addr = flags.required("--raft-addr")?.to_string();
+    check_addr(&config.raft_addr, "--raft-addr")?;
+    let client_addr = flags.required("--client-addr")?.to_string();
+    check_addr(&client_addr, "--client-addr")?;
+    if let Some(cluster) = flags.get("--cluster-id") {
+        if cluster.is_empty() || cluster.contains('\n') {
+            return Err(usage("--cluster-id must be a non-empty single line"));
+        }
+        config.cluster_id = cluster.to_string();
+    }
+    let mut peers = BTreeMap::new();
+    for peer in flags.all("--peer") {
+        let (peer_id, addr) = peer
+            .split_once('=')
+            .ok_or_else(|| usage(format!("--peer expects ID=HOST:PORT, got {peer:?}")))?;
+        let peer_id = parse_node_id(peer_id, "a --peer id")?;
+        check_addr(addr, "--peer")?;
+        if peer_id == id {
+            return Err(usage(format!("--peer {peer_id} is this node's own id")));
+        }
+        if peers.insert(peer_id, addr.to_string()).is_some() {
+            return Err(usage(format!("--peer {peer_id} given twice")));
+        }
+    }
+    config.peers = peers;
+    if let Some(range) = flags.get("--election-timeout-ms") {
+        let parsed = range
+            .split_once('-')
+            .and_then(|(a, b)| Some((a.parse::<u64>().ok()?, b.parse::<u64>().ok()?)));
+        let Some((min, max)) = parsed.filter(|&(min, max)| 0 < min && min <= max) else {
+            return Err(usage(format!(
+                "--election-timeout-ms expects MIN-MAX in milliseconds, got {range:?}"
+            )));
+        };
+        config.election_timeout_min = Duration::from_millis(min);
+        config.election_timeout_max = Duration::from_millis(max);
+    }
+    let heartbeat = flags.number("--heartbeat-ms", 50u64)?;
+    if heartbeat == 0 {
+        return Err(usage("--heartbeat-ms must be positive"));
+    }
+    config.heartbeat_interval = Duration::from_millis(heartbeat);
+    config.read_mode = match flags.get("--read-mode") {
+        None | Some("read-index") => ReadMode::ReadIndex,
+        Some("lease") => ReadMode::Lease,
+        Some(other) => {
+            return Err(usage(format!(
+                "--read-mode expects read-index or lease, got {other:?}"
+            )))
+        }
+    };
+    config.pre_vote = flags.switch_value("--pre-vote", true)?;
+    config.check_quorum = flags.switch_value("--check-quorum", true)?;
+    // A tick fine enough for the timings asked for.
+    let finest = heartbeat.min(config.election_timeout_min.as_millis() as u64);
+    config.tick = Duration::from_millis((finest / 5).clamp(1, 10));
+    config.core_config().map_err(|e| usage(e.to_string()))?;
+    Ok(Some((
+        config,
+        client_addr,
+        flags.has("--exit-on-stdin-eof"),
+    )))
+}
