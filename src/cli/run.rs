@@ -4,6 +4,7 @@ use super::args::{check_addr, init_logging, parse_node_id, usage, Flags};
 use super::error::CliError;
 use crate::kv::Kv;
 use crate::node::{Config, Node, ReadMode};
+use crate::raft::message::NodeId;
 use crate::redis::server::Server;
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -130,6 +131,29 @@ fn parse(args: &[String]) -> Result<Option<(Config, String, bool)>, CliError> {
         }
         config.cluster_id = cluster.to_string();
     }
+    config.peers = parse_peers(&flags, id)?;
+    parse_timings(&flags, &mut config)?;
+    config.read_mode = match flags.get("--read-mode") {
+        None | Some("read-index") => ReadMode::ReadIndex,
+        Some("lease") => ReadMode::Lease,
+        Some(other) => {
+            return Err(usage(format!(
+                "--read-mode expects read-index or lease, got {other:?}"
+            )))
+        }
+    };
+    config.pre_vote = flags.switch_value("--pre-vote", true)?;
+    config.check_quorum = flags.switch_value("--check-quorum", true)?;
+    config.core_config().map_err(|e| usage(e.to_string()))?;
+    Ok(Some((
+        config,
+        client_addr,
+        flags.has("--exit-on-stdin-eof"),
+    )))
+}
+
+/// `--peer ID=HOST:PORT`, repeated: the other members and where to dial them.
+fn parse_peers(flags: &Flags, id: NodeId) -> Result<BTreeMap<NodeId, String>, CliError> {
     let mut peers = BTreeMap::new();
     for peer in flags.all("--peer") {
         let (peer_id, addr) = peer
@@ -144,7 +168,11 @@ fn parse(args: &[String]) -> Result<Option<(Config, String, bool)>, CliError> {
             return Err(usage(format!("--peer {peer_id} given twice")));
         }
     }
-    config.peers = peers;
+    Ok(peers)
+}
+
+/// The election timeout and heartbeat, and a tick fine enough for both.
+fn parse_timings(flags: &Flags, config: &mut Config) -> Result<(), CliError> {
     if let Some(range) = flags.get("--election-timeout-ms") {
         let parsed = range
             .split_once('-')
@@ -162,24 +190,7 @@ fn parse(args: &[String]) -> Result<Option<(Config, String, bool)>, CliError> {
         return Err(usage("--heartbeat-ms must be positive"));
     }
     config.heartbeat_interval = Duration::from_millis(heartbeat);
-    config.read_mode = match flags.get("--read-mode") {
-        None | Some("read-index") => ReadMode::ReadIndex,
-        Some("lease") => ReadMode::Lease,
-        Some(other) => {
-            return Err(usage(format!(
-                "--read-mode expects read-index or lease, got {other:?}"
-            )))
-        }
-    };
-    config.pre_vote = flags.switch_value("--pre-vote", true)?;
-    config.check_quorum = flags.switch_value("--check-quorum", true)?;
-    // A tick fine enough for the timings asked for.
     let finest = heartbeat.min(config.election_timeout_min.as_millis() as u64);
     config.tick = Duration::from_millis((finest / 5).clamp(1, 10));
-    config.core_config().map_err(|e| usage(e.to_string()))?;
-    Ok(Some((
-        config,
-        client_addr,
-        flags.has("--exit-on-stdin-eof"),
-    )))
+    Ok(())
 }

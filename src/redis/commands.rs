@@ -99,13 +99,26 @@ fn execute_in(
             _ => node.write(command),
         }
     };
-    let reply = match name.as_str() {
-        "PING" => match args.len() {
-            1 => Reply::Simple("PONG".into()),
-            2 => Reply::Bulk(args[1].clone()),
-            _ => wrong_arity("ping"),
-        },
-        "ECHO" if args.len() == 2 => Reply::Bulk(args[1].clone()),
+    if let Some(reply) = key_value(node, &name, args, submit) {
+        return (reply, After::Continue);
+    }
+    match name.as_str() {
+        "SEQ" if seq.is_some() => (err("SEQ cannot be nested"), After::Continue),
+        "SEQ" if args.len() >= 3 => sequenced(node, conn, args),
+        "QUIT" => (Reply::ok(), After::Close),
+        _ => (connection(node, conn, &name, args), After::Continue),
+    }
+}
+
+/// The commands on the store: reads and writes, each with its arity. `None`
+/// if `name` with this many arguments is not one of them.
+fn key_value(
+    node: &KvNode,
+    name: &str,
+    args: &[Vec<u8>],
+    submit: impl FnOnce(Command) -> Result<Outcome, Error>,
+) -> Option<Reply> {
+    let reply = match name {
         "GET" if args.len() == 2 => get(node, &args[1]),
         "SET" if args.len() == 3 => write(node, &args[1..2], Some(&args[2]), || {
             submit(Command::Set {
@@ -114,19 +127,14 @@ fn execute_in(
             })
         }),
         "SET" if args.len() > 3 => err("syntax error (SET options are not supported)"),
-        "DEL" if args.len() >= 2 => {
-            if args.len() - 1 > MAX_DEL_KEYS {
-                err(&format!(
-                    "too many arguments (DEL takes at most {MAX_DEL_KEYS} keys)"
-                ))
-            } else {
-                write(node, &args[1..], None, || {
-                    submit(Command::Delete {
-                        keys: args[1..].to_vec(),
-                    })
-                })
-            }
-        }
+        "DEL" if args.len() - 1 > MAX_DEL_KEYS => err(&format!(
+            "too many arguments (DEL takes at most {MAX_DEL_KEYS} keys)"
+        )),
+        "DEL" if args.len() >= 2 => write(node, &args[1..], None, || {
+            submit(Command::Delete {
+                keys: args[1..].to_vec(),
+            })
+        }),
         "CAS" if args.len() == 4 => write(node, &args[1..2], Some(&args[3]), || {
             submit(Command::Cas {
                 key: args[1].clone(),
@@ -145,13 +153,25 @@ fn execute_in(
                 value: args[2].clone(),
             })
         }),
-        "SEQ" if seq.is_some() => err("SEQ cannot be nested"),
-        "SEQ" if args.len() >= 3 => return sequenced(node, conn, args),
+        _ => return None,
+    };
+    Some(reply)
+}
+
+/// Everything that is not about the store: the connection, the node, and
+/// the preambles Redis clients send; then arity errors and unknown commands.
+fn connection(node: &KvNode, conn: &mut Connection, name: &str, args: &[Vec<u8>]) -> Reply {
+    match name {
+        "PING" => match args.len() {
+            1 => Reply::Simple("PONG".into()),
+            2 => Reply::Bulk(args[1].clone()),
+            _ => wrong_arity("ping"),
+        },
+        "ECHO" if args.len() == 2 => Reply::Bulk(args[1].clone()),
         "INFO" if args.len() <= 2 => Reply::Bulk(info(node).into_bytes()),
         "HELP" if args.len() == 1 => {
             Reply::Array(HELP.iter().map(|l| Reply::Simple(l.to_string())).collect())
         }
-        "QUIT" => return (Reply::ok(), After::Close),
         "CLIENT" => client(conn, args),
         "SELECT" if args.len() == 2 => match args[1].as_slice() {
             b"0" => Reply::ok(),
@@ -170,8 +190,7 @@ fn execute_in(
         "ECHO" | "GET" | "SET" | "DEL" | "CAS" | "INCR" | "APPEND" | "SEQ" | "INFO" | "HELP"
         | "SELECT" | "CONFIG" => wrong_arity(&name.to_ascii_lowercase()),
         _ => unknown(args),
-    };
-    (reply, After::Continue)
+    }
 }
 
 fn err(msg: &str) -> Reply {

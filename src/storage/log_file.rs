@@ -8,7 +8,7 @@
 
 use super::error::{io_err, StorageError};
 use crate::codec::{decode, encode_into};
-use crate::raft::message::{Entry, Index};
+use crate::raft::message::Entry;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
@@ -140,6 +140,26 @@ pub(super) struct RecoveredLog {
     pub(super) end: u64,
 }
 
+/// An intact record with a wrong index or term was written that way: a bug
+/// or tampering, never a crash. Entries have consecutive indexes from 1 and
+/// non-decreasing terms.
+fn check_sequence(entry: &Entry, previous: Option<&Entry>) -> Result<(), String> {
+    let expected = previous.map_or(1, |p| p.index + 1);
+    if entry.index != expected {
+        return Err(format!(
+            "entry has index {}, expected {expected}",
+            entry.index
+        ));
+    }
+    match previous {
+        Some(previous) if entry.term < previous.term => Err(format!(
+            "entry {} has term {}, lower than the previous entry's term {}",
+            entry.index, entry.term, previous.term
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// Reads every record of the log, applying the recovery rules of the format
 /// (see [`super::disk`]). Reads the whole file at once: the entries are
 /// returned in memory anyway, and it lets the torn-versus-corrupt check look
@@ -169,23 +189,7 @@ pub(super) fn recover_log(log: &mut File, path: &Path) -> Result<RecoveredLog, S
         };
         let torn_reason = match parse_record(&buf, pos) {
             Ok((entry, next)) => {
-                // The record is intact, so a wrong index or term was written
-                // that way: a bug or tampering, never a crash.
-                let expected = offsets.len() as Index + 1;
-                if entry.index != expected {
-                    return Err(corrupt(format!(
-                        "entry has index {}, expected {expected}",
-                        entry.index
-                    )));
-                }
-                if let Some(previous) = entries.last() {
-                    if entry.term < previous.term {
-                        return Err(corrupt(format!(
-                            "entry {} has term {}, lower than the previous entry's term {}",
-                            entry.index, entry.term, previous.term
-                        )));
-                    }
-                }
+                check_sequence(&entry, entries.last()).map_err(corrupt)?;
                 offsets.push(pos as u64);
                 entries.push(entry);
                 pos = next;

@@ -102,7 +102,8 @@ impl RaftCore {
     }
 
     /// A follower's (or candidate's) side of AppendEntries from the leader of
-    /// its current term. `None` means the message is ignored, unanswered.
+    /// its current term (Figure 2, "AppendEntries RPC", receiver steps 2–5).
+    /// `None` means the message is ignored, unanswered.
     pub(super) fn handle_append_entries(
         &mut self,
         leader: NodeId,
@@ -111,29 +112,8 @@ impl RaftCore {
         entries: Vec<Entry>,
         leader_commit: Index,
     ) -> Option<AppendResult> {
-        match self.role {
-            Role::Leader { .. } => {
-                // Election Safety (§5.2) makes this impossible; a peer that does
-                // it is broken, and obeying it could lose committed entries.
-                error!(
-                    "node {}: AppendEntries from {} while leader of term {}; ignored",
-                    self.config.id, leader, self.current_term
-                );
-                return None;
-            }
-            // §5.2: a candidate that hears from the leader of its term steps down.
-            Role::PreCandidate { .. } | Role::Candidate { .. } => {
-                self.become_follower(self.current_term, Some(leader))
-            }
-            Role::Follower { leader: known } => {
-                if known != Some(leader) {
-                    self.role = Role::Follower {
-                        leader: Some(leader),
-                    };
-                    self.log_new_leader();
-                }
-                self.election_elapsed = 0;
-            }
+        if !self.follow(leader) {
+            return None;
         }
         let well_formed = entries.iter().enumerate().all(|(i, e)| {
             e.index == prev_log_index + 1 + i as Index && e.term <= self.current_term
@@ -145,10 +125,8 @@ impl RaftCore {
             );
             return None;
         }
-        match self
-            .log
-            .maybe_append(prev_log_index, prev_log_term, entries, self.commit_index)
-        {
+        let commit_index = self.commit_index;
+        match (self.log).maybe_append(prev_log_index, prev_log_term, entries, commit_index) {
             MaybeAppend::Mismatch(hint) => {
                 debug!(
                     "node {}: rejecting AppendEntries at {} from {}: {:?}",
@@ -167,15 +145,45 @@ impl RaftCore {
                 None
             }
             MaybeAppend::Matched { last_new } => {
-                // Figure 2, AppendEntries step 5. `last_new` rather than our
-                // last index: entries past it came from an earlier message and
-                // may yet be replaced.
+                // Step 5. `last_new` rather than our last index: entries past
+                // it came from an earlier message and may yet be replaced.
                 self.commit_index = self.commit_index.max(leader_commit.min(last_new));
                 Some(AppendResult::Success {
                     match_index: last_new,
                 })
             }
         }
+    }
+
+    /// Recognises `leader` as the leader of the current term, on hearing an
+    /// AppendEntries from it. Returns false if that cannot be right.
+    fn follow(&mut self, leader: NodeId) -> bool {
+        match self.role {
+            Role::Leader { .. } => {
+                // Election Safety (§5.2) makes this impossible; a peer that does
+                // it is broken, and obeying it could lose committed entries.
+                error!(
+                    "node {}: AppendEntries from {} while leader of term {}; ignored",
+                    self.config.id, leader, self.current_term
+                );
+                return false;
+            }
+            // §5.2: a candidate that hears from the leader of its term steps down.
+            Role::PreCandidate { .. } | Role::Candidate { .. } => {
+                self.become_follower(self.current_term, Some(leader))
+            }
+            Role::Follower { leader: known } => {
+                if known != Some(leader) {
+                    self.role = Role::Follower {
+                        leader: Some(leader),
+                    };
+                    self.log_new_leader();
+                }
+                // §5.2: a follower stays one while it hears from a leader.
+                self.election_elapsed = 0;
+            }
+        }
+        true
     }
 
     pub(super) fn handle_append_response(
