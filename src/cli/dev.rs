@@ -2,12 +2,11 @@
 //! process per node, in one command.
 
 use super::args::{usage, Flags};
-use super::error::CliError;
-use std::fmt;
+use super::error::{CliError, DevError};
 use std::io::{self, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitCode, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
 const DEV_HELP: &str = "\
@@ -26,63 +25,6 @@ Options:
   --base-port P    first client port [default: 7001]
   -h, --help       this help
 ";
-
-/// Why a dev cluster could not start or keep running.
-#[derive(Debug)]
-pub(super) enum DevError {
-    CreateDir {
-        path: PathBuf,
-        source: io::Error,
-    },
-    /// The data dir holds a cluster of another size.
-    OtherSize {
-        path: PathBuf,
-        nodes: String,
-    },
-    WriteMarker {
-        path: PathBuf,
-        source: io::Error,
-    },
-    PortBusy {
-        port: u16,
-        source: io::Error,
-    },
-    NoBinary(io::Error),
-    StartNode {
-        id: u64,
-        source: io::Error,
-    },
-    NodeExited {
-        id: u64,
-        status: ExitStatus,
-    },
-}
-
-impl fmt::Display for DevError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DevError::CreateDir { path, source } => {
-                write!(f, "cannot create {}: {source}", path.display())
-            }
-            DevError::OtherSize { path, nodes } => write!(
-                f,
-                "{} holds a {nodes}-node dev cluster; run with --nodes {nodes} or another --data-dir",
-                path.display()
-            ),
-            DevError::WriteMarker { path, source } => {
-                write!(f, "cannot write {}: {source}", path.display())
-            }
-            DevError::PortBusy { port, source } => {
-                write!(f, "port 127.0.0.1:{port} is not free: {source}")
-            }
-            DevError::NoBinary(e) => write!(f, "cannot find the raftnode binary: {e}"),
-            DevError::StartNode { id, source } => write!(f, "cannot start node {id}: {source}"),
-            DevError::NodeExited { id, status } => {
-                write!(f, "node {id} exited ({status}); stopped the other nodes")
-            }
-        }
-    }
-}
 
 /// The cluster's layout: how many nodes, where their data and ports are.
 struct Layout {

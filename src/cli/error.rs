@@ -1,10 +1,11 @@
 //! The command line's failures, each printed as one line.
 
-use super::dev::DevError;
 use crate::node::StartError;
 use crate::redis::client::ClientError;
 use std::fmt;
 use std::io;
+use std::path::PathBuf;
+use std::process::ExitStatus;
 
 /// A failure of the command line itself.
 #[derive(Debug)]
@@ -54,3 +55,60 @@ impl From<DevError> for CliError {
 }
 
 impl std::error::Error for CliError {}
+
+/// Why a dev cluster could not start or keep running.
+#[derive(Debug)]
+pub(super) enum DevError {
+    CreateDir {
+        path: PathBuf,
+        source: io::Error,
+    },
+    /// The data dir holds a cluster of another size.
+    OtherSize {
+        path: PathBuf,
+        nodes: String,
+    },
+    WriteMarker {
+        path: PathBuf,
+        source: io::Error,
+    },
+    PortBusy {
+        port: u16,
+        source: io::Error,
+    },
+    NoBinary(io::Error),
+    StartNode {
+        id: u64,
+        source: io::Error,
+    },
+    NodeExited {
+        id: u64,
+        status: ExitStatus,
+    },
+}
+
+impl fmt::Display for DevError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DevError::CreateDir { path, source } => {
+                write!(f, "cannot create {}: {source}", path.display())
+            }
+            DevError::OtherSize { path, nodes } => write!(
+                f,
+                "{} holds a {nodes}-node dev cluster; run with --nodes {nodes} or another --data-dir",
+                path.display()
+            ),
+            DevError::WriteMarker { path, source } => {
+                write!(f, "cannot write {}: {source}", path.display())
+            }
+            DevError::PortBusy { port, source } => {
+                write!(f, "port 127.0.0.1:{port} is not free: {source}")
+            }
+            DevError::NoBinary(e) => write!(f, "cannot find the raftnode binary: {e}"),
+            DevError::StartNode { id, source } => write!(f, "cannot start node {id}: {source}"),
+            DevError::NodeExited { id, status } => {
+                write!(f, "node {id} exited ({status}); stopped the other nodes")
+            }
+        }
+    }
+}

@@ -1,6 +1,6 @@
-//! The `raftnode` command line: `run` one node ([`run`]), start a `dev`
-//! cluster on this machine ([`dev`]), or talk to a cluster with `cli`
-//! ([`shell`]).
+//! The `raftnode` command line: `run` one node (`run.rs`), start a `dev`
+//! cluster on this machine (`dev.rs`), or talk to a cluster with `cli`
+//! (`shell.rs`).
 //!
 //! The subcommand and flag names are a contract that scripts and tools depend
 //! on: extend them, never rename them. This module sits above every layer:

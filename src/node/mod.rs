@@ -1,22 +1,22 @@
 //! A running Raft node: the pure core of [`crate::raft`], a
-//! [`LogStore`](crate::storage::LogStore) and a [`StateMachine`], driven by
+//! [`LogStore`] and a [`StateMachine`], driven by
 //! OS threads and connected to its peers over TCP.
 //!
 //! # Threads
 //!
-//! * **timer** ([`timer`]) — ticks the core every [`Config::tick`].
-//! * **writer** ([`writer`]) — makes the core's output durable (group
+//! * **timer** (`timer.rs`) — ticks the core every [`Config::tick`].
+//! * **writer** (`writer.rs`) — makes the core's output durable (group
 //!   commit) and only then releases the messages that depend on it.
-//! * **apply** ([`apply`]) — applies committed entries to the state machine
+//! * **apply** (`apply.rs`) — applies committed entries to the state machine
 //!   in log order, answers the clients waiting on them, serves reads.
-//! * **one per peer** ([`peer`]) — owns the outbound connection to that peer:
+//! * **one per peer** (`peer.rs`) — owns the outbound connection to that peer:
 //!   sends the messages the writer released and, on a leader, pulls
 //!   AppendEntries from the core whenever it is woken.
-//! * **listener**, plus **one per inbound connection** ([`listener`]) — checks
+//! * **listener**, plus **one per inbound connection** (`listener.rs`) — checks
 //!   each peer's handshake ([`wire`]), then steps its messages into the core.
 //!
 //! They share one [`parking_lot::Mutex`] around the core and talk through
-//! crossbeam channels ([`shared`]). Whoever steps the core routes its output
+//! crossbeam channels (`shared.rs`). Whoever steps the core routes its output
 //! while still holding the lock, so outputs leave in the order the core
 //! produced them. No thread does I/O while holding the core lock.
 //!

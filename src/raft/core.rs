@@ -1,8 +1,8 @@
 //! [`RaftCore`]: one node's Raft state machine — the struct, its inputs and
 //! outputs, and the role transitions. The rules themselves live by topic in
-//! the submodules: [`election`] (§5.2, §5.4.1, pre-vote and check-quorum of
-//! §9.6), [`replication`] (§5.3, §5.4.2: AppendEntries and commitment) and
-//! [`reads`] (§6.4: ReadIndex and leases). The module docs of [`crate::raft`]
+//! the submodules: `core/election.rs` (§5.2, §5.4.1, pre-vote and check-quorum of
+//! §9.6), `core/replication.rs` (§5.3, §5.4.2: AppendEntries and commitment) and
+//! `core/reads.rs` (§6.4: ReadIndex and leases). The module docs of [`crate::raft`]
 //! explain the protocol as a whole.
 //!
 //! The core is a plain struct. It does no I/O and reads no clock: the node's

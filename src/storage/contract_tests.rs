@@ -3,7 +3,7 @@
 //! changes nothing.
 
 use super::*;
-use crate::raft::message::Payload;
+use crate::raft::message::{Entry, HardState, Index, Payload, Term};
 
 fn entry(index: Index, term: Term) -> Entry {
     Entry {

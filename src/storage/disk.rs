@@ -1,4 +1,4 @@
-//! [`DiskStore`]: the file-backed [`LogStore`](super::LogStore) — the node's
+//! [`DiskStore`]: the file-backed [`LogStore`] — the node's
 //! data dir.
 //!
 //! It makes a node's promises durable and, after a crash, gives them back
@@ -78,7 +78,7 @@
 
 use super::error::{io_err, missing_or_io, StorageError};
 use super::log_file::{encode_record, parse_record, recover_log, LOG_MAGIC};
-use super::{check_continues, LogStore, Recovered};
+use super::log_store::{check_continues, LogStore, Recovered};
 use crate::codec::{decode, encode};
 use crate::raft::message::{Entry, HardState, Index, NodeId, Term};
 use std::fs::{self, File, OpenOptions, TryLockError};

@@ -2,7 +2,8 @@
 //! that need a node but no disk. It enforces the same rules as the data dir
 //! (an append must continue the log), so a node behaves the same on it.
 
-use super::{check_continues, LogStore, Recovered, StorageError};
+use super::error::StorageError;
+use super::log_store::{check_continues, LogStore, Recovered};
 use crate::raft::message::{Entry, HardState, Index};
 use std::path::Path;
 

@@ -2,10 +2,9 @@
 //! core's side of ReadIndex and leases. The bookkeeping is in
 //! [`crate::raft::read_only`].
 
-use super::{RaftCore, Role, RoleKind};
+use super::{NotLeader, RaftCore, Role, RoleKind};
 use crate::raft::quorum;
 use crate::raft::ready::ReadyRead;
-use crate::raft::NotLeader;
 
 impl RaftCore {
     /// Starts a linearizable read with the caller's `id` (ReadIndex, §6.4 of

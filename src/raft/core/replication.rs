@@ -2,13 +2,13 @@
 //! AppendEntries, a follower's answer, and how the leader learns what is
 //! committed.
 
-use super::{RaftCore, Role, RoleKind};
+use super::{NotLeader, RaftCore, Role, RoleKind};
 use crate::raft::log::MaybeAppend;
 use crate::raft::message::{
     AppendResult, Entry, Envelope, Index, Message, NodeId, Payload, RejectHint, Term,
 };
 use crate::raft::quorum;
-use crate::raft::NotLeader;
+
 use log::{debug, error, warn};
 
 impl RaftCore {
