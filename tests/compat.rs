@@ -340,15 +340,7 @@ impl FixtureNode {
     }
 
     fn info(&self) -> BTreeMap<String, String> {
-        match self.client().call(&["INFO"]) {
-            Reply::Bulk(text) => String::from_utf8(text)
-                .unwrap()
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            other => panic!("INFO answered {other:?}"),
-        }
+        self.client().info()
     }
 
     /// Closes the node's standard input, so that it shuts down cleanly, and

@@ -7,7 +7,6 @@ mod support;
 
 use raftnode::node::StateMachine;
 use raftnode::raft::message::{Index, NodeId, Payload};
-use raftnode::raft::RoleKind;
 use raftnode::storage::MemStore;
 use raftnode::{Config, Error, Node};
 use std::collections::BTreeMap;
@@ -104,19 +103,7 @@ impl JournalCluster {
     fn wait_for_leader(&self) -> NodeId {
         wait_for(WAIT, "a leader", || {
             let statuses: Vec<_> = self.running().iter().map(|n| n.status()).collect();
-            let mut leaders: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
-            for s in statuses.iter().filter(|s| s.role == RoleKind::Leader) {
-                leaders.entry(s.term).or_default().push(s.id);
-            }
-            for (term, ids) in &leaders {
-                assert_eq!(ids.len(), 1, "two leaders in term {term}: {ids:?}");
-            }
-            let (&term, ids) = leaders.iter().next_back()?;
-            let leader = ids[0];
-            statuses
-                .iter()
-                .all(|s| s.term == term && s.leader_id == Some(leader))
-                .then_some(leader)
+            support::agreed_leader(&statuses)
         })
     }
 

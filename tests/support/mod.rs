@@ -5,7 +5,7 @@
 use raftnode::kv::{KeyValue, Kv, KvNode};
 use raftnode::raft::message::NodeId;
 use raftnode::raft::RoleKind;
-use raftnode::{Config, Error, Node};
+use raftnode::{Config, Error, Node, Status};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
@@ -31,6 +31,24 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut cond: impl FnMut() -> Opti
 
 pub fn init_logging() {
     let _ = env_logger::builder().is_test(true).try_init();
+}
+
+/// The leader of the highest term, if every node in `statuses` follows it;
+/// fails the test if any term shows two leaders.
+pub fn agreed_leader(statuses: &[Status]) -> Option<NodeId> {
+    let mut leaders: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
+    for s in statuses.iter().filter(|s| s.role == RoleKind::Leader) {
+        leaders.entry(s.term).or_default().push(s.id);
+    }
+    for (term, ids) in &leaders {
+        assert_eq!(ids.len(), 1, "two leaders in term {term}: {ids:?}");
+    }
+    let (&term, ids) = leaders.iter().next_back()?;
+    let leader = ids[0];
+    statuses
+        .iter()
+        .all(|s| s.term == term && s.leader_id == Some(leader))
+        .then_some(leader)
 }
 
 /// Nodes 1..=n with data under one temporary directory. Every node is halted
@@ -120,19 +138,7 @@ impl Cluster {
     pub fn wait_for_leader(&self) -> NodeId {
         wait_for(WAIT, "a leader", || {
             let statuses: Vec<_> = self.running().iter().map(|n| n.status()).collect();
-            let mut leaders: BTreeMap<u64, Vec<NodeId>> = BTreeMap::new();
-            for s in statuses.iter().filter(|s| s.role == RoleKind::Leader) {
-                leaders.entry(s.term).or_default().push(s.id);
-            }
-            for (term, ids) in &leaders {
-                assert_eq!(ids.len(), 1, "two leaders in term {term}: {ids:?}");
-            }
-            let (&term, ids) = leaders.iter().next_back()?;
-            let leader = ids[0];
-            statuses
-                .iter()
-                .all(|s| s.term == term && s.leader_id == Some(leader))
-                .then_some(leader)
+            agreed_leader(&statuses)
         })
     }
 

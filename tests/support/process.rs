@@ -140,15 +140,7 @@ impl ProcCluster {
 
     /// INFO as a map.
     pub fn info(&self, id: u64) -> BTreeMap<String, String> {
-        match self.client(id).call(&["INFO"]) {
-            Reply::Bulk(text) => String::from_utf8(text)
-                .unwrap()
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            other => panic!("INFO answered {other:?}"),
-        }
+        self.client(id).info()
     }
 
     /// Waits until every running node names the same leader and knows its
@@ -220,5 +212,18 @@ impl Resp {
     pub fn call(&mut self, args: &[&str]) -> Reply {
         self.send(args);
         self.read()
+    }
+
+    /// INFO as a map of its `field:value` lines.
+    pub fn info(&mut self) -> BTreeMap<String, String> {
+        match self.call(&["INFO"]) {
+            Reply::Bulk(text) => String::from_utf8(text)
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.split_once(':'))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            other => panic!("INFO answered {other:?}"),
+        }
     }
 }
