@@ -47,16 +47,17 @@ fn apply_entries<S: StateMachine>(shared: &Shared, state: &Mutex<S>, entries: &[
         shared.last_applied.store(last.index, Ordering::Release);
     }
     let mut waiters = shared.waiters.lock();
-    for (index, term, reply) in replies {
+    for (index, term, mut reply) in replies {
         // Whoever waits on this index with another term lost: their entry
-        // was replaced before it could commit.
+        // was replaced before it could commit. At most one waiter holds
+        // (index, term), so the reply moves to it.
         while let Some(key) = waiters
             .range((index, 0)..=(index, Term::MAX))
             .next()
             .map(|(&k, _)| k)
         {
             if let Some(answer) = waiters.remove(&key) {
-                let _ = answer.send(if key.1 == term { reply.clone() } else { None });
+                let _ = answer.send(if key.1 == term { reply.take() } else { None });
             }
         }
     }
