@@ -109,6 +109,8 @@ impl<S: StateMachine> Node<S> {
         listener: TcpListener,
         state_machine: S,
     ) -> Result<Node<S>, StartError> {
+        // Contradictory settings are reported before the data dir is touched
+        // (created, locked or read).
         config.core_config()?;
         let store = DiskStore::open(&config.data_dir, config.id, &config.cluster_id)?;
         Node::start_with(config, listener, store, state_machine)

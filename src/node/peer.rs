@@ -58,6 +58,14 @@ pub(crate) fn channel(peer: NodeId, addr: String) -> (Outbox, PeerInputs) {
     (outbox, inputs)
 }
 
+/// How a redial went.
+enum Dial {
+    Connected,
+    /// Not this time; the next try waits for the backoff.
+    Failed,
+    ShuttingDown,
+}
+
 struct Connection {
     stream: TcpStream,
     socket_id: Option<u64>,
@@ -90,9 +98,9 @@ pub(crate) fn run(shared: Arc<Shared>, inputs: PeerInputs, shutdown: Receiver<()
     while let Some(mut pending) = replicator.wait_for_work() {
         if replicator.conn.is_none() {
             match replicator.redial(&mut pending) {
-                Some(true) => {}
-                Some(false) => continue,
-                None => break,
+                Dial::Connected => {}
+                Dial::Failed => continue,
+                Dial::ShuttingDown => break,
             }
         }
         if let Err(e) = replicator.send(&pending) {
@@ -116,15 +124,14 @@ impl Replicator {
     }
 
     /// Dials the peer once its backoff has passed, collecting messages that
-    /// arrive meanwhile. `Some(true)`: connected; `Some(false)`: not this
-    /// time; `None`: shutting down.
-    fn redial(&mut self, pending: &mut Vec<Envelope>) -> Option<bool> {
+    /// arrive meanwhile.
+    fn redial(&mut self, pending: &mut Vec<Envelope>) -> Dial {
         let (id, peer) = (self.shared.config.id, self.inputs.peer);
         let wait = self.next_dial.saturating_duration_since(Instant::now());
         if !wait.is_zero() {
             // Back off, still answering a halt at once.
             select! {
-                recv(self.shutdown) -> _ => return None,
+                recv(self.shutdown) -> _ => return Dial::ShuttingDown,
                 default(wait) => {}
             }
             pending.extend(self.inputs.messages.try_iter());
@@ -139,7 +146,7 @@ impl Replicator {
                 self.backoff = MIN_BACKOFF;
                 let socket_id = self.shared.sockets.register(&stream);
                 self.conn = Some(Connection { stream, socket_id });
-                Some(true)
+                Dial::Connected
             }
             Err(e) => {
                 if e != self.last_error {
@@ -154,7 +161,7 @@ impl Replicator {
                 self.next_dial = Instant::now() + self.backoff;
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 self.shared.with_core(|core| core.peer_unreachable(peer));
-                Some(false)
+                Dial::Failed
             }
         }
     }
