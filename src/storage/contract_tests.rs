@@ -55,6 +55,8 @@ fn exercise<S: LogStore>(mut store: S, reopen: impl Fn(S) -> S) {
     let mut expected = first[..3].to_vec();
     expected.extend([entry(4, 3), entry(5, 3)]);
     assert_eq!(recovered.entries, expected);
+    // Asked again, the store reads what it holds once more.
+    assert_eq!(store.recover().unwrap(), recovered);
     // The store goes on from there.
     store.append(&[entry(6, 4)]).unwrap();
     store.sync().unwrap();
