@@ -324,11 +324,23 @@ fn write(
         return reply;
     }
     match on_leader(node, key_slot(&keys[0]), "", op) {
-        Ok(Outcome::Done) => Reply::ok(),
-        Ok(Outcome::Deleted(n)) => Reply::Integer(n as i64),
-        Ok(Outcome::Swapped(swapped)) => Reply::Integer(i64::from(swapped)),
-        Ok(Outcome::Integer(n)) => Reply::Integer(n),
-        Ok(Outcome::Refused(why)) => err(&why),
+        Ok(outcome) => outcome_reply(outcome),
         Err(reply) => reply,
+    }
+}
+
+/// What a client is told of a command's outcome: exactly what Redis replies
+/// to the command it stands for.
+fn outcome_reply(outcome: Outcome) -> Reply {
+    match outcome {
+        Outcome::Done => Reply::ok(),
+        Outcome::Deleted(n) => Reply::Integer(n as i64),
+        Outcome::Swapped(swapped) => Reply::Integer(i64::from(swapped)),
+        Outcome::Integer(n) => Reply::Integer(n),
+        Outcome::Refused(why) => err(&why),
+        Outcome::Value(Some(value)) => Reply::Bulk(value),
+        Outcome::Value(None) => Reply::NullBulk,
+        // A transaction's outcomes are nested no deeper than one level.
+        Outcome::Multi(outcomes) => Reply::Array(outcomes.into_iter().map(outcome_reply).collect()),
     }
 }
