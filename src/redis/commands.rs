@@ -126,44 +126,82 @@ fn key_value(
     args: &[Vec<u8>],
     submit: impl Fn(Command) -> Result<Outcome, Error>,
 ) -> Option<Reply> {
-    let reply = match name {
-        "GET" if args.len() == 2 => get(node, &args[1]),
-        "SET" if args.len() == 3 => write(node, &args[1..2], Some(&args[2]), || {
-            submit(Command::Set {
+    let reply = match store_command(name, args)? {
+        Err(refused) => refused,
+        Ok(Command::Get { key }) => get(node, &key),
+        Ok(command) => write(node, &command, || submit(command.clone())),
+    };
+    Some(reply)
+}
+
+/// A request for the store as the [`Command`] it stands for, checked against
+/// the limits but not run: `None` if `name` with this many arguments is not
+/// a command on the store, an error reply if its arguments are refused.
+/// Commands run at once and commands queued in a transaction are both built
+/// here, so they obey the same rules. GET becomes [`Command::Get`], which is
+/// only proposed inside a transaction; alone it is a linearizable query.
+fn store_command(name: &str, args: &[Vec<u8>]) -> Option<Result<Command, Reply>> {
+    let n = args.len();
+    // The command, and its keys and value for the size limits.
+    let (command, keys, value) = match name {
+        "GET" if n == 2 => (
+            Command::Get {
+                key: args[1].clone(),
+            },
+            &args[1..2],
+            None,
+        ),
+        "SET" if n == 3 => (
+            Command::Set {
                 key: args[1].clone(),
                 value: args[2].clone(),
-            })
-        }),
-        "SET" if args.len() > 3 => err("syntax error (SET options are not supported)"),
-        "DEL" if args.len() - 1 > MAX_DEL_KEYS => err(&format!(
-            "too many arguments (DEL takes at most {MAX_DEL_KEYS} keys)"
-        )),
-        "DEL" if args.len() >= 2 => write(node, &args[1..], None, || {
-            submit(Command::Delete {
+            },
+            &args[1..2],
+            Some(&args[2]),
+        ),
+        "SET" if n > 3 => return Some(Err(err("syntax error (SET options are not supported)"))),
+        "DEL" if n - 1 > MAX_DEL_KEYS => {
+            return Some(Err(err(&format!(
+                "too many arguments (DEL takes at most {MAX_DEL_KEYS} keys)"
+            ))))
+        }
+        "DEL" if n >= 2 => (
+            Command::Delete {
                 keys: args[1..].to_vec(),
-            })
-        }),
-        "CAS" if args.len() == 4 => write(node, &args[1..2], Some(&args[3]), || {
-            submit(Command::Cas {
+            },
+            &args[1..],
+            None,
+        ),
+        "CAS" if n == 4 => (
+            Command::Cas {
                 key: args[1].clone(),
                 expected: args[2].clone(),
                 new: args[3].clone(),
-            })
-        }),
-        "INCR" if args.len() == 2 => write(node, &args[1..2], None, || {
-            submit(Command::Incr {
+            },
+            &args[1..2],
+            Some(&args[3]),
+        ),
+        "INCR" if n == 2 => (
+            Command::Incr {
                 key: args[1].clone(),
-            })
-        }),
-        "APPEND" if args.len() == 3 => write(node, &args[1..2], Some(&args[2]), || {
-            submit(Command::Append {
+            },
+            &args[1..2],
+            None,
+        ),
+        "APPEND" if n == 3 => (
+            Command::Append {
                 key: args[1].clone(),
                 value: args[2].clone(),
-            })
-        }),
+            },
+            &args[1..2],
+            Some(&args[2]),
+        ),
         _ => return None,
     };
-    Some(reply)
+    Some(match check_sizes(keys, value) {
+        Some(refused) => Err(refused),
+        None => Ok(command),
+    })
 }
 
 /// Everything that is not about the store: the connection, the node and the
@@ -303,9 +341,6 @@ fn check_sizes(keys: &[Vec<u8>], value: Option<&Vec<u8>>) -> Option<Reply> {
 /// leads (ReadIndex). A node that cannot confirm that never answers with a
 /// value.
 fn get(node: &KvNode, key: &[u8]) -> Reply {
-    if let Some(reply) = check_sizes(&[key.to_vec()], None) {
-        return reply;
-    }
     let read = || node.read(key);
     match on_leader(node, key_slot(key), "read not confirmed: ", read) {
         Ok(Some(value)) => Reply::Bulk(value),
@@ -314,16 +349,10 @@ fn get(node: &KvNode, key: &[u8]) -> Reply {
     }
 }
 
-fn write(
-    node: &KvNode,
-    keys: &[Vec<u8>],
-    value: Option<&Vec<u8>>,
-    op: impl Fn() -> Result<Outcome, Error>,
-) -> Reply {
-    if let Some(reply) = check_sizes(keys, value) {
-        return reply;
-    }
-    match on_leader(node, key_slot(&keys[0]), "", op) {
+/// Runs `op`, the write of `command`, on the leader.
+fn write(node: &KvNode, command: &Command, op: impl Fn() -> Result<Outcome, Error>) -> Reply {
+    let slot = command.first_key().map_or(0, key_slot);
+    match on_leader(node, slot, "", op) {
         Ok(outcome) => outcome_reply(outcome),
         Err(reply) => reply,
     }
