@@ -43,6 +43,7 @@ use crate::redis::connection;
 use crate::redis::info;
 use crate::redis::port::{Connection, Port};
 use crate::redis::resp::Reply;
+use crate::redis::transaction::{self, Step};
 use std::time::Instant;
 
 /// The largest key a client may write.
@@ -107,6 +108,24 @@ fn execute_in(
             _ => node.write(command),
         }
     };
+    // Inside MULTI nearly everything is queued; EXEC runs the queue.
+    let max_bytes = node.config().max_command_bytes();
+    let build = || store_command(&name, args);
+    match transaction::step(&mut conn.transaction, &name, args, seq, max_bytes, build) {
+        Step::Run => {}
+        Step::Answer(reply) => return (reply, After::Continue),
+        Step::Refuse => return (invalid(&name, args), After::Continue),
+        Step::Exec(queued) => {
+            let write = |multi: Command| {
+                let slot = multi.first_key().map_or(0, key_slot);
+                on_leader(node, slot, "", || submit(multi.clone()))
+            };
+            return (
+                transaction::exec(queued, write, outcome_reply),
+                After::Continue,
+            );
+        }
+    }
     if let Some(reply) = key_value(node, &name, args, submit) {
         return (reply, After::Continue);
     }
@@ -231,6 +250,14 @@ fn server(port: &Port, conn: &mut Connection, name: &str, args: &[Vec<u8>]) -> R
         // Cluster clients send READONLY before reading from a replica; reads
         // still go to the leader (followers answer MOVED), so both are no-ops.
         "READONLY" | "READWRITE" if args.len() == 1 => Reply::ok(),
+        _ => invalid(name, args),
+    }
+}
+
+/// The error for a request no command takes: a known name with the wrong
+/// number of arguments, or an unknown one.
+fn invalid(name: &str, args: &[Vec<u8>]) -> Reply {
+    match name {
         "ECHO" | "GET" | "SET" | "DEL" | "CAS" | "INCR" | "APPEND" | "SEQ" | "HELP" | "SELECT"
         | "READONLY" | "READWRITE" => wrong_arity(&name.to_ascii_lowercase()),
         _ => unknown(args),
@@ -371,5 +398,63 @@ fn outcome_reply(outcome: Outcome) -> Reply {
         Outcome::Value(None) => Reply::NullBulk,
         // A transaction's outcomes are nested no deeper than one level.
         Outcome::Multi(outcomes) => Reply::Array(outcomes.into_iter().map(outcome_reply).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command added to HELP must also be placed inside MULTI: queued, or
+    /// refused with a clear error (listed in `transaction::NOT_QUEUEABLE`)
+    /// rather than called unknown. Each is tried with HELP's own arguments.
+    #[test]
+    fn every_command_in_help_is_queued_or_clearly_refused_inside_multi() {
+        for line in HELP {
+            let synopsis = line.split(" -- ").next().unwrap_or(line);
+            let args: Vec<Vec<u8>> = synopsis
+                .split_whitespace()
+                .filter(|word| !word.starts_with('[') && !word.ends_with(']'))
+                .map(|word| word.as_bytes().to_vec())
+                .collect();
+            let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+            let mut state = Some(transaction::Transaction::default());
+            let build = || store_command(&name, &args);
+            let step = transaction::step(&mut state, &name, &args, None, 1 << 20, build);
+            match step {
+                Step::Answer(Reply::Simple(queued)) => assert_eq!(queued, "QUEUED", "{line}"),
+                Step::Answer(Reply::Error(_)) | Step::Run => {}
+                other => panic!("{line}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn store_commands_are_built_with_their_arity_and_limits() {
+        let args = |line: &str| -> Vec<Vec<u8>> {
+            line.split_whitespace()
+                .map(|a| a.as_bytes().to_vec())
+                .collect()
+        };
+        let build = |line: &str| store_command(line.split(' ').next().unwrap_or(""), &args(line));
+        assert_eq!(
+            build("GET k"),
+            Some(Ok(Command::Get { key: b"k".to_vec() }))
+        );
+        assert_eq!(
+            build("DEL a b"),
+            Some(Ok(Command::Delete {
+                keys: vec![b"a".to_vec(), b"b".to_vec()]
+            }))
+        );
+        assert_eq!(build("GET"), None);
+        assert_eq!(build("INCR a b"), None);
+        assert_eq!(build("PING"), None);
+        assert!(matches!(build("SET k v NX"), Some(Err(Reply::Error(_)))));
+        let big_key = "k".repeat(MAX_KEY_BYTES + 1);
+        assert!(matches!(
+            build(&format!("GET {big_key}")),
+            Some(Err(Reply::Error(text))) if text.contains("byte limit")
+        ));
     }
 }

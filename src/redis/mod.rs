@@ -10,6 +10,8 @@
 //!   `AUTH`, `CLIENT`, `CONFIG`, `COMMAND`);
 //! * [`cluster`] — hash slots and the `CLUSTER` command, describing the
 //!   cluster to cluster-mode clients as one Redis Cluster shard;
+//! * [`transaction`] — `MULTI`/`EXEC`/`DISCARD`: a connection's queued
+//!   commands, run as one log entry;
 //! * [`info`] — `INFO`'s sections;
 //! * [`port`] — what a client port's connections share (the node, the
 //!   port's counters) and what each connection has set;
@@ -28,3 +30,4 @@ pub mod info;
 pub mod port;
 pub mod resp;
 pub mod server;
+pub mod transaction;
