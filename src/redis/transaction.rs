@@ -292,7 +292,7 @@ impl Transaction {
         if self.queued.len() >= MAX_QUEUED {
             return self.abort_with(Reply::error(format!(
                 "a transaction may queue at most {MAX_QUEUED} commands; \
-                 EXEC will discard this one"
+                 EXEC will discard this transaction"
             )));
         }
         let total = self.bytes.saturating_add(bytes);
