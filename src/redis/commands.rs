@@ -17,14 +17,17 @@
 //! | `INFO [section ...]` | `field:value` lines in Redis's sections | any node |
 //! | `CLUSTER SLOTS\|SHARDS\|NODES\|MYID\|INFO\|KEYSLOT key` | the cluster as Redis Cluster describes one shard | any node |
 //! | `HELLO [2\|3] [AUTH user pass] [SETNAME name]` | switches protocol; describes the server | any node |
+//! | `MULTI` … `EXEC` | the queued commands' replies, applied as one log entry ([`crate::redis::transaction`]) | leader |
+//! | `DISCARD` | `+OK`; drops the queued commands | any node |
 //! | `HELP` | the command list | any node |
 //! | `QUIT` | `+OK`, then the connection closes | any node |
 //!
 //! Errors say whether the request took effect. `-MOVED <slot> host:port` (not
 //! the leader; that is its client address, and the slot is the key's hash
 //! slot, 0 for commands without a key) and `-TRYAGAIN` (no leader known, even
-//! after waiting up to two election timeouts for one) mean it did not; `-TIMEOUT` means a write was proposed but not seen committed in
-//! time, so it may or may not take effect — never a definite error when the
+//! after waiting up to two election timeouts for one) mean it did not;
+//! `-TIMEOUT` means a write was proposed but not seen committed in time, so
+//! it may or may not take effect — never a definite error when the
 //! outcome is unknown. `-ERR` is for requests that are wrong in themselves.
 //!
 //! The connection preambles Redis clients send (`HELLO`, `AUTH`,
@@ -75,6 +78,10 @@ const HELP: &[&str] = &[
     "INFO [section ...] -- this node: server, clients, stats, raft, cluster, keyspace",
     "CLUSTER SLOTS|SHARDS|NODES|MYID|INFO|KEYSLOT key -- the cluster as Redis Cluster clients see it",
     "HELLO [2|3] -- switch to RESP2 or RESP3",
+    "MULTI -- start a transaction; commands answer QUEUED",
+    "EXEC -- run the queued commands atomically, as one log entry (leader)",
+    "DISCARD -- drop the queued commands",
+    "UNWATCH -- +OK (WATCH is not supported: use CAS)",
     "HELP -- this list",
     "QUIT -- close the connection",
 ];
@@ -424,6 +431,16 @@ mod tests {
             let step = transaction::step(&mut state, &name, &args, None, 1 << 20, build);
             // Refuse is for unknown commands and wrong arities only.
             assert_ne!(step, Step::Refuse, "{line}");
+        }
+    }
+
+    /// `COMMAND` must describe every command HELP lists, or cluster clients
+    /// (which route by that table) cannot send it.
+    #[test]
+    fn every_command_in_help_is_in_the_command_table() {
+        for line in HELP {
+            let name = line.split_whitespace().next().unwrap_or(line);
+            assert!(catalog::find(name.as_bytes()).is_some(), "{line}");
         }
     }
 
