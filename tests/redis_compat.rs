@@ -439,3 +439,176 @@ fn cli_transaction_typed_into_a_follower_runs_once_on_the_leader() {
         "{stdout}"
     );
 }
+
+/// Requests whose replies must be byte for byte what a real redis-server
+/// gives, on RESP2 and on RESP3 (the connection sends `HELLO 3` first).
+/// Every key has the hash tag `{t}`, so a Redis in cluster mode would take
+/// them all too.
+const SAME_AS_REDIS: &[&str] = &[
+    "SET {t}a hello",
+    "GET {t}a",
+    "GET {t}missing",
+    "APPEND {t}a \" world\"",
+    "GET {t}a",
+    "DEL {t}a {t}missing",
+    "SET {t}n 9223372036854775806",
+    "INCRBY {t}n 1",
+    "INCRBY {t}n 1",
+    "INCR {t}n",
+    "DECRBY {t}n -9223372036854775808",
+    "INCRBY {t}n abc",
+    "INCRBY {t}n +5",
+    "DECR {t}n",
+    "DECRBY {t}n 5",
+    "SET {t}s x",
+    "INCR {t}s",
+    "DECR {t}s",
+    "INCRBY {t}new 7",
+    "DECR {t}new2",
+    "MULTI",
+    "SET {t}m 1",
+    "INCR {t}m",
+    "GET {t}m",
+    "GET {t}nothing",
+    "EXEC",
+    "MULTI",
+    "INCR {t}m",
+    "DISCARD",
+    "GET {t}m",
+    "EXEC",
+    "DISCARD",
+    "PING",
+    "PING hi",
+    "ECHO \"a b\"",
+    "GET",
+    "SET {t}x",
+    "HELLO 4",
+    "HELLO abc",
+    "HELLO 3 AUTH bob pw",
+    "AUTH x",
+    "AUTH default anything",
+    "AUTH bob pw",
+    "CONFIG SET nosuchparam 10",
+    "CONFIG SET nosuchparam",
+    "CONFIG GET appendonly",
+    "CLIENT GETNAME",
+    "CLIENT SETNAME me",
+    "CLIENT GETNAME",
+    "SELECT 0",
+    "CLUSTER KEYSLOT somekey",
+    "CLUSTER KEYSLOT {user1000}.following",
+    "CLUSTER KEYSLOT",
+    "CLUSTER NOPE",
+    "READONLY",
+    "READWRITE",
+    // SET and DEL differ on purpose: Redis's SET notes its GET option and
+    // DEL carries multi-shard routing tips; raftnode has neither.
+    "COMMAND INFO get",
+    "COMMAND INFO incr",
+    "COMMAND INFO nosuchcommand",
+    "UNWATCH",
+    "DEL {t}n {t}s {t}new {t}new2 {t}m",
+];
+
+/// Sends each request on one connection (after `HELLO 3` if `resp3`) and
+/// returns each reply's bytes.
+fn replies_from(port: u16, resp3: bool) -> Vec<String> {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut writer = stream.try_clone().unwrap();
+    let mut reader = BufReader::new(stream);
+    let mut exchange = |request: &str| {
+        writer
+            .write_all(format!("{request}\r\n").as_bytes())
+            .unwrap();
+        let reply = resp::read_reply(&mut reader, &Limits::default()).unwrap();
+        reply
+    };
+    if resp3 {
+        exchange("HELLO 3");
+    }
+    let protocol = if resp3 {
+        resp::Protocol::Resp3
+    } else {
+        resp::Protocol::Resp2
+    };
+    SAME_AS_REDIS
+        .iter()
+        .map(|request| {
+            let bytes = exchange(request).to_bytes(protocol);
+            format!("{request} -> {}", String::from_utf8_lossy(&bytes))
+        })
+        .collect()
+}
+
+#[test]
+fn replies_are_byte_for_byte_those_of_a_real_redis_server() {
+    if Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("redis-server not installed; skipping (CI installs it)");
+        return;
+    }
+    let redis_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let redis = Command::new("redis-server")
+        .args([
+            "--port",
+            &redis_port.to_string(),
+            "--save",
+            "",
+            "--appendonly",
+            "yes",
+        ])
+        .args([
+            "--cluster-enabled",
+            "yes",
+            "--cluster-config-file",
+            "nodes.conf",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _redis = KillOnDrop(redis);
+    support::wait_for(support::WAIT, "redis-server to listen", || {
+        TcpStream::connect(("127.0.0.1", redis_port)).ok()
+    });
+    // A one-node Redis Cluster owning every slot, like a raftnode cluster.
+    let mut admin = support::process::Resp::connect(redis_port).unwrap();
+    assert_eq!(
+        admin.call(&["CLUSTER", "ADDSLOTSRANGE", "0", "16383"]),
+        Reply::ok()
+    );
+    support::wait_for(support::WAIT, "the Redis cluster to be ok", || match admin
+        .call(&["CLUSTER", "INFO"])
+    {
+        Reply::Bulk(info) => String::from_utf8_lossy(&info)
+            .contains("cluster_state:ok")
+            .then_some(()),
+        _ => None,
+    });
+    let cluster = ProcCluster::start(1);
+    cluster.wait_for_leader();
+    let ours = cluster.nodes[&1].client_port;
+    for resp3 in [false, true] {
+        // Replies are re-encoded after parsing, which keeps every byte that
+        // matters (types, lengths, order) and is how both are compared.
+        let theirs = replies_from(redis_port, resp3);
+        let mine = replies_from(ours, resp3);
+        for (t, m) in theirs.iter().zip(&mine) {
+            assert_eq!(m, t, "RESP{}", if resp3 { 3 } else { 2 });
+        }
+    }
+}

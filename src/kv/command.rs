@@ -62,6 +62,12 @@ pub enum Command {
     /// [`MAX_MULTI_READ_BYTES`] of values between them; a GET over that is
     /// refused, so a transaction's outcome stays bounded.
     Multi(Vec<Command>),
+    /// Adds `by` to the decimal integer stored at `key` (absent counts as
+    /// 0), as Redis's INCRBY, DECRBY and DECR do.
+    IncrBy {
+        key: Vec<u8>,
+        by: i64,
+    },
 }
 
 /// The most value bytes the GETs of one [`Command::Multi`] may return. Its
@@ -77,6 +83,7 @@ impl Command {
             Command::Set { key, .. }
             | Command::Cas { key, .. }
             | Command::Incr { key }
+            | Command::IncrBy { key, .. }
             | Command::Append { key, .. }
             | Command::Get { key } => Some(key),
             Command::Delete { keys } => keys.first().map(Vec::as_slice),

@@ -119,19 +119,8 @@ impl Kv {
                 }
                 _ => Outcome::Swapped(false),
             },
-            Command::Incr { key } => {
-                let current = match self.map.get(&key) {
-                    None => Some(0),
-                    Some(v) => parse_integer(v),
-                };
-                match current.and_then(|n| n.checked_add(1)) {
-                    Some(n) => {
-                        self.map.insert(key, n.to_string().into_bytes());
-                        Outcome::Integer(n)
-                    }
-                    None => Outcome::Refused("value is not an integer or out of range".into()),
-                }
-            }
+            Command::Incr { key } => self.add(key, 1),
+            Command::IncrBy { key, by } => self.add(key, by),
             Command::Append { key, value } => {
                 let stored = self.map.entry(key).or_default();
                 stored.extend_from_slice(&value);
@@ -140,6 +129,25 @@ impl Kv {
             Command::Session { command, .. } => self.apply_plain(*command),
             Command::Get { key } => Outcome::Value(self.map.get(&key).cloned()),
             Command::Multi(commands) => Outcome::Multi(self.apply_multi(commands)),
+        }
+    }
+
+    /// INCR and friends: adds `by` to the integer at `key`, with Redis's
+    /// errors for a value that is not one and for overflow.
+    fn add(&mut self, key: Vec<u8>, by: i64) -> Outcome {
+        let current = match self.map.get(&key) {
+            None => 0,
+            Some(v) => match parse_integer(v) {
+                Some(n) => n,
+                None => return Outcome::Refused("value is not an integer or out of range".into()),
+            },
+        };
+        match current.checked_add(by) {
+            Some(n) => {
+                self.map.insert(key, n.to_string().into_bytes());
+                Outcome::Integer(n)
+            }
+            None => Outcome::Refused("increment or decrement would overflow".into()),
         }
     }
 
@@ -325,6 +333,30 @@ mod tests {
 
     fn b(s: &str) -> Vec<u8> {
         s.as_bytes().to_vec()
+    }
+
+    #[test]
+    fn incr_by_adds_and_refuses_overflow_and_non_integers_changing_nothing() {
+        let mut kv = Kv::new();
+        let by = |n: i64| Command::IncrBy { key: b("n"), by: n };
+        assert_eq!(kv.apply_command(1, by(-5)), Outcome::Integer(-5));
+        assert_eq!(
+            kv.apply_command(2, by(i64::MAX)),
+            Outcome::Integer(i64::MAX - 5)
+        );
+        let overflow = Outcome::Refused("increment or decrement would overflow".into());
+        assert_eq!(kv.apply_command(3, by(6)), overflow);
+        assert_eq!(kv.get(b"n"), Some(&(i64::MAX - 5).to_string().into_bytes()));
+        kv.apply_command(
+            4,
+            Command::Set {
+                key: b("n"),
+                value: b("x"),
+            },
+        );
+        let not_integer = Outcome::Refused("value is not an integer or out of range".into());
+        assert_eq!(kv.apply_command(5, by(1)), not_integer);
+        assert_eq!(kv.get(b"n"), Some(&b("x")));
     }
 
     #[test]

@@ -102,6 +102,13 @@ fn serve(shared: Arc<Shared>, current: Current, stream: TcpStream) {
         let ours = current.get(&peer).and_then(|s| s.peer_addr().ok()) == stream.peer_addr().ok();
         if ours {
             current.remove(&peer);
+            // Not replaced by a newer connection: the peer stopped or the
+            // link broke. (A killed process's sockets are closed by its
+            // kernel, so this is how a follower learns of its leader's
+            // death at once, well before its election timer fires.)
+            if !shared.is_stopping() {
+                shared.unreachable_peers.lock().insert(peer);
+            }
         }
     }
     shared.sockets.unregister(socket_id);

@@ -279,8 +279,8 @@ impl<S> Node<S> {
     }
 
     /// Whether this node believes it can reach peer `id`: no longer once
-    /// dialing it or a connection to it has failed, again once a connection
-    /// to or from it succeeds. (A follower rarely talks to other followers,
+    /// dialing it, a connection to it, or its connection to us has failed;
+    /// again once a connection to or from it succeeds. (A follower rarely talks to other followers,
     /// so this is only as fresh as the last attempt; the leader, which
     /// heartbeats everyone, knows best.)
     pub fn peer_reachable(&self, id: NodeId) -> bool {

@@ -70,8 +70,9 @@ pub(crate) struct Shared {
     pub(crate) sockets: Sockets,
     /// Peers' client addresses, learnt from their handshakes.
     pub(crate) client_addrs: Mutex<HashMap<NodeId, String>>,
-    /// Peers this node failed to reach — dialing failed or a connection to
-    /// them broke — and has not had a connection with since, either way.
+    /// Peers this node failed to reach — dialing failed, or a connection to
+    /// or from them ended — and has not had a connection with since, either
+    /// way.
     pub(crate) unreachable_peers: Mutex<BTreeSet<NodeId>>,
 }
 

@@ -18,7 +18,9 @@ const RETRY_FOR: Duration = Duration::from_secs(10);
 const MAX_REDIRECTS: usize = 5;
 
 /// The commands [`Client`] wraps in `SEQ`.
-const WRITES: &[&str] = &["SET", "DEL", "CAS", "INCR", "APPEND"];
+const WRITES: &[&str] = &[
+    "SET", "DEL", "CAS", "INCR", "INCRBY", "DECR", "DECRBY", "APPEND",
+];
 
 /// Why a call got no reply.
 #[derive(Debug)]

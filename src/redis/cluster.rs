@@ -9,11 +9,13 @@
 //! A raftnode cluster is one shard: every key lives on every member, and only
 //! the leader serves reads and writes. So it describes itself as one master
 //! (the leader) owning all 16,384 slots, with the other members as its
-//! replicas. While an election is under way no leader is known; a node then
-//! names *itself* as the master, so that clients keep sending it commands —
-//! which it holds briefly and then answers `-TRYAGAIN` (retried by cluster
-//! clients) or `-MOVED` to the new leader — instead of finding no owner for
-//! their slots and giving up.
+//! replicas. While no leader is known (an election is under way), or the one
+//! it knows has just dropped its connection (a follower sees that at once when
+//! the leader's process dies, before any election), a node names *itself* as
+//! the master, so that clients keep sending it commands — which it holds
+//! briefly and then answers `-MOVED` to the new leader, or `-TRYAGAIN`
+//! (retried by cluster clients) — instead of being sent to a dead node or
+//! finding no owner for their slots and giving up.
 //!
 //! Node ids are the Raft node ids written as 40 hex digits, the shape Redis
 //! uses (node 3 is `000…0003`); a node's cluster-bus port is its Raft port.
@@ -93,9 +95,11 @@ impl Layout {
         let status = node.status();
         let me = node.id();
         // The leader owns the slots once clients can be sent to it;
-        // otherwise this node stands in for it (see the module docs).
+        // otherwise — none known, its address unknown, or its connection
+        // just lost — this node stands in for it (see the module docs).
         let master = status
             .leader_id
+            .filter(|&id| id == me || node.peer_reachable(id))
             .filter(|&id| node.client_addr_of(id).is_some())
             .unwrap_or(me);
         let mut members: Vec<Member> = status

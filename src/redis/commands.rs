@@ -11,6 +11,7 @@
 //! | `DEL key [key ...]` | `:N`, how many of the keys existed | leader |
 //! | `CAS key expected new` | `:1` if the value was `expected` and is now `new`, else `:0` | leader |
 //! | `INCR key` | `:N`, the new value (absent counts as 0) | leader |
+//! | `INCRBY key n`, `DECR key`, `DECRBY key n` | `:N`, the new value | leader |
 //! | `APPEND key value` | `:N`, the new length | leader |
 //! | `CLIENT ID id` | `+OK`; this connection's writes may now use `SEQ` | any node |
 //! | `SEQ n command ...` | the command's reply; a retry of the same `n` is not applied again | leader |
@@ -46,7 +47,7 @@ use crate::redis::cluster::{self, key_slot};
 use crate::redis::connection;
 use crate::redis::info;
 use crate::redis::port::{Connection, Port};
-use crate::redis::resp::Reply;
+use crate::redis::resp::{parse_int, Reply};
 use crate::redis::transaction::{self, Step};
 use std::time::Instant;
 
@@ -72,6 +73,9 @@ const HELP: &[&str] = &[
     "DEL key [key ...] -- how many keys existed (leader)",
     "CAS key expected new -- 1 if the value was expected and is now new, else 0 (leader)",
     "INCR key -- add one to an integer value; the new value (leader)",
+    "INCRBY key increment -- add to an integer value; the new value (leader)",
+    "DECR key -- subtract one from an integer value; the new value (leader)",
+    "DECRBY key decrement -- subtract from an integer value; the new value (leader)",
     "APPEND key value -- append to a value; the new length (leader)",
     "CLIENT ID id -- name this client (a random 64-bit number) for SEQ",
     "SEQ n command [arg ...] -- a write with sequence number n: retrying n never applies it twice",
@@ -215,6 +219,27 @@ fn store_command(name: &str, args: &[Vec<u8>]) -> Option<Result<Command, Reply>>
             &args[1..2],
             None,
         ),
+        "INCRBY" | "DECRBY" | "DECR" if n == if name == "DECR" { 2 } else { 3 } => {
+            let by = match (name, args.get(2).map(|a| parse_int(a))) {
+                ("DECR", _) => -1,
+                (_, Some(None)) | (_, None) => {
+                    return Some(Err(err("value is not an integer or out of range")))
+                }
+                ("DECRBY", Some(Some(i64::MIN))) => {
+                    return Some(Err(err("decrement would overflow")))
+                }
+                ("DECRBY", Some(Some(d))) => -d,
+                (_, Some(Some(by))) => by,
+            };
+            (
+                Command::IncrBy {
+                    key: args[1].clone(),
+                    by,
+                },
+                &args[1..2],
+                None,
+            )
+        }
         "APPEND" if n == 3 => (
             Command::Append {
                 key: args[1].clone(),
@@ -266,8 +291,10 @@ fn server(port: &Port, conn: &mut Connection, name: &str, args: &[Vec<u8>]) -> R
 /// number of arguments, or an unknown one.
 fn invalid(name: &str, args: &[Vec<u8>]) -> Reply {
     match name {
-        "ECHO" | "GET" | "SET" | "DEL" | "CAS" | "INCR" | "APPEND" | "SEQ" | "HELP" | "SELECT"
-        | "READONLY" | "READWRITE" => wrong_arity(&name.to_ascii_lowercase()),
+        "ECHO" | "GET" | "SET" | "DEL" | "CAS" | "INCR" | "INCRBY" | "DECR" | "DECRBY"
+        | "APPEND" | "SEQ" | "HELP" | "SELECT" | "READONLY" | "READWRITE" => {
+            wrong_arity(&name.to_ascii_lowercase())
+        }
         _ => unknown(args),
     }
 }
@@ -314,12 +341,13 @@ fn sequenced(port: &Port, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, Af
     execute_in(port, conn, &args[2..], Some(seq))
 }
 
-/// Runs `op` on the leader. A node that knows no leader waits up to two
-/// election timeouts for one to emerge (the proposal or read was refused, so
-/// trying again is safe), which spares clients most `-TRYAGAIN`s during a
-/// failover. Then a follower answers where to go instead: `-MOVED` with
-/// `slot`, the slot of the command's first key. A timeout's error says
-/// `TIMEOUT <timeout_note><why>`.
+/// Runs `op` on the leader. A node that knows no leader, or whose leader has
+/// just dropped its connection, waits up to two election timeouts for a
+/// reachable leader (the proposal or read was refused, so trying again is
+/// safe), which spares clients most `-TRYAGAIN`s — and redirects to a dead
+/// node — during a failover. Then a follower answers where to go instead:
+/// `-MOVED` with `slot`, the slot of the command's first key. A timeout's
+/// error says `TIMEOUT <timeout_note><why>`.
 fn on_leader<T>(
     node: &KvNode,
     slot: u16,
@@ -328,9 +356,10 @@ fn on_leader<T>(
 ) -> Result<T, Reply> {
     let config = node.config();
     let deadline = Instant::now() + 2 * config.election_timeout_max;
+    let gone = |leader: Option<u64>| leader.is_none_or(|id| !node.peer_reachable(id));
     loop {
         match op() {
-            Err(Error::NotLeader { leader: None }) if Instant::now() < deadline => {
+            Err(Error::NotLeader { leader }) if gone(leader) && Instant::now() < deadline => {
                 std::thread::sleep(config.tick);
             }
             Err(Error::NotLeader { leader }) => return Err(redirect(node, leader, slot)),
@@ -346,6 +375,9 @@ fn on_leader<T>(
 fn redirect(node: &KvNode, leader: Option<u64>, slot: u16) -> Reply {
     match leader {
         Some(id) if id == node.id() => Reply::Error("TRYAGAIN leadership is changing".into()),
+        Some(id) if !node.peer_reachable(id) => Reply::Error(format!(
+            "TRYAGAIN leader {id} cannot be reached from this node; an election may be under way"
+        )),
         Some(id) => match node.client_addr_of(id) {
             Some(addr) => Reply::Error(format!("MOVED {slot} {addr}")),
             None => Reply::Error(format!(
