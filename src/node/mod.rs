@@ -80,6 +80,9 @@ pub struct Status {
     pub last_applied: Index,
     pub last_log_index: Index,
     pub members: Vec<NodeId>,
+    /// On the leader, how much of each peer's log is known to match its
+    /// own (§5.3); empty on other nodes.
+    pub match_index: BTreeMap<NodeId, Index>,
 }
 
 /// A running node replicating the state machine `S`. Dropping it halts it.
@@ -275,6 +278,12 @@ impl<S> Node<S> {
         self.shared.client_addrs.lock().get(&id).cloned()
     }
 
+    /// Whether this node holds a connection to peer `id` right now (its
+    /// replicator's; the peer's connection to us is not counted).
+    pub fn peer_connected(&self, id: NodeId) -> bool {
+        self.shared.connected_peers.lock().contains(&id)
+    }
+
     /// The leader of the current term, as far as this node knows.
     pub fn leader_id(&self) -> Option<NodeId> {
         self.shared.core.lock().leader_id()
@@ -302,6 +311,11 @@ impl<S> Node<S> {
             last_applied: self.shared.last_applied.load(Ordering::Acquire),
             last_log_index: core.log().last_index(),
             members: core.members(),
+            match_index: core
+                .members()
+                .into_iter()
+                .filter_map(|id| Some((id, core.progress(id)?.match_index())))
+                .collect(),
         }
     }
 

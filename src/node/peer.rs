@@ -146,6 +146,7 @@ impl Replicator {
                 self.backoff = MIN_BACKOFF;
                 let socket_id = self.shared.sockets.register(&stream);
                 self.conn = Some(Connection { stream, socket_id });
+                self.shared.connected_peers.lock().insert(peer);
                 Dial::Connected
             }
             Err(e) => {
@@ -216,6 +217,7 @@ impl Replicator {
     fn close(&mut self) {
         if let Some(conn) = self.conn.take() {
             self.shared.sockets.unregister(conn.socket_id);
+            self.shared.connected_peers.lock().remove(&self.inputs.peer);
         }
     }
 }

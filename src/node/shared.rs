@@ -11,7 +11,7 @@ use crate::storage::StorageError;
 use crossbeam_channel::Sender;
 use log::error;
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -70,6 +70,8 @@ pub(crate) struct Shared {
     pub(crate) sockets: Sockets,
     /// Peers' client addresses, learnt from their handshakes.
     pub(crate) client_addrs: Mutex<HashMap<NodeId, String>>,
+    /// Peers this node's replicators hold a connection to right now.
+    pub(crate) connected_peers: Mutex<BTreeSet<NodeId>>,
 }
 
 impl Shared {
@@ -96,6 +98,7 @@ impl Shared {
             stopping: AtomicBool::new(false),
             sockets: Sockets::default(),
             client_addrs: Mutex::new(HashMap::new()),
+            connected_peers: Mutex::new(BTreeSet::new()),
         }
     }
 

@@ -14,25 +14,36 @@
 //! | `APPEND key value` | `:N`, the new length | leader |
 //! | `CLIENT ID id` | `+OK`; this connection's writes may now use `SEQ` | any node |
 //! | `SEQ n command ...` | the command's reply; a retry of the same `n` is not applied again | leader |
-//! | `INFO` | `field:value` lines | any node |
+//! | `INFO [section ...]` | `field:value` lines in Redis's sections | any node |
+//! | `CLUSTER SLOTS\|SHARDS\|NODES\|MYID\|INFO\|KEYSLOT key` | the cluster as Redis Cluster describes one shard | any node |
+//! | `HELLO [2\|3] [AUTH user pass] [SETNAME name]` | switches protocol; describes the server | any node |
 //! | `HELP` | the command list | any node |
 //! | `QUIT` | `+OK`, then the connection closes | any node |
 //!
-//! Errors say whether the request took effect. `-MOVED 0 host:port` (not the
-//! leader; that is its client address) and `-TRYAGAIN` (no leader known) mean
-//! it did not; `-TIMEOUT` means a write was proposed but not seen committed in
+//! Errors say whether the request took effect. `-MOVED <slot> host:port` (not
+//! the leader; that is its client address, and the slot is the key's hash
+//! slot, 0 for commands without a key) and `-TRYAGAIN` (no leader known, even
+//! after waiting up to two election timeouts for one) mean it did not; `-TIMEOUT` means a write was proposed but not seen committed in
 //! time, so it may or may not take effect — never a definite error when the
 //! outcome is unknown. `-ERR` is for requests that are wrong in themselves.
 //!
-//! The connection preambles Redis clients send (`CLIENT SETNAME`/`SETINFO`,
-//! `SELECT 0`, `COMMAND [DOCS]`, `CONFIG GET`, `HELLO`) get the answers Redis
-//! would give a client it cannot offer more, so redis-cli, redis-benchmark and
-//! client libraries work unchanged.
+//! The connection preambles Redis clients send (`HELLO`, `AUTH`,
+//! `CLIENT SETNAME`/`SETINFO`, `SELECT 0`, `COMMAND [DOCS]`, `CONFIG GET`,
+//! `READONLY`) are answered in [`crate::redis::connection`], the way Redis
+//! answers a client it cannot offer more, so redis-cli, redis-benchmark and
+//! client libraries work unchanged. A connection speaks RESP2 until it sends
+//! `HELLO 3`; the replies here are built once and encoded in whichever
+//! protocol the connection speaks.
 
 use crate::kv::{Command, Outcome};
 use crate::kv::{KeyValue, KvNode};
 use crate::node::error::Error;
+use crate::redis::cluster::{self, key_slot};
+use crate::redis::connection;
+use crate::redis::info;
+use crate::redis::port::{Connection, Port};
 use crate::redis::resp::Reply;
+use std::time::Instant;
 
 /// The largest key a client may write.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
@@ -40,13 +51,6 @@ pub const MAX_KEY_BYTES: usize = 64 * 1024;
 pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 /// The most keys one DEL may name.
 pub const MAX_DEL_KEYS: usize = 4096;
-
-/// Per-connection state.
-#[derive(Debug, Default)]
-pub struct Connection {
-    /// The client id set by `CLIENT ID`, for exactly-once writes.
-    pub session: Option<u64>,
-}
 
 /// What the connection should do after sending a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,19 +70,22 @@ const HELP: &[&str] = &[
     "APPEND key value -- append to a value; the new length (leader)",
     "CLIENT ID id -- name this client (a random 64-bit number) for SEQ",
     "SEQ n command [arg ...] -- a write with sequence number n: retrying n never applies it twice",
-    "INFO -- this node's Raft state",
+    "INFO [section ...] -- this node: server, clients, stats, raft, cluster, keyspace",
+    "CLUSTER SLOTS|SHARDS|NODES|MYID|INFO|KEYSLOT key -- the cluster as Redis Cluster clients see it",
+    "HELLO [2|3] -- switch to RESP2 or RESP3",
     "HELP -- this list",
     "QUIT -- close the connection",
 ];
 
-/// Executes one request against `node`.
-pub fn execute(node: &KvNode, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, After) {
-    execute_in(node, conn, args, None)
+/// Executes one request.
+pub fn execute(port: &Port, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, After) {
+    port.stats.command();
+    execute_in(port, conn, args, None)
 }
 
 /// Executes a request; `seq` is set for the command of a `SEQ n ...`.
 fn execute_in(
-    node: &KvNode,
+    port: &Port,
     conn: &mut Connection,
     args: &[Vec<u8>],
     seq: Option<u64>,
@@ -87,6 +94,7 @@ fn execute_in(
         return (err("empty command"), After::Continue);
     };
     let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+    let node = &port.node;
     // Writes go through here, wrapped in the session when SEQ asked for one.
     let session = conn.session;
     let submit = |command: Command| -> Result<Outcome, Error> {
@@ -104,9 +112,9 @@ fn execute_in(
     }
     match name.as_str() {
         "SEQ" if seq.is_some() => (err("SEQ cannot be nested"), After::Continue),
-        "SEQ" if args.len() >= 3 => sequenced(node, conn, args),
+        "SEQ" if args.len() >= 3 => sequenced(port, conn, args),
         "QUIT" => (Reply::ok(), After::Close),
-        _ => (connection(node, conn, &name, args), After::Continue),
+        _ => (server(port, conn, &name, args), After::Continue),
     }
 }
 
@@ -116,7 +124,7 @@ fn key_value(
     node: &KvNode,
     name: &str,
     args: &[Vec<u8>],
-    submit: impl FnOnce(Command) -> Result<Outcome, Error>,
+    submit: impl Fn(Command) -> Result<Outcome, Error>,
 ) -> Option<Reply> {
     let reply = match name {
         "GET" if args.len() == 2 => get(node, &args[1]),
@@ -158,9 +166,9 @@ fn key_value(
     Some(reply)
 }
 
-/// Everything that is not about the store: the connection, the node, and
-/// the preambles Redis clients send; then arity errors and unknown commands.
-fn connection(node: &KvNode, conn: &mut Connection, name: &str, args: &[Vec<u8>]) -> Reply {
+/// Everything that is not about the store: the connection, the node and the
+/// cluster; then arity errors and unknown commands.
+fn server(port: &Port, conn: &mut Connection, name: &str, args: &[Vec<u8>]) -> Reply {
     match name {
         "PING" => match args.len() {
             1 => Reply::Simple("PONG".into()),
@@ -168,27 +176,25 @@ fn connection(node: &KvNode, conn: &mut Connection, name: &str, args: &[Vec<u8>]
             _ => wrong_arity("ping"),
         },
         "ECHO" if args.len() == 2 => Reply::Bulk(args[1].clone()),
-        "INFO" if args.len() <= 2 => Reply::Bulk(info(node).into_bytes()),
+        "INFO" => Reply::Verbatim(info::info(port, &args[1..])),
+        "CLUSTER" => cluster::command(&port.node, args),
         "HELP" if args.len() == 1 => {
             Reply::Array(HELP.iter().map(|l| Reply::Simple(l.to_string())).collect())
         }
-        "CLIENT" => client(conn, args),
+        "HELLO" => connection::hello(port, conn, args),
+        "AUTH" => connection::auth(args),
+        "CLIENT" => connection::client(conn, args),
         "SELECT" if args.len() == 2 => match args[1].as_slice() {
             b"0" => Reply::ok(),
             _ => err("DB index is out of range"),
         },
-        // redis-cli asks for command docs to offer hints, and redis-benchmark
-        // for the config: an empty answer means "none", as from a stripped-down
-        // server.
-        "COMMAND" => Reply::Array(Vec::new()),
-        "CONFIG" if args.len() >= 2 && args[1].eq_ignore_ascii_case(b"GET") => {
-            config_get(&args[2..])
-        }
-        // Clients that ask for RESP3 fall back to RESP2 on NOPROTO, exactly as
-        // with a Redis server that does not offer it.
-        "HELLO" => Reply::Error("NOPROTO this server speaks RESP2 only".into()),
-        "ECHO" | "GET" | "SET" | "DEL" | "CAS" | "INCR" | "APPEND" | "SEQ" | "INFO" | "HELP"
-        | "SELECT" | "CONFIG" => wrong_arity(&name.to_ascii_lowercase()),
+        "COMMAND" => connection::command(args),
+        "CONFIG" => connection::config(args),
+        // Cluster clients send READONLY before reading from a replica; reads
+        // still go to the leader (followers answer MOVED), so both are no-ops.
+        "READONLY" | "READWRITE" if args.len() == 1 => Reply::ok(),
+        "ECHO" | "GET" | "SET" | "DEL" | "CAS" | "INCR" | "APPEND" | "SEQ" | "HELP" | "SELECT"
+        | "READONLY" | "READWRITE" => wrong_arity(&name.to_ascii_lowercase()),
         _ => unknown(args),
     }
 }
@@ -198,7 +204,7 @@ fn err(msg: &str) -> Reply {
 }
 
 fn wrong_arity(name: &str) -> Reply {
-    err(&format!("wrong number of arguments for '{name}' command"))
+    Reply::wrong_arity(name)
 }
 
 fn unknown(args: &[Vec<u8>]) -> Reply {
@@ -215,7 +221,7 @@ fn unknown(args: &[Vec<u8>]) -> Reply {
 /// `SEQ n command ...`: the command's write, applied at most once for this
 /// client and `n`. Reads pass through unchanged (they are naturally
 /// idempotent).
-fn sequenced(node: &KvNode, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, After) {
+fn sequenced(port: &Port, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, After) {
     let seq = std::str::from_utf8(&args[1])
         .ok()
         .and_then(|s| s.parse::<u64>().ok())
@@ -232,66 +238,48 @@ fn sequenced(node: &KvNode, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, 
             After::Continue,
         );
     }
-    execute_in(node, conn, &args[2..], Some(seq))
+    execute_in(port, conn, &args[2..], Some(seq))
 }
 
-fn client(conn: &mut Connection, args: &[Vec<u8>]) -> Reply {
-    let sub = args
-        .get(1)
-        .map(|s| String::from_utf8_lossy(s).to_ascii_uppercase());
-    match (sub.as_deref(), args.len()) {
-        (Some("SETNAME") | Some("SETINFO"), _) => Reply::ok(),
-        (Some("GETNAME"), _) => Reply::NullBulk,
-        (Some("ID"), 2) => match conn.session {
-            Some(id) => Reply::Integer(id as i64),
-            None => Reply::NullBulk,
-        },
-        (Some("ID"), 3) => {
-            let id = std::str::from_utf8(&args[2])
-                .ok()
-                .and_then(|s| s.parse::<u64>().ok());
-            match id {
-                Some(id) if id > 0 => {
-                    conn.session = Some(id);
-                    Reply::ok()
-                }
-                _ => err("CLIENT ID takes a positive 64-bit integer"),
+/// Runs `op` on the leader. A node that knows no leader waits up to two
+/// election timeouts for one to emerge (the proposal or read was refused, so
+/// trying again is safe), which spares clients most `-TRYAGAIN`s during a
+/// failover. Then a follower answers where to go instead: `-MOVED` with
+/// `slot`, the slot of the command's first key. A timeout's error says
+/// `TIMEOUT <timeout_note><why>`.
+fn on_leader<T>(
+    node: &KvNode,
+    slot: u16,
+    timeout_note: &str,
+    mut op: impl FnMut() -> Result<T, Error>,
+) -> Result<T, Reply> {
+    let config = node.config();
+    let deadline = Instant::now() + 2 * config.election_timeout_max;
+    loop {
+        match op() {
+            Err(Error::NotLeader { leader: None }) if Instant::now() < deadline => {
+                std::thread::sleep(config.tick);
             }
+            Err(Error::NotLeader { leader }) => return Err(redirect(node, leader, slot)),
+            Err(e @ Error::CommandTooLarge { .. }) => return Err(err(&e.to_string())),
+            // Timeout, shutdown and storage failure all leave the outcome unknown.
+            Err(e) => return Err(Reply::Error(format!("TIMEOUT {timeout_note}{e}"))),
+            Ok(value) => return Ok(value),
         }
-        _ => err("unsupported CLIENT subcommand (ID, SETNAME, SETINFO and GETNAME are accepted)"),
     }
 }
 
-/// CONFIG GET: the two parameters redis-benchmark asks about, described
-/// truthfully (no RDB snapshots; every write is in a fsynced log); nothing
-/// else is configurable this way.
-fn config_get(patterns: &[Vec<u8>]) -> Reply {
-    let mut pairs = Vec::new();
-    for (name, value) in [("save", ""), ("appendonly", "yes")] {
-        if patterns
-            .iter()
-            .any(|p| p.eq_ignore_ascii_case(name.as_bytes()) || p == b"*")
-        {
-            pairs.push(Reply::Bulk(name.as_bytes().to_vec()));
-            pairs.push(Reply::Bulk(value.as_bytes().to_vec()));
-        }
-    }
-    Reply::Array(pairs)
-}
-
-/// Where to send a client that asked the wrong node; `None` if this node leads.
-fn redirect(node: &KvNode, leader: Option<u64>) -> Option<Reply> {
+/// Where to send a client that asked the wrong node.
+fn redirect(node: &KvNode, leader: Option<u64>, slot: u16) -> Reply {
     match leader {
-        Some(id) if id == node.id() => None,
-        Some(id) => Some(match node.client_addr_of(id) {
-            Some(addr) => Reply::Error(format!("MOVED 0 {addr}")),
+        Some(id) if id == node.id() => Reply::Error("TRYAGAIN leadership is changing".into()),
+        Some(id) => match node.client_addr_of(id) {
+            Some(addr) => Reply::Error(format!("MOVED {slot} {addr}")),
             None => Reply::Error(format!(
                 "TRYAGAIN leader {id} has not told this node its client address yet"
             )),
-        }),
-        None => Some(Reply::Error(
-            "TRYAGAIN no leader known; an election is under way".into(),
-        )),
+        },
+        None => Reply::Error("TRYAGAIN no leader known; an election is under way".into()),
     }
 }
 
@@ -318,12 +306,11 @@ fn get(node: &KvNode, key: &[u8]) -> Reply {
     if let Some(reply) = check_sizes(&[key.to_vec()], None) {
         return reply;
     }
-    match node.read(key) {
+    let read = || node.read(key);
+    match on_leader(node, key_slot(key), "read not confirmed: ", read) {
         Ok(Some(value)) => Reply::Bulk(value),
         Ok(None) => Reply::NullBulk,
-        Err(Error::NotLeader { leader }) => redirect(node, leader)
-            .unwrap_or_else(|| Reply::Error("TRYAGAIN leadership is changing".into())),
-        Err(e) => Reply::Error(format!("TIMEOUT read not confirmed: {e}")),
+        Err(reply) => reply,
     }
 }
 
@@ -331,66 +318,17 @@ fn write(
     node: &KvNode,
     keys: &[Vec<u8>],
     value: Option<&Vec<u8>>,
-    op: impl FnOnce() -> Result<Outcome, Error>,
+    op: impl Fn() -> Result<Outcome, Error>,
 ) -> Reply {
     if let Some(reply) = check_sizes(keys, value) {
         return reply;
     }
-    match op() {
+    match on_leader(node, key_slot(&keys[0]), "", op) {
         Ok(Outcome::Done) => Reply::ok(),
         Ok(Outcome::Deleted(n)) => Reply::Integer(n as i64),
         Ok(Outcome::Swapped(swapped)) => Reply::Integer(i64::from(swapped)),
         Ok(Outcome::Integer(n)) => Reply::Integer(n),
         Ok(Outcome::Refused(why)) => err(&why),
-        Err(Error::NotLeader { leader }) => redirect(node, leader)
-            .unwrap_or_else(|| Reply::Error("TRYAGAIN leadership is changing".into())),
-        Err(e @ Error::CommandTooLarge { .. }) => err(&e.to_string()),
-        // Timeout, shutdown and storage failure all leave the outcome unknown.
-        Err(e) => Reply::Error(format!("TIMEOUT {e}")),
+        Err(reply) => reply,
     }
-}
-
-/// INFO: `field:value` lines, Redis style.
-pub fn info(node: &KvNode) -> String {
-    let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
-    let m = node.metrics();
-    let s = node.status();
-    let config = node.config();
-    let leader_addr = s.leader_id.and_then(|id| node.client_addr_of(id));
-    let members: Vec<String> = s.members.iter().map(|m| m.to_string()).collect();
-    let fields = [
-        ("id", s.id.to_string()),
-        ("cluster_id", config.cluster_id.clone()),
-        ("role", s.role.to_string()),
-        ("term", s.term.to_string()),
-        (
-            "leader_id",
-            s.leader_id.map(|l| l.to_string()).unwrap_or_default(),
-        ),
-        ("leader_client_addr", leader_addr.unwrap_or_default()),
-        ("commit_index", s.commit_index.to_string()),
-        ("last_applied", s.last_applied.to_string()),
-        ("last_log_index", s.last_log_index.to_string()),
-        ("members", members.join(",")),
-        ("raft_addr", node.raft_addr().to_string()),
-        (
-            "client_addr",
-            config.client_addr.clone().unwrap_or_default(),
-        ),
-        ("pre_vote", on_off(config.pre_vote)),
-        ("check_quorum", on_off(config.check_quorum)),
-        ("read_mode", config.read_mode.to_string()),
-        ("reads_served", m.reads_served.to_string()),
-        ("read_index_rounds", m.read_rounds.to_string()),
-        ("lease_reads", m.lease_reads.to_string()),
-        (
-            "duplicate_writes_suppressed",
-            node.with_state(|kv| kv.duplicates_suppressed()).to_string(),
-        ),
-    ];
-    let mut out = String::from("# Raft\r\n");
-    for (field, value) in fields {
-        out.push_str(&format!("{field}:{value}\r\n"));
-    }
-    out
 }

@@ -1,11 +1,18 @@
 //! The client port: raftnode speaks the Redis protocol, so `redis-cli`,
-//! `redis-benchmark`, Redis client libraries and a human typing into `nc`
-//! can all use a cluster unchanged.
+//! `redis-benchmark`, Redis client libraries (standalone or in cluster mode)
+//! and a human typing into `nc` can all use a cluster unchanged.
 //!
-//! * [`resp`] — the wire format (RESP2): requests in, replies out, with
-//!   limits on everything a client sends;
+//! * [`resp`] — the wire format (RESP2, and RESP3 after `HELLO 3`):
+//!   requests in, replies out, with limits on everything a client sends;
 //! * [`commands`] — what each command means and how it is answered,
 //!   including redirects (`-MOVED`) to the leader;
+//! * [`connection`] — the handshake and probes clients send (`HELLO`,
+//!   `AUTH`, `CLIENT`, `CONFIG`, `COMMAND`);
+//! * [`cluster`] — hash slots and the `CLUSTER` command, describing the
+//!   cluster to cluster-mode clients as one Redis Cluster shard;
+//! * [`info`] — `INFO`'s sections;
+//! * [`port`] — what a client port's connections share (the node, the
+//!   port's counters) and what each connection has set;
 //! * [`server`] — the listener and a thread per client connection;
 //! * [`client`] — the redirect-following client behind `raftnode cli`.
 //!
@@ -14,6 +21,10 @@
 //! and the Raft types. The Raft layers know nothing of this one.
 
 pub mod client;
+pub mod cluster;
 pub mod commands;
+pub mod connection;
+pub mod info;
+pub mod port;
 pub mod resp;
 pub mod server;

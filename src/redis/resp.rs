@@ -250,7 +250,7 @@ fn read_number_line<R: BufRead>(r: &mut R, bad: &str) -> Result<i64, RespError> 
 /// Parses an integer exactly as Redis's `string2ll` does: an optional `-`,
 /// then `0` alone or a digit string not starting with `0`, fitting in an
 /// `i64`. No `+`, no spaces, no `-0`.
-fn parse_int(s: &[u8]) -> Option<i64> {
+pub fn parse_int(s: &[u8]) -> Option<i64> {
     let (neg, digits) = match s.split_first() {
         Some((b'-', rest)) => (true, rest),
         _ => (false, s),
@@ -540,7 +540,7 @@ pub fn encode_command(args: &[&[u8]], out: &mut Vec<u8>) {
     push_int(out, args.len() as i64);
     out.extend_from_slice(b"\r\n");
     for arg in args {
-        push_bulk(out, arg);
+        push_bulk(out, b'$', arg);
     }
 }
 
@@ -548,8 +548,33 @@ pub fn encode_command(args: &[&[u8]], out: &mut Vec<u8>) {
 // Replies
 // ---------------------------------------------------------------------------
 
-/// A reply. Encodes exactly as Redis does.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The protocol version a connection speaks: RESP2 until the client asks for
+/// RESP3 with `HELLO 3`, as with Redis 6 and later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Protocol {
+    #[default]
+    Resp2,
+    Resp3,
+}
+
+impl Protocol {
+    /// The number `HELLO` takes and reports.
+    pub fn version(self) -> i64 {
+        match self {
+            Protocol::Resp2 => 2,
+            Protocol::Resp3 => 3,
+        }
+    }
+}
+
+/// A reply. Encodes exactly as Redis does, in either protocol.
+///
+/// The RESP3 types (`Map`, `Set`, `Double`, `Boolean`, `Verbatim`) are
+/// written in RESP2 the way Redis writes them to a RESP2 client: a map as a
+/// flat array of keys and values, a set as an array, a double as a bulk
+/// string, a boolean as the integer 1 or 0, and verbatim text as a bulk
+/// string. Both null replies become RESP3's single null, `_`.
+#[derive(Debug, Clone, PartialEq)]
 pub enum Reply {
     /// `+OK\r\n`: a short status text.
     Simple(String),
@@ -560,12 +585,23 @@ pub enum Reply {
     Integer(i64),
     /// `$5\r\nvalue\r\n`: binary-safe.
     Bulk(Vec<u8>),
-    /// `$-1\r\n`: "no such key".
+    /// `$-1\r\n` (RESP3: `_\r\n`): "no such key".
     NullBulk,
     /// `*2\r\n...`: any replies, possibly nested.
     Array(Vec<Reply>),
-    /// `*-1\r\n`
+    /// `*-1\r\n` (RESP3: `_\r\n`)
     NullArray,
+    /// RESP3 `%2\r\n...`: keys and values, in this order.
+    Map(Vec<(Reply, Reply)>),
+    /// RESP3 `~2\r\n...`: members without an order.
+    Set(Vec<Reply>),
+    /// RESP3 `,3.5\r\n`.
+    Double(f64),
+    /// RESP3 `#t\r\n` / `#f\r\n`.
+    Boolean(bool),
+    /// RESP3 `=8\r\ntxt:text\r\n`: text a client should show as it is, line
+    /// breaks and all (INFO, CLUSTER NODES).
+    Verbatim(String),
 }
 
 impl Reply {
@@ -592,39 +628,77 @@ impl Reply {
         }
     }
 
-    /// Appends this reply's encoding to `out`.
+    /// `-ERR wrong number of arguments for '<command>' command`, where
+    /// `command` is lower case and a subcommand is `command|sub`.
+    pub fn wrong_arity(command: &str) -> Reply {
+        Reply::Error(format!(
+            "ERR wrong number of arguments for '{command}' command"
+        ))
+    }
+
+    /// Appends this reply's encoding in `protocol` to `out`.
     ///
     /// Simple and error strings are line-delimited on the wire, so any `\r`
     /// or `\n` in them is replaced by a space (as Redis does for errors)
     /// rather than letting it break the framing.
-    pub fn write_to(&self, out: &mut Vec<u8>) {
+    pub fn write_to(&self, out: &mut Vec<u8>, protocol: Protocol) {
+        let resp3 = protocol == Protocol::Resp3;
         match self {
             Reply::Simple(s) => push_line(out, b'+', s),
             Reply::Error(s) => push_line(out, b'-', s),
-            Reply::Integer(n) => {
-                out.push(b':');
-                push_int(out, *n);
-                out.extend_from_slice(b"\r\n");
-            }
-            Reply::Bulk(data) => push_bulk(out, data),
+            Reply::Integer(n) => push_header(out, b':', *n),
+            Reply::Bulk(data) => push_bulk(out, b'$', data),
+            Reply::NullBulk | Reply::NullArray if resp3 => out.extend_from_slice(b"_\r\n"),
             Reply::NullBulk => out.extend_from_slice(b"$-1\r\n"),
-            Reply::Array(items) => {
-                out.push(b'*');
-                push_int(out, items.len() as i64);
-                out.extend_from_slice(b"\r\n");
-                for item in items {
-                    item.write_to(out);
+            Reply::NullArray => out.extend_from_slice(b"*-1\r\n"),
+            Reply::Array(items) => push_aggregate(out, b'*', items, protocol),
+            Reply::Set(items) => {
+                push_aggregate(out, if resp3 { b'~' } else { b'*' }, items, protocol)
+            }
+            Reply::Map(pairs) => {
+                match resp3 {
+                    true => push_header(out, b'%', pairs.len() as i64),
+                    false => push_header(out, b'*', 2 * pairs.len() as i64),
+                }
+                for (key, value) in pairs {
+                    key.write_to(out, protocol);
+                    value.write_to(out, protocol);
                 }
             }
-            Reply::NullArray => out.extend_from_slice(b"*-1\r\n"),
+            Reply::Double(d) if resp3 => push_line(out, b',', &format_double(*d)),
+            Reply::Double(d) => push_bulk(out, b'$', format_double(*d).as_bytes()),
+            Reply::Boolean(b) if resp3 => push_line(out, b'#', if *b { "t" } else { "f" }),
+            Reply::Boolean(b) => push_header(out, b':', i64::from(*b)),
+            Reply::Verbatim(text) if resp3 => {
+                push_header(out, b'=', text.len() as i64 + 4);
+                out.extend_from_slice(b"txt:");
+                out.extend_from_slice(text.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            Reply::Verbatim(text) => push_bulk(out, b'$', text.as_bytes()),
         }
     }
 
     /// The encoding as a fresh buffer.
-    pub fn to_bytes(&self) -> Vec<u8> {
+    pub fn to_bytes(&self, protocol: Protocol) -> Vec<u8> {
         let mut out = Vec::new();
-        self.write_to(&mut out);
+        self.write_to(&mut out, protocol);
         out
+    }
+}
+
+/// A double as Redis writes it: `inf`, `-inf` and `nan` by name, otherwise
+/// the shortest text that reads back as the same number, in exponent form
+/// when very large or small.
+fn format_double(d: f64) -> String {
+    if d.is_nan() {
+        "nan".into()
+    } else if d.is_infinite() {
+        if d > 0.0 { "inf" } else { "-inf" }.into()
+    } else if d == 0.0 || (1e-5..1e17).contains(&d.abs()) {
+        format!("{d}")
+    } else {
+        format!("{d:e}")
     }
 }
 
@@ -637,12 +711,25 @@ fn push_line(out: &mut Vec<u8>, kind: u8, text: &str) {
     out.extend_from_slice(b"\r\n");
 }
 
-fn push_bulk(out: &mut Vec<u8>, data: &[u8]) {
-    out.push(b'$');
-    push_int(out, data.len() as i64);
+/// `<kind><n>\r\n`: an integer, or the length or count that starts a bulk or
+/// an aggregate.
+fn push_header(out: &mut Vec<u8>, kind: u8, n: i64) {
+    out.push(kind);
+    push_int(out, n);
     out.extend_from_slice(b"\r\n");
+}
+
+fn push_bulk(out: &mut Vec<u8>, kind: u8, data: &[u8]) {
+    push_header(out, kind, data.len() as i64);
     out.extend_from_slice(data);
     out.extend_from_slice(b"\r\n");
+}
+
+fn push_aggregate(out: &mut Vec<u8>, kind: u8, items: &[Reply], protocol: Protocol) {
+    push_header(out, kind, items.len() as i64);
+    for item in items {
+        item.write_to(out, protocol);
+    }
 }
 
 /// Appends the decimal form of `n` without going through `fmt` (this is on
@@ -674,6 +761,11 @@ fn push_int(out: &mut Vec<u8>, n: i64) {
 /// Lines must end in `\r\n`. Simple and error strings that are not UTF-8 are
 /// converted lossily.
 ///
+/// RESP3's types are read too (maps count as two elements per pair against
+/// `max_args`); its null `_` reads as [`Reply::NullBulk`], and a verbatim
+/// string loses its format prefix. Attributes, pushes and big numbers are
+/// not: no raftnode command sends them.
+///
 /// There is no "clean" end of stream for a client waiting for a reply, so
 /// end of stream anywhere, including before the first byte, is `RespError::Io`
 /// with kind `UnexpectedEof`.
@@ -684,65 +776,117 @@ pub fn read_reply<R: BufRead>(r: &mut R, limits: &Limits) -> Result<Reply, RespE
 fn read_reply_at<R: BufRead>(r: &mut R, limits: &Limits, depth: usize) -> Result<Reply, RespError> {
     let kind = peek_byte(r)?.ok_or_else(unexpected_eof)?;
     match kind {
-        b'+' | b'-' => {
-            let mut line = Vec::new();
-            // type byte + text + "\r\n"
-            let bound = limits.max_inline_len.saturating_add(3);
-            if !read_line_bounded(r, bound, &mut line)? {
-                return Err(protocol("reply line too long"));
+        b'+' | b'-' | b',' | b'#' | b'_' => {
+            let text = read_reply_line(r, limits)?;
+            match kind {
+                b'+' => Ok(Reply::Simple(text)),
+                b'-' => Ok(Reply::Error(text)),
+                b',' => parse_double(&text)
+                    .map(Reply::Double)
+                    .ok_or_else(|| protocol("invalid double reply")),
+                b'#' => match text.as_str() {
+                    "t" => Ok(Reply::Boolean(true)),
+                    "f" => Ok(Reply::Boolean(false)),
+                    _ => Err(protocol("invalid boolean reply")),
+                },
+                _ if text.is_empty() => Ok(Reply::NullBulk),
+                _ => Err(protocol("invalid null reply")),
             }
-            let Some((b'\r', body)) = line.split_last() else {
-                return Err(protocol("reply line not terminated by CRLF"));
-            };
-            if body.len() > limits.max_inline_len + 1 {
-                return Err(protocol("reply line too long"));
-            }
-            let text = String::from_utf8_lossy(&body[1..]).into_owned();
-            Ok(if kind == b'+' {
-                Reply::Simple(text)
-            } else {
-                Reply::Error(text)
-            })
         }
         b':' => Ok(Reply::Integer(read_number_line(
             r,
             "invalid integer reply",
         )?)),
-        b'$' => {
+        b'$' | b'=' => {
             const BAD_LEN: &str = "invalid bulk length";
             let len = read_number_line(r, BAD_LEN)?;
-            if len == -1 {
+            if len == -1 && kind == b'$' {
                 return Ok(Reply::NullBulk);
             }
             let len = usize::try_from(len).map_err(|_| protocol(BAD_LEN))?;
             if len > limits.max_bulk_len {
                 return Err(protocol(BAD_LEN));
             }
-            Ok(Reply::Bulk(read_bulk_payload(r, len)?))
+            let data = read_bulk_payload(r, len)?;
+            if kind == b'$' {
+                return Ok(Reply::Bulk(data));
+            }
+            // `=` carries a three-letter format and a colon before the text.
+            match data.get(3) {
+                Some(b':') => Ok(Reply::Verbatim(
+                    String::from_utf8_lossy(&data[4..]).into_owned(),
+                )),
+                _ => Err(protocol("invalid verbatim string")),
+            }
         }
-        b'*' => {
+        b'*' | b'~' | b'%' => {
             const BAD_COUNT: &str = "invalid multibulk length";
             let count = read_number_line(r, BAD_COUNT)?;
-            if count == -1 {
+            if count == -1 && kind == b'*' {
                 return Ok(Reply::NullArray);
             }
             let count = usize::try_from(count).map_err(|_| protocol(BAD_COUNT))?;
-            if count > limits.max_args {
+            // A map of n pairs holds 2n replies; the limit counts replies.
+            let per_entry = if kind == b'%' { 2 } else { 1 };
+            if count.saturating_mul(per_entry) > limits.max_args {
                 return Err(protocol(BAD_COUNT));
             }
             if depth >= MAX_REPLY_DEPTH {
                 return Err(protocol("reply arrays nested too deeply"));
             }
-            let mut items = Vec::with_capacity(count.min(INITIAL_ARGS_CAPACITY));
-            for _ in 0..count {
-                items.push(read_reply_at(r, limits, depth + 1)?);
+            let mut read_one = || read_reply_at(r, limits, depth + 1);
+            let capacity = count.min(INITIAL_ARGS_CAPACITY);
+            if kind == b'%' {
+                let mut pairs = Vec::with_capacity(capacity);
+                for _ in 0..count {
+                    pairs.push((read_one()?, read_one()?));
+                }
+                return Ok(Reply::Map(pairs));
             }
-            Ok(Reply::Array(items))
+            let mut items = Vec::with_capacity(capacity);
+            for _ in 0..count {
+                items.push(read_one()?);
+            }
+            Ok(match kind {
+                b'~' => Reply::Set(items),
+                _ => Reply::Array(items),
+            })
         }
         other => Err(protocol(format!(
             "unexpected reply type '{}'",
             show_byte(other)
         ))),
+    }
+}
+
+/// Reads a one-line reply (`+`, `-`, `,`, `#`, `_`) and returns the text
+/// after its type byte.
+fn read_reply_line<R: BufRead>(r: &mut R, limits: &Limits) -> Result<String, RespError> {
+    let mut line = Vec::new();
+    // type byte + text + "\r\n"
+    let bound = limits.max_inline_len.saturating_add(3);
+    if !read_line_bounded(r, bound, &mut line)? {
+        return Err(protocol("reply line too long"));
+    }
+    let Some((b'\r', body)) = line.split_last() else {
+        return Err(protocol("reply line not terminated by CRLF"));
+    };
+    if body.len() > limits.max_inline_len + 1 {
+        return Err(protocol("reply line too long"));
+    }
+    Ok(String::from_utf8_lossy(&body[1..]).into_owned())
+}
+
+/// A RESP3 double: a decimal or exponent number, or `inf`, `-inf`, `nan`.
+fn parse_double(text: &str) -> Option<f64> {
+    match text {
+        "inf" => Some(f64::INFINITY),
+        "-inf" => Some(f64::NEG_INFINITY),
+        "nan" => Some(f64::NAN),
+        _ if text.starts_with(|c: char| c.is_ascii_digit() || c == '-' || c == '.') => {
+            text.parse().ok()
+        }
+        _ => None,
     }
 }
 
@@ -789,17 +933,47 @@ fn render_into(reply: &Reply, prefix: &str, out: &mut String) {
             out.push('\n');
         }
         Reply::NullBulk | Reply::NullArray => out.push_str("(nil)\n"),
-        Reply::Array(items) if items.is_empty() => out.push_str("(empty array)\n"),
-        Reply::Array(items) => {
-            let width = items.len().to_string().len();
-            let child_prefix = format!("{prefix}{}", " ".repeat(width + 2));
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(prefix);
-                }
-                out.push_str(&format!("{:>width$}) ", i + 1));
-                render_into(item, &child_prefix, out);
+        Reply::Double(d) => out.push_str(&format!("(double) {}\n", format_double(*d))),
+        Reply::Boolean(b) => out.push_str(if *b { "(true)\n" } else { "(false)\n" }),
+        Reply::Verbatim(text) => {
+            // Shown as the text it is, with plain line breaks.
+            out.push_str(&text.replace("\r\n", "\n"));
+            if !text.ends_with('\n') {
+                out.push('\n');
             }
+        }
+        Reply::Array(items) if items.is_empty() => out.push_str("(empty array)\n"),
+        Reply::Set(items) if items.is_empty() => out.push_str("(empty set)\n"),
+        Reply::Map(pairs) if pairs.is_empty() => out.push_str("(empty hash)\n"),
+        Reply::Array(items) => render_aggregate(items.iter().map(|i| (i, None)), ')', prefix, out),
+        Reply::Set(items) => render_aggregate(items.iter().map(|i| (i, None)), '~', prefix, out),
+        Reply::Map(pairs) => {
+            render_aggregate(pairs.iter().map(|(k, v)| (k, Some(v))), '#', prefix, out)
+        }
+    }
+}
+
+/// The elements of an array (`1) `), set (`1~ `) or map (`1# key => value`),
+/// numbered from one with the numbers right-aligned.
+fn render_aggregate<'a>(
+    items: impl ExactSizeIterator<Item = (&'a Reply, Option<&'a Reply>)>,
+    separator: char,
+    prefix: &str,
+    out: &mut String,
+) {
+    let width = items.len().to_string().len();
+    let child_prefix = format!("{prefix}{}", " ".repeat(width + 2));
+    for (i, (item, value)) in items.enumerate() {
+        if i > 0 {
+            out.push_str(prefix);
+        }
+        out.push_str(&format!("{:>width$}{separator} ", i + 1));
+        render_into(item, &child_prefix, out);
+        if let Some(value) = value {
+            // The key's line break gives way to the value.
+            out.pop();
+            out.push_str(" => ");
+            render_into(value, &child_prefix, out);
         }
     }
 }
@@ -1207,12 +1381,144 @@ mod tests {
         ];
         for (reply, bytes) in cases {
             assert_eq!(
-                reply.to_bytes(),
+                reply.to_bytes(Protocol::Resp2),
                 bytes,
                 "{reply:?} encoded as {:?}",
-                String::from_utf8_lossy(&reply.to_bytes())
+                String::from_utf8_lossy(&reply.to_bytes(Protocol::Resp2))
             );
         }
+    }
+
+    /// Each type in both protocols, as redis-server 7.0.15 writes it
+    /// (checked against a real server: `HELLO`, `GET` of a missing key,
+    /// `CONFIG GET`, `INFO`, `CLUSTER NODES` on RESP2 and RESP3 connections).
+    #[test]
+    fn encode_every_type_in_resp2_and_resp3() {
+        let map = Reply::Map(vec![
+            (Reply::Bulk(b"save".to_vec()), Reply::Bulk(Vec::new())),
+            (Reply::Bulk(b"proto".to_vec()), Reply::Integer(3)),
+        ]);
+        let set = Reply::Set(vec![Reply::Bulk(b"a".to_vec()), Reply::Integer(1)]);
+        let cases: Vec<(Reply, &[u8], &[u8])> = vec![
+            (Reply::ok(), b"+OK\r\n", b"+OK\r\n"),
+            (Reply::error("x"), b"-ERR x\r\n", b"-ERR x\r\n"),
+            (Reply::Integer(-7), b":-7\r\n", b":-7\r\n"),
+            (Reply::Bulk(b"v".to_vec()), b"$1\r\nv\r\n", b"$1\r\nv\r\n"),
+            (Reply::NullBulk, b"$-1\r\n", b"_\r\n"),
+            (Reply::NullArray, b"*-1\r\n", b"_\r\n"),
+            (
+                map.clone(),
+                b"*4\r\n$4\r\nsave\r\n$0\r\n\r\n$5\r\nproto\r\n:3\r\n",
+                b"%2\r\n$4\r\nsave\r\n$0\r\n\r\n$5\r\nproto\r\n:3\r\n",
+            ),
+            (Reply::Map(vec![]), b"*0\r\n", b"%0\r\n"),
+            (set, b"*2\r\n$1\r\na\r\n:1\r\n", b"~2\r\n$1\r\na\r\n:1\r\n"),
+            (Reply::Double(3.5), b"$3\r\n3.5\r\n", b",3.5\r\n"),
+            (Reply::Double(-0.25), b"$5\r\n-0.25\r\n", b",-0.25\r\n"),
+            (Reply::Double(1e300), b"$5\r\n1e300\r\n", b",1e300\r\n"),
+            (Reply::Double(f64::INFINITY), b"$3\r\ninf\r\n", b",inf\r\n"),
+            (
+                Reply::Double(f64::NEG_INFINITY),
+                b"$4\r\n-inf\r\n",
+                b",-inf\r\n",
+            ),
+            (Reply::Boolean(true), b":1\r\n", b"#t\r\n"),
+            (Reply::Boolean(false), b":0\r\n", b"#f\r\n"),
+            (
+                Reply::Verbatim("# Keyspace\r\n".into()),
+                b"$12\r\n# Keyspace\r\n\r\n",
+                b"=16\r\ntxt:# Keyspace\r\n\r\n",
+            ),
+            (
+                Reply::Array(vec![Reply::NullBulk, map.clone()]),
+                b"*2\r\n$-1\r\n*4\r\n$4\r\nsave\r\n$0\r\n\r\n$5\r\nproto\r\n:3\r\n",
+                b"*2\r\n_\r\n%2\r\n$4\r\nsave\r\n$0\r\n\r\n$5\r\nproto\r\n:3\r\n",
+            ),
+        ];
+        for (reply, resp2, resp3) in cases {
+            let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+            let got2 = reply.to_bytes(Protocol::Resp2);
+            let got3 = reply.to_bytes(Protocol::Resp3);
+            assert_eq!(got2, resp2, "{reply:?} in RESP2: {}", show(&got2));
+            assert_eq!(got3, resp3, "{reply:?} in RESP3: {}", show(&got3));
+        }
+    }
+
+    #[test]
+    fn resp3_replies_read_back() {
+        let all = vec![
+            Reply::Map(vec![
+                (
+                    Reply::Bulk(b"k".to_vec()),
+                    Reply::Set(vec![Reply::Integer(1)]),
+                ),
+                (Reply::Simple("d".into()), Reply::Double(-2.5)),
+            ]),
+            Reply::Map(vec![]),
+            Reply::Set(vec![]),
+            Reply::Double(1e-300),
+            Reply::Double(f64::INFINITY),
+            Reply::Boolean(true),
+            Reply::Boolean(false),
+            Reply::Verbatim("line 1\r\nline 2\n".into()),
+            Reply::NullBulk,
+        ];
+        let mut stream = Vec::new();
+        for r in &all {
+            r.write_to(&mut stream, Protocol::Resp3);
+        }
+        let mut reader = BufReader::with_capacity(3, &stream[..]);
+        for expected in &all {
+            assert_eq!(&read_reply(&mut reader, &lim()).unwrap(), expected);
+        }
+        let rr = |b: &[u8]| read_reply(&mut Cursor::new(b), &lim());
+        assert!(matches!(rr(b",nan\r\n"), Ok(Reply::Double(d)) if d.is_nan()));
+        expect_protocol(rr(b",x\r\n"), "invalid double reply");
+        expect_protocol(rr(b"#x\r\n"), "invalid boolean reply");
+        expect_protocol(rr(b"_x\r\n"), "invalid null reply");
+        expect_protocol(rr(b"=3\r\nabc\r\n"), "invalid verbatim string");
+        expect_protocol(rr(b"%-1\r\n"), "invalid multibulk length");
+        // A map of n pairs counts 2n against the element limit.
+        expect_protocol(
+            read_reply(&mut Cursor::new(&b"%3\r\n"[..]), &small()),
+            "invalid multibulk length",
+        );
+    }
+
+    #[test]
+    fn render_resp3_types_as_redis_cli_does() {
+        let hello = Reply::Map(vec![
+            (
+                Reply::Bulk(b"server".to_vec()),
+                Reply::Bulk(b"redis".to_vec()),
+            ),
+            (Reply::Bulk(b"proto".to_vec()), Reply::Integer(3)),
+            (Reply::Bulk(b"modules".to_vec()), Reply::Array(vec![])),
+        ]);
+        assert_eq!(
+            render_human(&hello),
+            "1# \"server\" => \"redis\"\n2# \"proto\" => (integer) 3\n3# \"modules\" => (empty array)"
+        );
+        let nested = Reply::Array(vec![Reply::Map(vec![(
+            Reply::Bulk(b"k".to_vec()),
+            Reply::Array(vec![Reply::Integer(1), Reply::Integer(2)]),
+        )])]);
+        assert_eq!(
+            render_human(&nested),
+            "1) 1# \"k\" => 1) (integer) 1\n      2) (integer) 2"
+        );
+        assert_eq!(render_human(&Reply::Map(vec![])), "(empty hash)");
+        assert_eq!(render_human(&Reply::Set(vec![])), "(empty set)");
+        assert_eq!(
+            render_human(&Reply::Set(vec![Reply::Integer(1)])),
+            "1~ (integer) 1"
+        );
+        assert_eq!(render_human(&Reply::Double(1.5)), "(double) 1.5");
+        assert_eq!(render_human(&Reply::Boolean(true)), "(true)");
+        assert_eq!(
+            render_human(&Reply::Verbatim("a:1\r\nb:2\r\n".into())),
+            "a:1\nb:2"
+        );
     }
 
     #[test]
@@ -1220,7 +1526,7 @@ mod tests {
         let e = RespError::Protocol("invalid bulk length".into());
         assert_eq!(e.to_string(), "Protocol error: invalid bulk length");
         assert_eq!(
-            e.to_reply().unwrap().to_bytes(),
+            e.to_reply().unwrap().to_bytes(Protocol::Resp2),
             b"-ERR Protocol error: invalid bulk length\r\n"
         );
         assert!(RespError::from(io::Error::other("x")).to_reply().is_none());
@@ -1257,7 +1563,7 @@ mod tests {
         // One after another in one stream, through a tiny buffer.
         let mut stream = Vec::new();
         for r in &all {
-            r.write_to(&mut stream);
+            r.write_to(&mut stream, Protocol::Resp2);
         }
         let mut reader = BufReader::with_capacity(2, &stream[..]);
         for expected in &all {

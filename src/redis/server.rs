@@ -1,5 +1,6 @@
 //! The client port: a listener thread and a thread per client connection,
-//! speaking RESP2 ([`crate::redis::resp`]) and executing [`crate::redis::commands`].
+//! speaking RESP2 or RESP3 ([`crate::redis::resp`]) and executing
+//! [`crate::redis::commands`].
 //!
 //! Requests on a connection are answered in order. Replies to a pipelined
 //! burst are buffered and written together once the burst has been read, so a
@@ -12,6 +13,7 @@
 use crate::kv::KvNode;
 use crate::node::sockets::{self, Sockets};
 use crate::redis::commands::{self, After};
+use crate::redis::port::Port;
 use crate::redis::resp::{self, Limits, RespError};
 use log::{debug, info};
 use parking_lot::Mutex;
@@ -28,7 +30,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECTION_STACK: usize = 256 * 1024;
 
 struct State {
-    node: Arc<KvNode>,
+    port: Port,
     stopping: AtomicBool,
     sockets: Sockets,
     connections: Mutex<Vec<JoinHandle<()>>>,
@@ -46,13 +48,13 @@ impl Server {
     pub fn start(node: Arc<KvNode>, listener: TcpListener) -> std::io::Result<Server> {
         let addr = listener.local_addr()?;
         let state = Arc::new(State {
-            node,
+            port: Port::new(node, addr),
             stopping: AtomicBool::new(false),
             sockets: Sockets::default(),
             connections: Mutex::new(Vec::new()),
         });
         let s = state.clone();
-        let id = state.node.id();
+        let id = state.port.node.id();
         let handle = thread::Builder::new()
             .name(format!("client-{id}-listener"))
             .spawn(move || accept_loop(s, listener))?;
@@ -94,7 +96,7 @@ impl Drop for Server {
 }
 
 fn accept_loop(state: Arc<State>, listener: TcpListener) {
-    let id = state.node.id();
+    let id = state.port.node.id();
     let what = format!("node {id}: client port");
     sockets::accept_each(
         &listener,
@@ -103,21 +105,27 @@ fn accept_loop(state: Arc<State>, listener: TcpListener) {
         &what,
         |stream| {
             let s = state.clone();
-            thread::Builder::new()
+            let spawned = thread::Builder::new()
                 .name(format!("client-{id}"))
                 .stack_size(CONNECTION_STACK)
                 .spawn(move || {
                     let socket = s.sockets.register(&stream);
                     if !s.stopping.load(Ordering::Acquire) {
-                        serve(&s.node, stream);
+                        s.port.stats.connected();
+                        serve(&s.port, stream);
+                        s.port.stats.disconnected();
                     }
                     s.sockets.unregister(socket);
-                })
+                });
+            if spawned.is_err() {
+                state.port.stats.rejected();
+            }
+            spawned
         },
     );
 }
 
-fn serve(node: &KvNode, stream: TcpStream) {
+fn serve(port: &Port, stream: TcpStream) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".into(), |a| a.to_string());
@@ -127,19 +135,19 @@ fn serve(node: &KvNode, stream: TcpStream) {
     let mut reader = BufReader::with_capacity(64 * 1024, &stream);
     let limits = Limits::default();
     let mut out = Vec::new();
-    let mut conn = commands::Connection::default();
+    let mut conn = port.connection();
     loop {
         let after = match resp::read_request(&mut reader, &limits) {
             Ok(None) => break,
             Ok(Some(args)) => {
-                let (reply, after) = commands::execute(node, &mut conn, &args);
-                reply.write_to(&mut out);
+                let (reply, after) = commands::execute(port, &mut conn, &args);
+                reply.write_to(&mut out, conn.protocol);
                 after
             }
             Err(e @ RespError::Protocol(_)) => {
                 debug!("client {peer}: {e}; closing");
                 if let Some(reply) = e.to_reply() {
-                    reply.write_to(&mut out);
+                    reply.write_to(&mut out, conn.protocol);
                 }
                 After::Close
             }
