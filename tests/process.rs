@@ -2,6 +2,7 @@
 
 mod support;
 
+use raftnode::redis::cluster::key_slot;
 use raftnode::redis::resp::Reply;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -47,8 +48,9 @@ fn write_on_leader_read_back_and_followers_redirect_with_moved() {
             &["DEL", "k"],
             &["CAS", "k", "b", "c"],
         ] {
+            // The slot is the key's hash slot, as Redis Cluster computes it.
             let text = error_starting(&f.call(command), "MOVED ");
-            assert_eq!(text, format!("MOVED 0 {leader_addr}"));
+            assert_eq!(text, format!("MOVED {} {leader_addr}", key_slot(b"k")));
         }
         // Commands that any node answers.
         assert_eq!(f.call(&["PING"]), Reply::Simple("PONG".into()));
@@ -202,7 +204,15 @@ fn redis_client_preambles_are_answered() {
         c.call(&["CONFIG", "GET", "appendonly"]),
         Reply::Array(vec![bulk("appendonly"), bulk("yes")])
     );
-    error_starting(&c.call(&["HELLO", "3"]), "NOPROTO");
+    error_starting(&c.call(&["HELLO", "4"]), "NOPROTO");
+    // HELLO 2 describes the server as a flat array of fields and values.
+    match c.call(&["HELLO", "2"]) {
+        Reply::Array(fields) => {
+            assert_eq!(fields.len(), 14);
+            assert_eq!(fields[4..6], [bulk("proto"), Reply::Integer(2)]);
+        }
+        other => panic!("{other:?}"),
+    }
     match c.call(&["HELP"]) {
         Reply::Array(lines) => assert!(lines.len() >= 8),
         other => panic!("{other:?}"),

@@ -27,7 +27,8 @@ Usage:
                [--election-timeout-ms MIN-MAX] [--heartbeat-ms MS]
                [--read-mode read-index|lease] [--pre-vote on|off] [--check-quorum on|off]
   raftnode dev [--nodes N] [--data-dir DIR] [--base-port P]
-  raftnode cli [--addr HOST:PORT] [COMMAND ARG...]
+  raftnode cli [--addr HOST:PORT]... [COMMAND ARG...]
+  raftnode --version
 
 Run `raftnode SUBCOMMAND --help` for the details of each.
 Logging: RUST_LOG=debug (or warn, ...); the default level is info.
@@ -54,6 +55,10 @@ fn dispatch(args: &[String]) -> Result<ExitCode, CliError> {
         Some("run") => run::run(&args[1..]),
         Some("dev") => dev::dev(&args[1..]),
         Some("cli") => shell::cli(&args[1..]),
+        Some("-V") | Some("--version") => {
+            println!("raftnode {}", env!("CARGO_PKG_VERSION"));
+            Ok(ExitCode::SUCCESS)
+        }
         Some("-h") | Some("--help") | Some("help") | None => {
             print!("{MAIN_HELP}");
             Ok(ExitCode::SUCCESS)

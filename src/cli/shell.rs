@@ -11,16 +11,19 @@ const CLI_HELP: &str = "\
 raftnode cli: send commands to a raftnode cluster
 
 Usage:
-  raftnode cli [--addr HOST:PORT] [COMMAND ARG...]
+  raftnode cli [--addr HOST:PORT]... [COMMAND ARG...]
 
 With a command, sends it, prints the reply and exits (status 1 on an error
 reply). Without one, opens an interactive prompt. Follows MOVED redirects to
 the leader and retries TRYAGAIN, TIMEOUT and lost connections for up to 10 s;
 writes go out as SEQ n under a random CLIENT ID, so a retry is never applied
-twice.
+twice. INFO, CLUSTER NODES and CLUSTER INFO are printed as plain text, as
+redis-cli prints them.
 
 Options:
-  --addr HOST:PORT   a node's client address [default: 127.0.0.1:7001]
+  --addr HOST:PORT   a node's client address [default: 127.0.0.1:7001]; give
+                     it several times to name several nodes, tried in turn
+                     when one cannot be reached
   -h, --help         this help
 ";
 
@@ -31,13 +34,18 @@ pub(super) fn cli(args: &[String]) -> Result<ExitCode, CliError> {
         print!("{CLI_HELP}");
         return Ok(ExitCode::SUCCESS);
     }
-    let addr = flags.get("--addr").unwrap_or("127.0.0.1:7001").to_string();
-    check_addr(&addr, "--addr")?;
-    let mut client = Client::new(addr).on_retry(|e| eprintln!("({e}; retrying)"));
+    let mut seeds: Vec<String> = flags.all("--addr").map(str::to_string).collect();
+    if seeds.is_empty() {
+        seeds.push("127.0.0.1:7001".to_string());
+    }
+    for addr in &seeds {
+        check_addr(addr, "--addr")?;
+    }
+    let mut client = Client::with_seeds(seeds).on_retry(|e| eprintln!("({e}; retrying)"));
     if !flags.rest.is_empty() {
         let command: Vec<Vec<u8>> = flags.rest.iter().map(|a| a.as_bytes().to_vec()).collect();
         let reply = client.call(&command).map_err(CliError::Client)?;
-        println!("{}", resp::render_human(&reply));
+        println!("{}", render(&command, &reply));
         return Ok(match reply {
             Reply::Error(_) => ExitCode::from(1),
             _ => ExitCode::SUCCESS,
@@ -70,11 +78,57 @@ fn interactive(client: &mut Client) -> Result<ExitCode, CliError> {
             return Ok(ExitCode::SUCCESS);
         }
         match client.call(&words) {
-            Ok(reply) => println!("{}", resp::render_human(&reply)),
+            Ok(reply) => println!("{}", render(&words, &reply)),
             Err(e) => println!("(error) {e}"),
         }
         if words[0].eq_ignore_ascii_case(b"quit") {
             return Ok(ExitCode::SUCCESS);
         }
+    }
+}
+
+/// A reply as redis-cli shows it: the text of INFO, CLUSTER NODES and
+/// CLUSTER INFO as it is, line breaks and all; everything else quoted and
+/// typed.
+fn render(command: &[Vec<u8>], reply: &Reply) -> String {
+    let is = |i: usize, word: &str| {
+        command
+            .get(i)
+            .is_some_and(|w| w.eq_ignore_ascii_case(word.as_bytes()))
+    };
+    let plain_text = is(0, "INFO")
+        || (command.len() == 2 && is(0, "CLUSTER") && (is(1, "NODES") || is(1, "INFO")));
+    match reply {
+        Reply::Bulk(text) if plain_text => String::from_utf8_lossy(text)
+            .replace("\r\n", "\n")
+            .trim_end_matches('\n')
+            .to_string(),
+        _ => resp::render_human(reply),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(list: &[&str]) -> Vec<Vec<u8>> {
+        list.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn info_and_cluster_text_print_as_lines() {
+        let text = Reply::Bulk(b"# Raft\r\nrole:leader\r\n".to_vec());
+        assert_eq!(render(&words(&["info"]), &text), "# Raft\nrole:leader");
+        assert_eq!(
+            render(&words(&["CLUSTER", "nodes"]), &text),
+            "# Raft\nrole:leader"
+        );
+        // Any other bulk reply stays quoted, as redis-cli shows it.
+        assert_eq!(
+            render(&words(&["GET", "k"]), &text),
+            "\"# Raft\\r\\nrole:leader\\r\\n\""
+        );
+        let error = Reply::Error("ERR x".into());
+        assert_eq!(render(&words(&["INFO"]), &error), "(error) ERR x");
     }
 }

@@ -59,6 +59,13 @@ fn serve(shared: Arc<Shared>, current: Current, stream: TcpStream) {
         }
     };
     info!("node {id}: peer {peer} connected from {remote}");
+    shared.unreachable_peers.lock().remove(&peer);
+    // The peer may have been down when this node introduced itself: nudge
+    // our replicator, which dials it if it holds no connection (and sends
+    // nothing new otherwise), so the peer learns our client address too.
+    if let Some(outbox) = shared.outboxes.get(&peer) {
+        outbox.wake();
+    }
     if let Ok(clone) = stream.try_clone() {
         if let Some(old) = current.lock().insert(peer, clone) {
             let _ = old.shutdown(std::net::Shutdown::Both);

@@ -278,10 +278,13 @@ impl<S> Node<S> {
         self.shared.client_addrs.lock().get(&id).cloned()
     }
 
-    /// Whether this node holds a connection to peer `id` right now (its
-    /// replicator's; the peer's connection to us is not counted).
-    pub fn peer_connected(&self, id: NodeId) -> bool {
-        self.shared.connected_peers.lock().contains(&id)
+    /// Whether this node believes it can reach peer `id`: no longer once
+    /// dialing it or a connection to it has failed, again once a connection
+    /// to or from it succeeds. (A follower rarely talks to other followers,
+    /// so this is only as fresh as the last attempt; the leader, which
+    /// heartbeats everyone, knows best.)
+    pub fn peer_reachable(&self, id: NodeId) -> bool {
+        !self.shared.unreachable_peers.lock().contains(&id)
     }
 
     /// The leader of the current term, as far as this node knows.

@@ -95,6 +95,15 @@ pub(crate) fn run(shared: Arc<Shared>, inputs: PeerInputs, shutdown: Receiver<()
         last_error: String::new(),
         buf: Vec::new(),
     };
+    // Introduce this node to the peer at once rather than with its first
+    // message: the handshake tells the peer this node's client address, so
+    // every node can describe every member to clients (followers seldom
+    // have anything to send each other), and an election later finds the
+    // connection ready. If the peer is not up yet, the first message redials.
+    if let Dial::ShuttingDown = replicator.redial(&mut Vec::new()) {
+        replicator.close();
+        return;
+    }
     while let Some(mut pending) = replicator.wait_for_work() {
         if replicator.conn.is_none() {
             match replicator.redial(&mut pending) {
@@ -146,7 +155,7 @@ impl Replicator {
                 self.backoff = MIN_BACKOFF;
                 let socket_id = self.shared.sockets.register(&stream);
                 self.conn = Some(Connection { stream, socket_id });
-                self.shared.connected_peers.lock().insert(peer);
+                self.shared.unreachable_peers.lock().remove(&peer);
                 Dial::Connected
             }
             Err(e) => {
@@ -159,6 +168,7 @@ impl Replicator {
                 } else {
                     debug!("node {id}: still cannot reach peer {peer}");
                 }
+                self.shared.unreachable_peers.lock().insert(peer);
                 self.next_dial = Instant::now() + self.backoff;
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
                 self.shared.with_core(|core| core.peer_unreachable(peer));
@@ -210,6 +220,7 @@ impl Replicator {
             info!("node {id}: lost connection to peer {peer}: {e}");
         }
         self.close();
+        self.shared.unreachable_peers.lock().insert(peer);
         self.shared.with_core(|core| core.peer_unreachable(peer));
         self.next_dial = Instant::now();
     }
@@ -217,7 +228,6 @@ impl Replicator {
     fn close(&mut self) {
         if let Some(conn) = self.conn.take() {
             self.shared.sockets.unregister(conn.socket_id);
-            self.shared.connected_peers.lock().remove(&self.inputs.peer);
         }
     }
 }

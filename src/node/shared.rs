@@ -70,8 +70,9 @@ pub(crate) struct Shared {
     pub(crate) sockets: Sockets,
     /// Peers' client addresses, learnt from their handshakes.
     pub(crate) client_addrs: Mutex<HashMap<NodeId, String>>,
-    /// Peers this node's replicators hold a connection to right now.
-    pub(crate) connected_peers: Mutex<BTreeSet<NodeId>>,
+    /// Peers this node failed to reach — dialing failed or a connection to
+    /// them broke — and has not had a connection with since, either way.
+    pub(crate) unreachable_peers: Mutex<BTreeSet<NodeId>>,
 }
 
 impl Shared {
@@ -98,7 +99,7 @@ impl Shared {
             stopping: AtomicBool::new(false),
             sockets: Sockets::default(),
             client_addrs: Mutex::new(HashMap::new()),
-            connected_peers: Mutex::new(BTreeSet::new()),
+            unreachable_peers: Mutex::new(BTreeSet::new()),
         }
     }
 

@@ -65,6 +65,18 @@ impl fmt::Display for ClientError {
 
 impl std::error::Error for ClientError {}
 
+impl ClientError {
+    /// The node could not be reached at all (rather than failing midway).
+    fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Resolve { .. }
+                | ClientError::NoAddress { .. }
+                | ClientError::Connect { .. }
+        )
+    }
+}
+
 struct Connection {
     stream: TcpStream,
     reader: BufReader<TcpStream>,
@@ -72,6 +84,10 @@ struct Connection {
 
 /// A connection to one node at a time, following MOVED to the leader.
 pub struct Client {
+    /// The addresses it was given, tried in turn when a node cannot be
+    /// reached.
+    seeds: Vec<String>,
+    next_seed: usize,
     addr: String,
     conn: Option<Connection>,
     client_id: u64,
@@ -85,8 +101,18 @@ pub struct Client {
 
 impl Client {
     pub fn new(addr: String) -> Client {
+        Client::with_seeds(vec![addr])
+    }
+
+    /// A client that starts at the first of `seeds` and moves on to the next
+    /// whenever the node it talks to cannot be reached. Panics if `seeds` is
+    /// empty.
+    pub fn with_seeds(seeds: Vec<String>) -> Client {
+        assert!(!seeds.is_empty(), "a client needs at least one address");
         Client {
-            addr,
+            addr: seeds[0].clone(),
+            next_seed: 1 % seeds.len(),
+            seeds,
             conn: None,
             client_id: rand::random::<u64>().max(1),
             seq: 0,
@@ -121,9 +147,28 @@ impl Client {
         };
         let deadline = Instant::now() + RETRY_FOR;
         let mut redirects = 0;
+        let mut unreachable = 0;
         loop {
             let reply = match self.call_once(&command) {
                 Ok(reply) => reply,
+                // A node that cannot be reached: try the next seed, and
+                // after a whole round of them, wait a little. Until some node
+                // has answered, a round of failures is final: the addresses
+                // are probably wrong.
+                Err(e) if e.is_unreachable() => {
+                    unreachable += 1;
+                    let round_failed = unreachable % self.seeds.len() == 0;
+                    if (round_failed && !self.ever_connected) || Instant::now() >= deadline {
+                        return Err(e);
+                    }
+                    (self.on_retry)(&e);
+                    self.addr = self.seeds[self.next_seed].clone();
+                    self.next_seed = (self.next_seed + 1) % self.seeds.len();
+                    if round_failed {
+                        std::thread::sleep(Duration::from_millis(200));
+                    }
+                    continue;
+                }
                 Err(e) if self.ever_connected && Instant::now() < deadline => {
                     (self.on_retry)(&e);
                     std::thread::sleep(Duration::from_millis(200));

@@ -72,7 +72,8 @@ pub struct Member {
     pub bus_port: u16,
     pub master: bool,
     pub myself: bool,
-    /// Whether this node is connected to it right now (always for itself).
+    /// Whether this node can reach it, as far as it knows (see
+    /// [`crate::node::Node::peer_reachable`]); always true for itself.
     pub connected: bool,
     /// How much of the Raft log it is known to hold: the leader knows its
     /// followers' match index; otherwise only a node's own is known.
@@ -106,7 +107,7 @@ impl Layout {
                 bus_port: raft_port(node, id),
                 master: id == master,
                 myself: id == me,
-                connected: id == me || node.peer_connected(id),
+                connected: id == me || node.peer_reachable(id),
                 offset: match id == me {
                     true => Some(status.last_applied),
                     false => status.match_index.get(&id).copied(),

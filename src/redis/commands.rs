@@ -38,6 +38,7 @@
 use crate::kv::{Command, Outcome};
 use crate::kv::{KeyValue, KvNode};
 use crate::node::error::Error;
+use crate::redis::catalog;
 use crate::redis::cluster::{self, key_slot};
 use crate::redis::connection;
 use crate::redis::info;
@@ -188,7 +189,7 @@ fn server(port: &Port, conn: &mut Connection, name: &str, args: &[Vec<u8>]) -> R
             b"0" => Reply::ok(),
             _ => err("DB index is out of range"),
         },
-        "COMMAND" => connection::command(args),
+        "COMMAND" => catalog::command(args),
         "CONFIG" => connection::config(args),
         // Cluster clients send READONLY before reading from a replica; reads
         // still go to the leader (followers answer MOVED), so both are no-ops.

@@ -1,6 +1,6 @@
 //! The commands about the connection rather than the data: the handshake
 //! clients open with (`HELLO`, `AUTH`, `CLIENT SETNAME`/`SETINFO`,
-//! `SELECT 0`), what they probe for (`COMMAND`, `CONFIG GET`), the
+//! `SELECT 0`), what they probe for (`CONFIG GET`), the
 //! cluster-mode switches (`READONLY`, `READWRITE`), and raftnode's own
 //! `CLIENT ID <id>` for exactly-once writes.
 //!
@@ -182,14 +182,4 @@ fn config_get(patterns: &[Vec<u8>]) -> Reply {
         }
     }
     Reply::Map(pairs)
-}
-
-/// `COMMAND ...`: redis-cli asks for command docs to offer hints. An empty
-/// answer means "none", as from a stripped-down server; `COMMAND DOCS`
-/// answers with an empty map, the others with an empty array.
-pub fn command(args: &[Vec<u8>]) -> Reply {
-    match args.get(1) {
-        Some(sub) if sub.eq_ignore_ascii_case(b"DOCS") => Reply::Map(Vec::new()),
-        _ => Reply::Array(Vec::new()),
-    }
 }

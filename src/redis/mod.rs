@@ -7,7 +7,9 @@
 //! * [`commands`] — what each command means and how it is answered,
 //!   including redirects (`-MOVED`) to the leader;
 //! * [`connection`] — the handshake and probes clients send (`HELLO`,
-//!   `AUTH`, `CLIENT`, `CONFIG`, `COMMAND`);
+//!   `AUTH`, `CLIENT`, `CONFIG`);
+//! * [`catalog`] — every command's arity, flags and key positions, which
+//!   `COMMAND` reports and cluster clients route by;
 //! * [`cluster`] — hash slots and the `CLUSTER` command, describing the
 //!   cluster to cluster-mode clients as one Redis Cluster shard;
 //! * [`info`] — `INFO`'s sections;
@@ -20,6 +22,7 @@
 //! [`crate::node`] (the node that runs it: its errors, status and sockets)
 //! and the Raft types. The Raft layers know nothing of this one.
 
+pub mod catalog;
 pub mod client;
 pub mod cluster;
 pub mod commands;
