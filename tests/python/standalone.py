@@ -17,12 +17,14 @@ It prints a short transcript; any mismatch exits non-zero with a message.
 
 import sys
 import time
+import traceback
 
 import redis
 from redis.crc import key_slot
 from redis.exceptions import (
     ConnectionError,
     MovedError,
+    RedisError,
     ResponseError,
     TimeoutError,
     TryAgainError,
@@ -48,6 +50,20 @@ def check(condition, message):
 
 def expect(what, got, want):
     check(got == want, f"{what}: got {got!r}, want {want!r}")
+
+
+def step(name, fn, *args):
+    """Runs one part of the script; a redis-py error fails it with the part's
+    name (the traceback goes to stderr)."""
+    try:
+        return fn(*args)
+    except RedisError as e:
+        traceback.print_exc()
+        hint = ""
+        if str(e).startswith("unknown command"):
+            hint = (" (the server lacks a command redis-py sends: incr() sends INCRBY, "
+                    "pipeline() sends MULTI and EXEC)")
+        fail(f"{name}: {type(e).__name__}: {e}{hint}")
 
 
 def parse_addr(addr):
@@ -240,13 +256,13 @@ def main():
     log(f"redis-py {redis.__version__}")
     host, port = parse_addr(leader)
     r = redis.Redis(host=host, port=port)
-    handshake(r, leader)
-    basics(r)
-    pipelines(r)
-    info(r)
-    moved_from_follower(follower, leader)
+    step("handshake", handshake, r, leader)
+    step("set/get/incr/delete", basics, r)
+    step("pipelines", pipelines, r)
+    step("info", info, r)
+    step("a write on a follower", moved_from_follower, follower, leader)
     r.close()
-    failover(leader, seeds)
+    step("failover", failover, leader, seeds)
     log("PASS")
 
 
