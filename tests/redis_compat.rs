@@ -391,3 +391,51 @@ fn cli_prints_version_info_as_lines_and_tries_each_seed() {
     assert_eq!(code, Some(1));
     assert!(err.contains("cannot connect"), "{err}");
 }
+
+#[test]
+fn cli_transaction_typed_into_a_follower_runs_once_on_the_leader() {
+    let cluster = ProcCluster::start(3);
+    let leader = cluster.wait_for_leader();
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    let addr = format!("127.0.0.1:{}", cluster.nodes[&follower].client_port);
+    let mut child = Command::new(BIN)
+        .args(["cli", "--addr", &addr])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Queued on the follower; EXEC is redirected, and the whole transaction
+    // is sent again to the leader.
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"MULTI\nSET a 1\nINCR n\nGET a\nEXEC\nGET n\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    // The prompt names the node talked to: drop it, keep the replies.
+    let mut text = stdout.to_string();
+    for node in cluster.nodes.values() {
+        text = text.replace(&format!("127.0.0.1:{}> ", node.client_port), "\u{1}");
+    }
+    let replies: Vec<&str> = text
+        .split('\u{1}')
+        .map(str::trim_end)
+        .filter(|r| !r.is_empty())
+        .collect();
+    assert_eq!(
+        replies,
+        [
+            "OK",
+            "QUEUED",
+            "QUEUED",
+            "QUEUED",
+            "1) OK\n2) (integer) 1\n3) \"1\"",
+            "\"1\"",
+        ],
+        "{stdout}"
+    );
+}

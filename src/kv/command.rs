@@ -45,6 +45,45 @@ pub enum Command {
         seq: u64,
         command: Box<Command>,
     },
+    /// Reads `key` through the log: its outcome is the value as of this
+    /// entry. Valid anywhere, but the client port only proposes it inside a
+    /// [`Command::Multi`] (a lone GET is served by [`Query::Get`], which
+    /// writes nothing to the log).
+    Get {
+        key: Vec<u8>,
+    },
+    /// A transaction (MULTI … EXEC): every command applied in order in one
+    /// step, so no other write falls between them and every node applies all
+    /// of them or none. A command that fails (say INCR of a non-integer) is
+    /// refused alone and the others still apply — there is no rollback, as
+    /// in Redis. A `Multi` or `Session` inside a `Multi` is refused (the
+    /// outer entry may be a `Session`, making the whole transaction
+    /// exactly-once). The GETs of one transaction return at most
+    /// [`MAX_MULTI_READ_BYTES`] of values between them; a GET over that is
+    /// refused, so a transaction's outcome stays bounded.
+    Multi(Vec<Command>),
+}
+
+/// The most value bytes the GETs of one [`Command::Multi`] may return. Its
+/// outcome is held whole in memory (and by a session, until it expires) and
+/// must decode within the codec's limit, so it is capped well below that.
+pub const MAX_MULTI_READ_BYTES: usize = 16 * 1024 * 1024;
+
+impl Command {
+    /// The first key the command names, if any (a transaction's is that of
+    /// its first command that names one): where a cluster client sends it.
+    pub fn first_key(&self) -> Option<&[u8]> {
+        match self {
+            Command::Set { key, .. }
+            | Command::Cas { key, .. }
+            | Command::Incr { key }
+            | Command::Append { key, .. }
+            | Command::Get { key } => Some(key),
+            Command::Delete { keys } => keys.first().map(Vec::as_slice),
+            Command::Session { command, .. } => command.first_key(),
+            Command::Multi(commands) => commands.iter().find_map(Command::first_key),
+        }
+    }
 }
 
 /// What applying a command produced.
@@ -61,6 +100,10 @@ pub enum Outcome {
     /// The command was refused and changed nothing (e.g. INCR of a value
     /// that is not an integer, or a session error).
     Refused(String),
+    /// A Get's value, if the key has one.
+    Value(Option<Vec<u8>>),
+    /// A Multi's outcomes, one per command, in order.
+    Multi(Vec<Outcome>),
 }
 
 /// A read.

@@ -6,7 +6,9 @@
 //! effect exactly once. Writes reach it only through the log, so every node
 //! applies the same [`Command`]s in the same order and ends in the same
 //! state. Applying is deterministic: it depends on nothing but the state,
-//! the command and the entry's index — never on a clock.
+//! the command and the entry's index — never on a clock. A transaction is
+//! one entry ([`Command::Multi`]) applied in one step, so it is atomic on
+//! every node.
 //!
 //! [`KeyValue`] gives a `Node<Kv>` its typed operations (`set`, `cas`,
 //! `read`, …); underneath they are [`Node::propose`] and [`Node::query`] of
@@ -19,7 +21,7 @@
 mod command;
 pub mod session;
 
-pub use command::{Command, Outcome, Query, QueryReply, Wire};
+pub use command::{Command, Outcome, Query, QueryReply, Wire, MAX_MULTI_READ_BYTES};
 pub use session::SESSION_TTL_ENTRIES;
 
 use crate::node::{Error, Node, StateMachine};
@@ -136,7 +138,37 @@ impl Kv {
                 Outcome::Integer(stored.len() as i64)
             }
             Command::Session { command, .. } => self.apply_plain(*command),
+            Command::Get { key } => Outcome::Value(self.map.get(&key).cloned()),
+            Command::Multi(commands) => Outcome::Multi(self.apply_multi(commands)),
         }
+    }
+
+    /// A transaction's commands, in order, each seeing the ones before it.
+    fn apply_multi(&mut self, commands: Vec<Command>) -> Vec<Outcome> {
+        let mut read = 0usize;
+        let mut outcomes = Vec::with_capacity(commands.len());
+        for command in commands {
+            let outcome = match command {
+                Command::Multi(_) | Command::Session { .. } => Outcome::Refused(
+                    "a transaction cannot hold another transaction or a session".into(),
+                ),
+                Command::Get { key } => match self.map.get(&key) {
+                    Some(value) if read.saturating_add(value.len()) > MAX_MULTI_READ_BYTES => {
+                        Outcome::Refused(format!(
+                            "the transaction's GETs would return over {MAX_MULTI_READ_BYTES} \
+                             bytes; read this key outside the transaction"
+                        ))
+                    }
+                    value => {
+                        read += value.map_or(0, Vec::len);
+                        Outcome::Value(value.cloned())
+                    }
+                },
+                command => self.apply_plain(command),
+            };
+            outcomes.push(outcome);
+        }
+        outcomes
     }
 
     fn answer(&self, query: Query) -> QueryReply {
@@ -459,6 +491,154 @@ mod tests {
         assert!(kv.is_empty(), "an undecodable command changes nothing");
     }
 
+    fn set(key: &str, value: &str) -> Command {
+        Command::Set {
+            key: b(key),
+            value: b(value),
+        }
+    }
+
+    fn get(key: &str) -> Command {
+        Command::Get { key: b(key) }
+    }
+
+    fn value(v: &str) -> Outcome {
+        Outcome::Value(Some(b(v)))
+    }
+
+    #[test]
+    fn a_transaction_applies_every_command_in_order_in_one_entry() {
+        let mut kv = Kv::new();
+        kv.apply_command(1, set("old", "x"));
+        let multi = Command::Multi(vec![
+            get("a"),
+            set("a", "1"),
+            Command::Incr { key: b("a") },
+            get("a"),
+            Command::Append {
+                key: b("a"),
+                value: b("0"),
+            },
+            Command::Cas {
+                key: b("a"),
+                expected: b("20"),
+                new: b("21"),
+            },
+            Command::Delete {
+                keys: vec![b("old"), b("none")],
+            },
+            get("a"),
+            get("old"),
+        ]);
+        let outcome = kv.apply_command(2, multi);
+        assert_eq!(
+            outcome,
+            Outcome::Multi(vec![
+                Outcome::Value(None),
+                Outcome::Done,
+                Outcome::Integer(2),
+                value("2"),
+                Outcome::Integer(2),
+                Outcome::Swapped(true),
+                Outcome::Deleted(1),
+                value("21"),
+                Outcome::Value(None),
+            ])
+        );
+        assert_eq!(kv.get(b"a"), Some(&b("21")));
+        assert_eq!(kv.len(), 1);
+        // An empty transaction is an empty list of outcomes.
+        assert_eq!(
+            kv.apply_command(3, Command::Multi(vec![])),
+            Outcome::Multi(vec![])
+        );
+        // A lone Get is a read through the log.
+        assert_eq!(kv.apply_command(4, get("a")), value("21"));
+    }
+
+    #[test]
+    fn a_failing_command_is_refused_alone_and_the_rest_still_apply() {
+        let mut kv = Kv::new();
+        let multi = Command::Multi(vec![
+            set("n", "not a number"),
+            Command::Incr { key: b("n") },
+            set("m", "1"),
+            Command::Multi(vec![set("nested", "1")]),
+            in_session(1, 1, set("sessioned", "1")),
+            get("n"),
+        ]);
+        let Outcome::Multi(outcomes) = kv.apply_command(1, multi) else {
+            panic!("a Multi answers with a Multi");
+        };
+        assert_eq!(outcomes.len(), 6);
+        assert_eq!(outcomes[0], Outcome::Done);
+        assert!(matches!(&outcomes[1], Outcome::Refused(why) if why.contains("not an integer")));
+        assert_eq!(outcomes[2], Outcome::Done);
+        assert!(matches!(outcomes[3], Outcome::Refused(_)), "no nesting");
+        assert!(
+            matches!(outcomes[4], Outcome::Refused(_)),
+            "no inner session"
+        );
+        assert_eq!(outcomes[5], value("not a number"));
+        assert_eq!(kv.get(b"m"), Some(&b("1")));
+        assert_eq!(kv.get(b"nested"), None);
+        assert_eq!(kv.get(b"sessioned"), None);
+        assert_eq!(kv.sessions(), 0);
+    }
+
+    #[test]
+    fn a_transactions_reads_are_bounded() {
+        let mut kv = Kv::new();
+        let big = vec![b'x'; MAX_MULTI_READ_BYTES / 2 + 1];
+        kv.apply_command(
+            1,
+            Command::Set {
+                key: b("big"),
+                value: big.clone(),
+            },
+        );
+        let multi = Command::Multi(vec![get("big"), get("missing"), get("big"), get("big")]);
+        let Outcome::Multi(outcomes) = kv.apply_command(2, multi) else {
+            panic!("a Multi answers with a Multi");
+        };
+        assert_eq!(outcomes[0], Outcome::Value(Some(big.clone())));
+        assert_eq!(outcomes[1], Outcome::Value(None));
+        assert!(
+            matches!(&outcomes[2], Outcome::Refused(why) if why.contains("outside the transaction"))
+        );
+        assert!(matches!(outcomes[3], Outcome::Refused(_)));
+        // A lone Get has no such limit: the value is one value.
+        assert_eq!(kv.apply_command(3, get("big")), Outcome::Value(Some(big)));
+    }
+
+    #[test]
+    fn a_sessioned_transaction_is_applied_once() {
+        let mut kv = Kv::new();
+        let multi = || {
+            in_session(
+                9,
+                1,
+                Command::Multi(vec![Command::Incr { key: b("n") }, get("n")]),
+            )
+        };
+        let first = kv.apply_command(1, multi());
+        assert_eq!(first, Outcome::Multi(vec![Outcome::Integer(1), value("1")]));
+        assert_eq!(kv.apply_command(2, multi()), first, "the retry's answer");
+        assert_eq!(kv.get(b"n"), Some(&b("1")));
+        assert_eq!(kv.duplicates_suppressed(), 1);
+    }
+
+    #[test]
+    fn first_key_is_where_a_command_goes() {
+        assert_eq!(set("k", "v").first_key(), Some(&b"k"[..]));
+        let del = Command::Delete { keys: vec![] };
+        assert_eq!(del.first_key(), None);
+        let multi = Command::Multi(vec![del, get("g"), set("k", "v")]);
+        assert_eq!(multi.first_key(), Some(&b"g"[..]));
+        assert_eq!(in_session(1, 1, multi).first_key(), Some(&b"g"[..]));
+        assert_eq!(Command::Multi(vec![]).first_key(), None);
+    }
+
     #[test]
     fn commands_round_trip_through_the_codec() {
         let c = in_session(
@@ -471,5 +651,27 @@ mod tests {
             },
         );
         assert_eq!(Command::decode(&c.encode().unwrap()).unwrap(), c);
+        let multi = in_session(
+            3,
+            10,
+            Command::Multi(vec![get("k"), set("k", "v"), Command::Multi(vec![])]),
+        );
+        assert_eq!(Command::decode(&multi.encode().unwrap()).unwrap(), multi);
+        let outcome = Outcome::Multi(vec![Outcome::Value(None), value("v"), Outcome::Done]);
+        assert_eq!(
+            Outcome::decode(&outcome.encode().unwrap()).unwrap(),
+            outcome
+        );
+    }
+
+    #[test]
+    fn the_old_variants_keep_their_encoding() {
+        // The data-dir format: a variant's index is its first byte, so new
+        // variants go at the end and these never move.
+        assert_eq!(set("k", "v").encode().unwrap()[0], 0);
+        assert_eq!(in_session(1, 1, set("k", "v")).encode().unwrap()[0], 5);
+        assert_eq!(get("k").encode().unwrap()[0], 6);
+        assert_eq!(Command::Multi(vec![]).encode().unwrap()[0], 7);
+        assert_eq!(Outcome::Refused(String::new()).encode().unwrap()[0], 4);
     }
 }

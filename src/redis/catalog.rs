@@ -188,6 +188,30 @@ pub const COMMANDS: &[Spec] = &[
     ),
     spec("cluster", -2, &[], &["@slow"]),
     spec(
+        "multi",
+        1,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        &["@fast", "@transaction"],
+    ),
+    spec(
+        "exec",
+        1,
+        &["noscript", "loading", "stale", "skip_slowlog"],
+        &["@slow", "@transaction"],
+    ),
+    spec(
+        "discard",
+        1,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        &["@fast", "@transaction"],
+    ),
+    spec(
+        "unwatch",
+        1,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        &["@fast", "@transaction"],
+    ),
+    spec(
         "readonly",
         1,
         &["loading", "stale", "fast"],

@@ -97,6 +97,10 @@ pub struct Client {
     ever_connected: bool,
     /// Told about each failure that is about to be retried.
     on_retry: Box<dyn FnMut(&ClientError)>,
+    /// After MULTI: the commands queued since. A transaction lives on one
+    /// connection, so on a new one (a redirect, a lost connection, or EXEC
+    /// retried) they are sent again after a fresh MULTI.
+    transaction: Option<Vec<Vec<Vec<u8>>>>,
 }
 
 impl Client {
@@ -118,6 +122,7 @@ impl Client {
             seq: 0,
             ever_connected: false,
             on_retry: Box::new(|_| {}),
+            transaction: None,
         }
     }
 
@@ -135,9 +140,36 @@ impl Client {
     /// Sends one command. Follows MOVED; retries TRYAGAIN, TIMEOUT and lost
     /// connections for a while — writes under the same sequence number, so a
     /// retry that races the original is answered, not applied again.
+    ///
+    /// Inside MULTI, writes go out plain (they are only queued) and EXEC goes
+    /// out as `SEQ n EXEC`, so that the whole transaction is exactly-once.
     pub fn call(&mut self, command: &[Vec<u8>]) -> Result<Reply, ClientError> {
         let name = String::from_utf8_lossy(&command[0]).to_ascii_uppercase();
-        let command: Vec<Vec<u8>> = if WRITES.contains(&name.as_str()) {
+        let in_transaction = self.transaction.is_some();
+        let sequenced = match name.as_str() {
+            "EXEC" => in_transaction,
+            _ => !in_transaction && WRITES.contains(&name.as_str()),
+        };
+        let reply = self.call_sequenced(command, sequenced)?;
+        match (name.as_str(), &reply) {
+            ("MULTI", Reply::Simple(_)) if !in_transaction => self.transaction = Some(Vec::new()),
+            ("EXEC" | "DISCARD", _) => self.transaction = None,
+            (_, _) => {
+                if let Some(queued) = &mut self.transaction {
+                    queued.push(command.to_vec());
+                }
+            }
+        }
+        Ok(reply)
+    }
+
+    fn call_sequenced(
+        &mut self,
+        command: &[Vec<u8>],
+        sequenced: bool,
+    ) -> Result<Reply, ClientError> {
+        let is_exec = command[0].eq_ignore_ascii_case(b"EXEC");
+        let command: Vec<Vec<u8>> = if sequenced {
             self.seq += 1;
             let mut wrapped = vec![b"SEQ".to_vec(), self.seq.to_string().into_bytes()];
             wrapped.extend_from_slice(command);
@@ -190,6 +222,11 @@ impl Client {
             } else if (text.starts_with("TRYAGAIN") || text.starts_with("TIMEOUT"))
                 && Instant::now() < deadline
             {
+                if is_exec {
+                    // EXEC ended the transaction on that connection: start
+                    // afresh, MULTI and all.
+                    self.conn = None;
+                }
                 std::thread::sleep(Duration::from_millis(100));
                 continue;
             }
@@ -200,7 +237,18 @@ impl Client {
     fn call_once(&mut self, command: &[Vec<u8>]) -> Result<Reply, ClientError> {
         let mut conn = match self.conn.take() {
             Some(conn) => conn,
-            None => self.connect()?,
+            None => {
+                let mut conn = self.connect()?;
+                // A new connection has no transaction yet: open it again.
+                if let Some(queued) = &self.transaction {
+                    let multi = [b"MULTI".to_vec()];
+                    for earlier in std::iter::once(&multi[..]).chain(queued.iter().map(|c| &c[..]))
+                    {
+                        exchange(&mut conn, &self.addr, earlier)?;
+                    }
+                }
+                conn
+            }
         };
         // A connection that failed is dropped; the next call reconnects.
         let reply = exchange(&mut conn, &self.addr, command)?;

@@ -17,14 +17,17 @@
 //! | `INFO [section ...]` | `field:value` lines in Redis's sections | any node |
 //! | `CLUSTER SLOTS\|SHARDS\|NODES\|MYID\|INFO\|KEYSLOT key` | the cluster as Redis Cluster describes one shard | any node |
 //! | `HELLO [2\|3] [AUTH user pass] [SETNAME name]` | switches protocol; describes the server | any node |
+//! | `MULTI` … `EXEC` | the queued commands' replies, applied as one log entry ([`crate::redis::transaction`]) | leader |
+//! | `DISCARD` | `+OK`; drops the queued commands | any node |
 //! | `HELP` | the command list | any node |
 //! | `QUIT` | `+OK`, then the connection closes | any node |
 //!
 //! Errors say whether the request took effect. `-MOVED <slot> host:port` (not
 //! the leader; that is its client address, and the slot is the key's hash
 //! slot, 0 for commands without a key) and `-TRYAGAIN` (no leader known, even
-//! after waiting up to two election timeouts for one) mean it did not; `-TIMEOUT` means a write was proposed but not seen committed in
-//! time, so it may or may not take effect — never a definite error when the
+//! after waiting up to two election timeouts for one) mean it did not;
+//! `-TIMEOUT` means a write was proposed but not seen committed in time, so
+//! it may or may not take effect — never a definite error when the
 //! outcome is unknown. `-ERR` is for requests that are wrong in themselves.
 //!
 //! The connection preambles Redis clients send (`HELLO`, `AUTH`,
@@ -44,6 +47,7 @@ use crate::redis::connection;
 use crate::redis::info;
 use crate::redis::port::{Connection, Port};
 use crate::redis::resp::Reply;
+use crate::redis::transaction::{self, Step};
 use std::time::Instant;
 
 /// The largest key a client may write.
@@ -74,6 +78,10 @@ const HELP: &[&str] = &[
     "INFO [section ...] -- this node: server, clients, stats, raft, cluster, keyspace",
     "CLUSTER SLOTS|SHARDS|NODES|MYID|INFO|KEYSLOT key -- the cluster as Redis Cluster clients see it",
     "HELLO [2|3] -- switch to RESP2 or RESP3",
+    "MULTI -- start a transaction; commands answer QUEUED",
+    "EXEC -- run the queued commands atomically, as one log entry (leader)",
+    "DISCARD -- drop the queued commands",
+    "UNWATCH -- +OK (WATCH is not supported: use CAS)",
     "HELP -- this list",
     "QUIT -- close the connection",
 ];
@@ -108,6 +116,24 @@ fn execute_in(
             _ => node.write(command),
         }
     };
+    // Inside MULTI nearly everything is queued; EXEC runs the queue.
+    let max_bytes = node.config().max_command_bytes();
+    let build = || store_command(&name, args);
+    match transaction::step(&mut conn.transaction, &name, args, seq, max_bytes, build) {
+        Step::Run => {}
+        Step::Answer(reply) => return (reply, After::Continue),
+        Step::Refuse => return (invalid(&name, args), After::Continue),
+        Step::Exec(queued) => {
+            let write = |multi: Command| {
+                let slot = multi.first_key().map_or(0, key_slot);
+                on_leader(node, slot, "", || submit(multi.clone()))
+            };
+            return (
+                transaction::exec(queued, write, outcome_reply),
+                After::Continue,
+            );
+        }
+    }
     if let Some(reply) = key_value(node, &name, args, submit) {
         return (reply, After::Continue);
     }
@@ -127,44 +153,82 @@ fn key_value(
     args: &[Vec<u8>],
     submit: impl Fn(Command) -> Result<Outcome, Error>,
 ) -> Option<Reply> {
-    let reply = match name {
-        "GET" if args.len() == 2 => get(node, &args[1]),
-        "SET" if args.len() == 3 => write(node, &args[1..2], Some(&args[2]), || {
-            submit(Command::Set {
+    let reply = match store_command(name, args)? {
+        Err(refused) => refused,
+        Ok(Command::Get { key }) => get(node, &key),
+        Ok(command) => write(node, &command, || submit(command.clone())),
+    };
+    Some(reply)
+}
+
+/// A request for the store as the [`Command`] it stands for, checked against
+/// the limits but not run: `None` if `name` with this many arguments is not
+/// a command on the store, an error reply if its arguments are refused.
+/// Commands run at once and commands queued in a transaction are both built
+/// here, so they obey the same rules. GET becomes [`Command::Get`], which is
+/// only proposed inside a transaction; alone it is a linearizable query.
+fn store_command(name: &str, args: &[Vec<u8>]) -> Option<Result<Command, Reply>> {
+    let n = args.len();
+    // The command, and its keys and value for the size limits.
+    let (command, keys, value) = match name {
+        "GET" if n == 2 => (
+            Command::Get {
+                key: args[1].clone(),
+            },
+            &args[1..2],
+            None,
+        ),
+        "SET" if n == 3 => (
+            Command::Set {
                 key: args[1].clone(),
                 value: args[2].clone(),
-            })
-        }),
-        "SET" if args.len() > 3 => err("syntax error (SET options are not supported)"),
-        "DEL" if args.len() - 1 > MAX_DEL_KEYS => err(&format!(
-            "too many arguments (DEL takes at most {MAX_DEL_KEYS} keys)"
-        )),
-        "DEL" if args.len() >= 2 => write(node, &args[1..], None, || {
-            submit(Command::Delete {
+            },
+            &args[1..2],
+            Some(&args[2]),
+        ),
+        "SET" if n > 3 => return Some(Err(err("syntax error (SET options are not supported)"))),
+        "DEL" if n - 1 > MAX_DEL_KEYS => {
+            return Some(Err(err(&format!(
+                "too many arguments (DEL takes at most {MAX_DEL_KEYS} keys)"
+            ))))
+        }
+        "DEL" if n >= 2 => (
+            Command::Delete {
                 keys: args[1..].to_vec(),
-            })
-        }),
-        "CAS" if args.len() == 4 => write(node, &args[1..2], Some(&args[3]), || {
-            submit(Command::Cas {
+            },
+            &args[1..],
+            None,
+        ),
+        "CAS" if n == 4 => (
+            Command::Cas {
                 key: args[1].clone(),
                 expected: args[2].clone(),
                 new: args[3].clone(),
-            })
-        }),
-        "INCR" if args.len() == 2 => write(node, &args[1..2], None, || {
-            submit(Command::Incr {
+            },
+            &args[1..2],
+            Some(&args[3]),
+        ),
+        "INCR" if n == 2 => (
+            Command::Incr {
                 key: args[1].clone(),
-            })
-        }),
-        "APPEND" if args.len() == 3 => write(node, &args[1..2], Some(&args[2]), || {
-            submit(Command::Append {
+            },
+            &args[1..2],
+            None,
+        ),
+        "APPEND" if n == 3 => (
+            Command::Append {
                 key: args[1].clone(),
                 value: args[2].clone(),
-            })
-        }),
+            },
+            &args[1..2],
+            Some(&args[2]),
+        ),
         _ => return None,
     };
-    Some(reply)
+    Some(match check_sizes(keys, value) {
+        Some(refused) => Err(refused),
+        None => Ok(command),
+    })
 }
 
 /// Everything that is not about the store: the connection, the node and the
@@ -194,6 +258,14 @@ fn server(port: &Port, conn: &mut Connection, name: &str, args: &[Vec<u8>]) -> R
         // Cluster clients send READONLY before reading from a replica; reads
         // still go to the leader (followers answer MOVED), so both are no-ops.
         "READONLY" | "READWRITE" if args.len() == 1 => Reply::ok(),
+        _ => invalid(name, args),
+    }
+}
+
+/// The error for a request no command takes: a known name with the wrong
+/// number of arguments, or an unknown one.
+fn invalid(name: &str, args: &[Vec<u8>]) -> Reply {
+    match name {
         "ECHO" | "GET" | "SET" | "DEL" | "CAS" | "INCR" | "APPEND" | "SEQ" | "HELP" | "SELECT"
         | "READONLY" | "READWRITE" => wrong_arity(&name.to_ascii_lowercase()),
         _ => unknown(args),
@@ -304,9 +376,6 @@ fn check_sizes(keys: &[Vec<u8>], value: Option<&Vec<u8>>) -> Option<Reply> {
 /// leads (ReadIndex). A node that cannot confirm that never answers with a
 /// value.
 fn get(node: &KvNode, key: &[u8]) -> Reply {
-    if let Some(reply) = check_sizes(&[key.to_vec()], None) {
-        return reply;
-    }
     let read = || node.read(key);
     match on_leader(node, key_slot(key), "read not confirmed: ", read) {
         Ok(Some(value)) => Reply::Bulk(value),
@@ -315,21 +384,92 @@ fn get(node: &KvNode, key: &[u8]) -> Reply {
     }
 }
 
-fn write(
-    node: &KvNode,
-    keys: &[Vec<u8>],
-    value: Option<&Vec<u8>>,
-    op: impl Fn() -> Result<Outcome, Error>,
-) -> Reply {
-    if let Some(reply) = check_sizes(keys, value) {
-        return reply;
-    }
-    match on_leader(node, key_slot(&keys[0]), "", op) {
-        Ok(Outcome::Done) => Reply::ok(),
-        Ok(Outcome::Deleted(n)) => Reply::Integer(n as i64),
-        Ok(Outcome::Swapped(swapped)) => Reply::Integer(i64::from(swapped)),
-        Ok(Outcome::Integer(n)) => Reply::Integer(n),
-        Ok(Outcome::Refused(why)) => err(&why),
+/// Runs `op`, the write of `command`, on the leader.
+fn write(node: &KvNode, command: &Command, op: impl Fn() -> Result<Outcome, Error>) -> Reply {
+    let slot = command.first_key().map_or(0, key_slot);
+    match on_leader(node, slot, "", op) {
+        Ok(outcome) => outcome_reply(outcome),
         Err(reply) => reply,
+    }
+}
+
+/// What a client is told of a command's outcome: exactly what Redis replies
+/// to the command it stands for.
+fn outcome_reply(outcome: Outcome) -> Reply {
+    match outcome {
+        Outcome::Done => Reply::ok(),
+        Outcome::Deleted(n) => Reply::Integer(n as i64),
+        Outcome::Swapped(swapped) => Reply::Integer(i64::from(swapped)),
+        Outcome::Integer(n) => Reply::Integer(n),
+        Outcome::Refused(why) => err(&why),
+        Outcome::Value(Some(value)) => Reply::Bulk(value),
+        Outcome::Value(None) => Reply::NullBulk,
+        // A transaction's outcomes are nested no deeper than one level.
+        Outcome::Multi(outcomes) => Reply::Array(outcomes.into_iter().map(outcome_reply).collect()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A command added to HELP must also be placed inside MULTI: queued, or
+    /// refused with a clear error (listed in `transaction::NOT_QUEUEABLE`)
+    /// rather than called unknown. Each is tried with HELP's own arguments.
+    #[test]
+    fn every_command_in_help_is_queued_or_clearly_refused_inside_multi() {
+        for line in HELP {
+            let synopsis = line.split(" -- ").next().unwrap_or(line);
+            let args: Vec<Vec<u8>> = synopsis
+                .split_whitespace()
+                .filter(|word| !word.starts_with('[') && !word.ends_with(']'))
+                .map(|word| word.as_bytes().to_vec())
+                .collect();
+            let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+            let mut state = Some(transaction::Transaction::default());
+            let build = || store_command(&name, &args);
+            let step = transaction::step(&mut state, &name, &args, None, 1 << 20, build);
+            // Refuse is for unknown commands and wrong arities only.
+            assert_ne!(step, Step::Refuse, "{line}");
+        }
+    }
+
+    /// `COMMAND` must describe every command HELP lists, or cluster clients
+    /// (which route by that table) cannot send it.
+    #[test]
+    fn every_command_in_help_is_in_the_command_table() {
+        for line in HELP {
+            let name = line.split_whitespace().next().unwrap_or(line);
+            assert!(catalog::find(name.as_bytes()).is_some(), "{line}");
+        }
+    }
+
+    #[test]
+    fn store_commands_are_built_with_their_arity_and_limits() {
+        let args = |line: &str| -> Vec<Vec<u8>> {
+            line.split_whitespace()
+                .map(|a| a.as_bytes().to_vec())
+                .collect()
+        };
+        let build = |line: &str| store_command(line.split(' ').next().unwrap_or(""), &args(line));
+        assert_eq!(
+            build("GET k"),
+            Some(Ok(Command::Get { key: b"k".to_vec() }))
+        );
+        assert_eq!(
+            build("DEL a b"),
+            Some(Ok(Command::Delete {
+                keys: vec![b"a".to_vec(), b"b".to_vec()]
+            }))
+        );
+        assert_eq!(build("GET"), None);
+        assert_eq!(build("INCR a b"), None);
+        assert_eq!(build("PING"), None);
+        assert!(matches!(build("SET k v NX"), Some(Err(Reply::Error(_)))));
+        let big_key = "k".repeat(MAX_KEY_BYTES + 1);
+        assert!(matches!(
+            build(&format!("GET {big_key}")),
+            Some(Err(Reply::Error(text))) if text.contains("byte limit")
+        ));
     }
 }

@@ -12,6 +12,8 @@
 //!   `COMMAND` reports and cluster clients route by;
 //! * [`cluster`] — hash slots and the `CLUSTER` command, describing the
 //!   cluster to cluster-mode clients as one Redis Cluster shard;
+//! * [`transaction`] — `MULTI`/`EXEC`/`DISCARD`: a connection's queued
+//!   commands, run as one log entry;
 //! * [`info`] — `INFO`'s sections;
 //! * [`port`] — what a client port's connections share (the node, the
 //!   port's counters) and what each connection has set;
@@ -31,3 +33,4 @@ pub mod info;
 pub mod port;
 pub mod resp;
 pub mod server;
+pub mod transaction;

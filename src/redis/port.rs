@@ -1,9 +1,11 @@
 //! The client port's shared state and each connection's own: the node the
 //! port serves, its address and counters (behind INFO's `# Clients` and
-//! `# Stats`), and what a connection has set (protocol, name, session).
+//! `# Stats`), and what a connection has set (protocol, name, session,
+//! transaction).
 
 use crate::kv::KvNode;
 use crate::redis::resp::Protocol;
+use crate::redis::transaction::Transaction;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -50,6 +52,8 @@ pub struct Connection {
     pub protocol: Protocol,
     /// Set by `CLIENT SETNAME` or `HELLO ... SETNAME`.
     pub name: Option<Vec<u8>>,
+    /// From `MULTI` to `EXEC` or `DISCARD`: the commands queued so far.
+    pub transaction: Option<Transaction>,
 }
 
 /// `instantaneous_ops_per_sec` is the rate over about this long, as in Redis.

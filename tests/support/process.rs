@@ -5,22 +5,37 @@
 
 use super::{wait_for, WAIT};
 use raftnode::redis::resp::{self, Limits, Reply};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::Duration;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_raftnode");
 
-/// A port the OS says is free right now.
+/// A port that is free now and that no other test in this process has been
+/// given. It is taken from below the kernel's ephemeral port range: the OS
+/// hands out ports in that range to every `bind(0)` and every outgoing
+/// connection on the machine, so such a port could be taken by someone else
+/// between now and the moment the node binds it (which made process tests
+/// fail about once in a hundred runs with "Address already in use").
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32768);
+    // Leave room above for free_port_block's raft ports (port + 100 + i).
+    let range = 10_000..ephemeral_low.saturating_sub(200).max(10_001);
+    for _ in 0..10_000 {
+        let port = rand::Rng::gen_range(&mut rand::thread_rng(), range.clone());
+        if GIVEN.lock().unwrap().insert(port) && TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port below the ephemeral range {ephemeral_low}");
 }
 
 pub struct ProcNode {
