@@ -20,7 +20,7 @@ use std::sync::OnceLock;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use support::process::{ProcCluster, Resp};
-use support::{wait_for, WAIT};
+use support::WAIT;
 
 /// How long a script may take to reach its READY-FOR-KILL line.
 const BEFORE_KILL: Duration = Duration::from_secs(60);
@@ -329,8 +329,9 @@ fn redis_py_cluster_client_through_a_follower_survives_leader_kill_9() {
     );
 }
 
-/// Runs redis-cli with `args`, failing the test if it does not end within
-/// [`WAIT`] or exits non-zero; returns its stdout, trimmed.
+/// Runs redis-cli with `args`, failing the test (and killing it) if it does
+/// not end within [`WAIT`], or if it exits non-zero; returns its stdout,
+/// trimmed.
 fn redis_cli(args: &[&str]) -> String {
     let mut child = Command::new("redis-cli")
         .args(args)
@@ -339,9 +340,18 @@ fn redis_cli(args: &[&str]) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn redis-cli");
-    let status = wait_for(WAIT, &format!("redis-cli {args:?} to end"), || {
-        child.try_wait().expect("wait for redis-cli")
-    });
+    let deadline = Instant::now() + WAIT;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait for redis-cli") {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("redis-cli {args:?} did not end within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
     let (mut stdout, mut stderr) = (String::new(), String::new());
     child
         .stdout
