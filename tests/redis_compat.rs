@@ -523,8 +523,7 @@ fn replies_from(port: u16, resp3: bool) -> Vec<String> {
         writer
             .write_all(format!("{request}\r\n").as_bytes())
             .unwrap();
-        let reply = resp::read_reply(&mut reader, &Limits::default()).unwrap();
-        reply
+        resp::read_reply(&mut reader, &Limits::default()).unwrap()
     };
     if resp3 {
         exchange("HELLO 3");
