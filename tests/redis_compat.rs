@@ -554,23 +554,21 @@ fn replies_are_byte_for_byte_those_of_a_real_redis_server() {
     }
     let redis_port = free_port();
     let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("redis.log");
+    let (port, bus_port) = (redis_port.to_string(), free_port().to_string());
     let redis = Command::new("redis-server")
-        .args([
-            "--port",
-            &redis_port.to_string(),
-            "--save",
-            "",
-            "--appendonly",
-            "yes",
-        ])
+        .args(["--port", &port, "--save", "", "--appendonly", "yes"])
+        .args(["--logfile", log.to_str().unwrap()])
+        // A one-node Redis Cluster, its bus on a port reserved for it (the
+        // default, port + 10000, is nobody's to take).
         .args([
             "--cluster-enabled",
             "yes",
             "--cluster-config-file",
             "nodes.conf",
         ])
+        .args(["--cluster-port", &bus_port])
         .current_dir(dir.path())
-        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     struct KillOnDrop(std::process::Child);
@@ -580,8 +578,12 @@ fn replies_are_byte_for_byte_those_of_a_real_redis_server() {
             let _ = self.0.wait();
         }
     }
-    let _redis = KillOnDrop(redis);
+    let mut redis = KillOnDrop(redis);
     support::wait_for(support::WAIT, "redis-server to listen", || {
+        if let Ok(Some(status)) = redis.0.try_wait() {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            panic!("redis-server exited ({status}):\n{log}");
+        }
         TcpStream::connect(("127.0.0.1", redis_port)).ok()
     });
     // A one-node Redis Cluster owning every slot, like a raftnode cluster.
