@@ -26,33 +26,12 @@ from redis.cluster import RedisCluster
 from redis.crc import key_slot
 from redis.exceptions import RedisError, ResponseError
 
+from common import check, expect, fail, log, parse_addr
+
 KEYS = 600
 # How long the client may take, all in all, to write and read back the keys
 # after the kill.
 AFTER_KILL_DEADLINE = 30.0
-
-
-def log(line):
-    print(line, flush=True)
-
-
-def fail(message):
-    log(f"FAIL: {message}")
-    sys.exit(1)
-
-
-def check(condition, message):
-    if not condition:
-        fail(message)
-
-
-def expect(what, got, want):
-    check(got == want, f"{what}: got {got!r}, want {want!r}")
-
-
-def parse_addr(addr):
-    host, port = addr.rsplit(":", 1)
-    return host, int(port)
 
 
 def primaries(rc):

@@ -30,26 +30,10 @@ from redis.exceptions import (
     TryAgainError,
 )
 
+from common import check, expect, fail, log, parse_addr
+
 FAILOVER_DEADLINE = 20.0
 KEYS_BEFORE_KILL = 200
-
-
-def log(line):
-    print(line, flush=True)
-
-
-def fail(message):
-    log(f"FAIL: {message}")
-    sys.exit(1)
-
-
-def check(condition, message):
-    if not condition:
-        fail(message)
-
-
-def expect(what, got, want):
-    check(got == want, f"{what}: got {got!r}, want {want!r}")
 
 
 def step(name, fn, *args):
@@ -64,11 +48,6 @@ def step(name, fn, *args):
             hint = (" (the server lacks a command redis-py sends: incr() sends INCRBY, "
                     "pipeline() sends MULTI and EXEC)")
         fail(f"{name}: {type(e).__name__}: {e}{hint}")
-
-
-def parse_addr(addr):
-    host, port = addr.rsplit(":", 1)
-    return host, int(port)
 
 
 def handshake(r, leader):
