@@ -468,6 +468,8 @@ const SAME_AS_REDIS: &[&str] = &[
     "MULTI",
     "SET {t}m 1",
     "INCR {t}m",
+    "INCRBY {t}m 10",
+    "DECRBY {t}m 2",
     "GET {t}m",
     "GET {t}nothing",
     "EXEC",

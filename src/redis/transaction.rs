@@ -2,8 +2,8 @@
 //! answered as Redis 7 answers them, and atomic through one log entry.
 //!
 //! After `MULTI` (`+OK`; a second one is `-ERR MULTI calls can not be
-//! nested`), each command on the store (GET, SET, DEL, CAS, INCR, APPEND)
-//! and each PING, ECHO and UNWATCH answers `+QUEUED`. `EXEC` proposes the
+//! nested`), each command on the store (GET, SET, DEL, CAS, INCR, INCRBY,
+//! DECR, DECRBY, APPEND) and each PING, ECHO and UNWATCH answers `+QUEUED`. `EXEC` proposes the
 //! queued store commands as one [`Command::Multi`] — one log entry, applied
 //! in one step, so no other write falls between them on any node — and
 //! answers an array with one reply per queued command, in order, each what
@@ -188,7 +188,7 @@ pub fn step(
             None if NOT_QUEUEABLE.contains(&name) => {
                 return tx.abort_with(Reply::error(format!(
                     "{name} cannot be used inside MULTI: raftnode queues only GET, SET, \
-                     DEL, CAS, INCR, APPEND, PING, ECHO and UNWATCH"
+                     DEL, CAS, INCR, INCRBY, DECR, DECRBY, APPEND, PING, ECHO and UNWATCH"
                 )))
             }
             None => {
