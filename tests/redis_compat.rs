@@ -510,6 +510,11 @@ const SAME_AS_REDIS: &[&str] = &[
     "COMMAND INFO nosuchcommand",
     "UNWATCH",
     "DEL {t}n {t}s {t}new {t}new2 {t}m",
+    // Everything is deleted again, so both digests are of an empty store.
+    "DEBUG DIGEST",
+    "DEBUG NOPE",
+    "DEBUG DIGEST extra",
+    "DEBUG",
 ];
 
 /// Sends each request on one connection (after `HELLO 3` if `resp3`) and
@@ -560,6 +565,7 @@ fn replies_are_byte_for_byte_those_of_a_real_redis_server() {
     let (port, bus_port) = (redis_port.to_string(), free_port().to_string());
     let redis = Command::new("redis-server")
         .args(["--port", &port, "--save", "", "--appendonly", "yes"])
+        .args(["--enable-debug-command", "yes"])
         .args(["--logfile", log.to_str().unwrap()])
         // A one-node Redis Cluster, its bus on a port reserved for it (the
         // default, port + 10000, is nobody's to take).
@@ -613,5 +619,46 @@ fn replies_are_byte_for_byte_those_of_a_real_redis_server() {
         for (t, m) in theirs.iter().zip(&mine) {
             assert_eq!(m, t, "RESP{}", if resp3 { 3 } else { 2 });
         }
+    }
+}
+
+#[test]
+fn replicas_at_the_same_applied_index_have_the_same_debug_digest() {
+    let cluster = ProcCluster::start(3);
+    let leader = cluster.wait_for_leader();
+    let mut c = cluster.client(leader);
+    let digest = |id: u64| match cluster.client(id).call(&["DEBUG", "DIGEST"]) {
+        Reply::Simple(hex) => hex,
+        other => panic!("DEBUG DIGEST answered {other:?}"),
+    };
+    let empty = digest(leader);
+    assert_eq!(empty, "0".repeat(40));
+    // Keys, values and a client session (SEQ) are all part of the state.
+    assert_eq!(c.call(&["CLIENT", "ID", "77"]), Reply::ok());
+    for i in 0..50 {
+        let key = format!("k{i}");
+        assert_eq!(c.call(&["SET", &key, &format!("v{i}")]), Reply::ok());
+    }
+    assert_eq!(c.call(&["SEQ", "1", "INCR", "n"]), Reply::Integer(1));
+    let applied = |id: u64| cluster.info(id)["last_applied"].clone();
+    let converged = || {
+        let target = applied(leader);
+        support::wait_for(support::WAIT, "every node to apply as far", || {
+            (1..=3).all(|id| applied(id) == target).then_some(())
+        });
+    };
+    converged();
+    let first = digest(leader);
+    assert_ne!(first, empty);
+    for id in 1..=3 {
+        assert_eq!(digest(id), first, "node {id} at {}", applied(id));
+    }
+    // One value changed is another digest, again the same everywhere.
+    assert_eq!(c.call(&["SET", "k7", "changed"]), Reply::ok());
+    converged();
+    let second = digest(leader);
+    assert_ne!(second, first);
+    for id in 1..=3 {
+        assert_eq!(digest(id), second, "node {id}");
     }
 }

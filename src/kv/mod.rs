@@ -19,6 +19,7 @@
 //! knows about the Redis protocol.
 
 mod command;
+pub mod digest;
 pub mod session;
 
 pub use command::{Command, Outcome, Query, QueryReply, Wire, MAX_MULTI_READ_BYTES};
@@ -69,6 +70,18 @@ impl Kv {
 
     pub fn is_empty(&self) -> bool {
         self.map.is_empty()
+    }
+
+    /// A digest of the whole state — keys, values and sessions — that is
+    /// the same on two replicas exactly when their states are (see
+    /// [`digest`]): `DEBUG DIGEST`.
+    pub fn digest(&self) -> String {
+        let mut digest = digest::Digest::default();
+        for (key, value) in &self.map {
+            digest.add(&[b"key", key, value]);
+        }
+        self.sessions.digest_into(&mut digest);
+        digest.hex()
     }
 
     /// Retried writes answered from a session instead of being applied again.

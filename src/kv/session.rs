@@ -14,7 +14,8 @@
 //!
 //! [`Command::Session`]: super::Command::Session
 
-use super::command::Outcome;
+use super::command::{Outcome, Wire};
+use super::digest::Digest;
 use crate::raft::message::Index;
 use std::collections::{BTreeSet, HashMap};
 
@@ -103,6 +104,22 @@ impl Sessions {
 
     /// Remembers that write `seq` of `client`, at log `index`, produced
     /// `outcome`.
+    /// Adds every session to `digest`: client, last sequence number, last
+    /// index and remembered outcome (the replicated state, not the counters).
+    pub fn digest_into(&self, digest: &mut Digest) {
+        for (client, s) in &self.sessions {
+            // Outcomes always encode (they were decoded or built here).
+            let outcome = s.outcome.encode().unwrap_or_default();
+            digest.add(&[
+                b"session",
+                &client.to_le_bytes(),
+                &s.last_seq.to_le_bytes(),
+                &s.last_index.to_le_bytes(),
+                &outcome,
+            ]);
+        }
+    }
+
     pub fn record(&mut self, client: u64, seq: u64, index: Index, outcome: Outcome) {
         let session = Session {
             last_seq: seq,

@@ -212,6 +212,12 @@ pub const COMMANDS: &[Spec] = &[
     ),
     spec("cluster", -2, &[], &["@slow"]),
     spec(
+        "debug",
+        -2,
+        &["admin", "noscript", "loading", "stale"],
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    spec(
         "multi",
         1,
         &["noscript", "loading", "stale", "fast", "allow_busy"],

@@ -20,6 +20,7 @@
 //! | `HELLO [2\|3] [AUTH user pass] [SETNAME name]` | switches protocol; describes the server | any node |
 //! | `MULTI` … `EXEC` | the queued commands' replies, applied as one log entry ([`crate::redis::transaction`]) | leader |
 //! | `DISCARD` | `+OK`; drops the queued commands | any node |
+//! | `DEBUG DIGEST` | `+<40 hex digits>`: this node's applied state, the same on replicas that agree | any node |
 //! | `HELP` | the command list | any node |
 //! | `QUIT` | `+OK`, then the connection closes | any node |
 //!
@@ -86,6 +87,7 @@ const HELP: &[&str] = &[
     "EXEC -- run the queued commands atomically, as one log entry (leader)",
     "DISCARD -- drop the queued commands",
     "UNWATCH -- +OK (WATCH is not supported: use CAS)",
+    "DEBUG DIGEST -- a digest of this node's applied state (keys, values, sessions)",
     "HELP -- this list",
     "QUIT -- close the connection",
 ];
@@ -268,6 +270,7 @@ fn server(port: &Port, conn: &mut Connection, name: &str, args: &[Vec<u8>]) -> R
         "ECHO" if args.len() == 2 => Reply::Bulk(args[1].clone()),
         "INFO" => Reply::Verbatim(info::info(port, &args[1..])),
         "CLUSTER" => cluster::command(&port.node, args),
+        "DEBUG" => debug(&port.node, args),
         "HELP" if args.len() == 1 => {
             Reply::Array(HELP.iter().map(|l| Reply::Simple(l.to_string())).collect())
         }
@@ -305,6 +308,22 @@ fn err(msg: &str) -> Reply {
 
 fn wrong_arity(name: &str) -> Reply {
     Reply::wrong_arity(name)
+}
+
+/// `DEBUG DIGEST`: the digest of this node's applied state, as it is now
+/// (a local read: replicas at the same applied index must agree).
+fn debug(node: &KvNode, args: &[Vec<u8>]) -> Reply {
+    match args {
+        [_] => wrong_arity("debug"),
+        [_, sub] if sub.eq_ignore_ascii_case(b"DIGEST") => {
+            Reply::Simple(node.with_state(|kv| kv.digest()))
+        }
+        [_, sub, ..] => err(&format!(
+            "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
+            String::from_utf8_lossy(sub)
+        )),
+        [] => wrong_arity("debug"),
+    }
 }
 
 fn unknown(args: &[Vec<u8>]) -> Reply {

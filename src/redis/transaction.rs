@@ -81,6 +81,7 @@ pub const NOT_QUEUEABLE: &[&str] = &[
     "CLUSTER",
     "COMMAND",
     "CONFIG",
+    "DEBUG",
     "HELLO",
     "HELP",
     "INFO",
