@@ -6,7 +6,9 @@
 //! servers"). This layer keeps them. [`LogStore`] is what the node's writer
 //! thread needs from any storage; [`DiskStore`] is the data dir (its on-disk
 //! format is defined in one place, the docs of `disk.rs`), [`MemStore`] keeps
-//! everything in memory for tests that need no disk.
+//! everything in memory for tests that need no disk. Snapshots (§7) are
+//! files of their own ([`SnapshotWriter`], [`SnapshotReader`]; the format is
+//! in the docs of `snapshot_file.rs`).
 //!
 //! Dependencies: the Raft types ([`crate::raft::message`]) and the codec.
 //! Nothing here knows about threads, the network or the state machine.
@@ -16,11 +18,13 @@ mod error;
 mod log_file;
 mod log_store;
 mod memory;
+mod snapshot_file;
 
 pub use disk::DiskStore;
 pub use error::StorageError;
 pub use log_store::{LogStore, Recovered};
 pub use memory::MemStore;
+pub use snapshot_file::{SnapshotMeta, SnapshotReader, SnapshotWriter};
 
 #[cfg(test)]
 mod contract_tests;
