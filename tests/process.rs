@@ -7,23 +7,8 @@ use raftnode::redis::resp::Reply;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::process::{Command, Stdio};
-use support::process::{free_port, ProcCluster, Resp, BIN};
+use support::process::{bulk, error_starting, free_port, ok, ProcCluster, Resp, BIN};
 use support::{wait_for, WAIT};
-
-fn ok() -> Reply {
-    Reply::Simple("OK".into())
-}
-
-fn bulk(s: &str) -> Reply {
-    Reply::Bulk(s.as_bytes().to_vec())
-}
-
-fn error_starting(reply: &Reply, prefix: &str) -> String {
-    match reply {
-        Reply::Error(text) if text.starts_with(prefix) => text.clone(),
-        other => panic!("expected an error starting with {prefix:?}, got {other:?}"),
-    }
-}
 
 #[test]
 fn write_on_leader_read_back_and_followers_redirect_with_moved() {

@@ -12,11 +12,7 @@ use std::io::{BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
-use support::process::{free_port, ProcCluster, BIN};
-
-fn bulk(s: &str) -> Reply {
-    Reply::Bulk(s.as_bytes().to_vec())
-}
+use support::process::{bulk, free_port, ProcCluster, BIN};
 
 /// Sends `request` on a fresh connection and reads exactly `expected.len()`
 /// bytes back.

@@ -4,26 +4,11 @@
 mod support;
 
 use raftnode::redis::resp::Reply;
-use support::process::{ProcCluster, Resp};
+use support::process::{bulk, error_starting, ok, ProcCluster, Resp};
 use support::{wait_for, WAIT};
-
-fn ok() -> Reply {
-    Reply::Simple("OK".into())
-}
 
 fn queued() -> Reply {
     Reply::Simple("QUEUED".into())
-}
-
-fn bulk(s: &str) -> Reply {
-    Reply::Bulk(s.as_bytes().to_vec())
-}
-
-fn error_starting(reply: &Reply, prefix: &str) -> String {
-    match reply {
-        Reply::Error(text) if text.starts_with(prefix) => text.clone(),
-        other => panic!("expected an error starting with {prefix:?}, got {other:?}"),
-    }
 }
 
 /// Sends `MULTI`, `commands` and `EXEC`; checks each command was queued and

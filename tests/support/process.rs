@@ -185,6 +185,24 @@ impl Drop for ProcCluster {
     }
 }
 
+/// `+OK`.
+pub fn ok() -> Reply {
+    Reply::ok()
+}
+
+/// A bulk string reply holding `s`.
+pub fn bulk(s: &str) -> Reply {
+    Reply::Bulk(s.as_bytes().to_vec())
+}
+
+/// The text of `reply`, which must be an error starting with `prefix`.
+pub fn error_starting(reply: &Reply, prefix: &str) -> String {
+    match reply {
+        Reply::Error(text) if text.starts_with(prefix) => text.clone(),
+        other => panic!("expected an error starting with {prefix:?}, got {other:?}"),
+    }
+}
+
 /// A plain RESP connection.
 pub struct Resp {
     pub stream: TcpStream,
