@@ -9,7 +9,6 @@
 //! with any password and any other user is refused), there is one database,
 //! and nothing is configurable at run time.
 
-use crate::raft::RoleKind;
 use crate::redis::info::REDIS_VERSION;
 use crate::redis::port::{Connection, Port};
 use crate::redis::resp::{parse_int, Protocol, Reply};
@@ -58,9 +57,10 @@ pub fn hello(port: &Port, conn: &mut Connection, args: &[Vec<u8>]) -> Reply {
         conn.protocol = protocol;
     }
     let bulk = |s: &str| Reply::Bulk(s.as_bytes().to_vec());
-    let role = match port.node.status().role {
-        RoleKind::Leader => "master",
-        _ => "replica",
+    let node = &port.node;
+    let role = match node.leader_id() == Some(node.id()) {
+        true => "master",
+        false => "replica",
     };
     Reply::Map(vec![
         (bulk("server"), bulk("redis")),
