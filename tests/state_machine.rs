@@ -5,13 +5,15 @@
 
 mod support;
 
-use raftnode::node::StateMachine;
+use raftnode::node::{RestoreError, StateMachine, StateSnapshot};
 use raftnode::raft::message::{Index, NodeId, Payload};
 use raftnode::storage::MemStore;
 use raftnode::{Config, Error, Node};
 use std::collections::BTreeMap;
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use support::{wait_for, WAIT};
 
@@ -36,6 +38,31 @@ impl StateMachine for Journal {
             b"all" => self.lines.join(&b'\n'),
             _ => Vec::new(),
         }
+    }
+
+    /// The journal is small: the lines themselves, shared, then written
+    /// one per line (commands in these tests hold no newline).
+    fn snapshot(&self) -> Box<dyn StateSnapshot> {
+        Box::new(JournalSnapshot(Arc::new(self.lines.clone())))
+    }
+
+    fn restore(&mut self, payload: &mut dyn Read) -> Result<(), RestoreError> {
+        let mut bytes = Vec::new();
+        payload.read_to_end(&mut bytes)?;
+        self.lines = match bytes.is_empty() {
+            true => Vec::new(),
+            false => bytes.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect(),
+        };
+        self.indexes.clear();
+        Ok(())
+    }
+}
+
+struct JournalSnapshot(Arc<Vec<Vec<u8>>>);
+
+impl StateSnapshot for JournalSnapshot {
+    fn write_to(&self, out: &mut dyn Write) -> std::io::Result<()> {
+        out.write_all(&self.0.join(&b'\n'))
     }
 }
 

@@ -220,6 +220,19 @@ impl StateMachine for Kv {
         };
         encode_reply(&reply)
     }
+
+    fn snapshot(&self) -> Box<dyn crate::node::StateSnapshot> {
+        unimplemented!("Kv snapshots come with the copy-on-write map")
+    }
+
+    fn restore(
+        &mut self,
+        _payload: &mut dyn std::io::Read,
+    ) -> Result<(), crate::node::RestoreError> {
+        Err(crate::node::RestoreError::Invalid(
+            "not implemented yet".into(),
+        ))
+    }
 }
 
 /// Replies are small enums of bytes and integers: encoding them cannot fail

@@ -42,7 +42,7 @@ mod writer;
 
 pub use config::{Config, ConfigError, ReadMode};
 pub use error::{Error, StartError};
-pub use state_machine::StateMachine;
+pub use state_machine::{RestoreError, StateMachine, StateSnapshot};
 
 use crate::raft::message::{Entry, Index, NodeId, Term};
 use crate::raft::{RaftCore, RoleKind};

@@ -155,6 +155,7 @@ impl DiskStore {
             recovered: Some(Recovered {
                 hard_state,
                 entries: recovered_log.entries,
+                commit_index: 0,
             }),
             _lock: lock,
         })
@@ -219,6 +220,7 @@ impl LogStore for DiskStore {
         Ok(Recovered {
             hard_state,
             entries: log.entries,
+            commit_index: 0,
         })
     }
 
@@ -233,7 +235,8 @@ impl LogStore for DiskStore {
         self.check_not_poisoned()?;
         // Validate and encode everything before writing anything, so a
         // refused batch leaves the log untouched.
-        check_continues(self.last_index(), self.last_term, entries, &self.log_path)?;
+        let last = (self.last_index() > 0).then_some((self.last_index(), self.last_term));
+        check_continues(last, entries, &self.log_path)?;
         let mut buf = Vec::new();
         let mut offsets = Vec::with_capacity(entries.len());
         for entry in entries {
@@ -287,6 +290,24 @@ impl LogStore for DiskStore {
             return Err(self.poison("fsync", e));
         }
         Ok(())
+    }
+
+    // Placeholders until the log is split into segments: keeping every
+    // entry and forgetting the commit index are both safe.
+    fn save_commit(&mut self, _commit_index: Index) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn compact(&mut self, _through: Index) -> Result<(), StorageError> {
+        Ok(())
+    }
+
+    fn reset(&mut self) -> Result<(), StorageError> {
+        Err(StorageError::Corrupt {
+            path: self.log_path.clone(),
+            offset: None,
+            reason: "resetting the log is not supported yet".into(),
+        })
     }
 
     fn last_index(&self) -> Index {

@@ -8,8 +8,13 @@ use std::path::Path;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Recovered {
     pub hard_state: HardState,
-    /// The log, consecutive from index 1.
+    /// The log: consecutive entries. After compaction (§7) it starts
+    /// wherever the oldest kept entry is, not at index 1.
     pub entries: Vec<Entry>,
+    /// The highest commit index saved with [`LogStore::save_commit`] that
+    /// was made durable (0 if none): a restarted node may apply up to here
+    /// without waiting to hear from a leader.
+    pub commit_index: Index,
 }
 
 /// Stable storage for one node's hard state and log, as the writer thread
@@ -30,8 +35,9 @@ pub trait LogStore: Send {
     fn save_hard_state(&mut self, hard_state: &HardState) -> Result<(), StorageError>;
 
     /// Appends entries that continue the log: consecutive indexes from
-    /// `last_index() + 1`, terms never lower than the last entry's. Durable
-    /// only after the next `sync`.
+    /// `last_index() + 1` (from any index if the log is empty: new, reset
+    /// or compacted away), terms never lower than the last entry's.
+    /// Durable only after the next `sync`.
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError>;
 
     /// Drops every entry after `last_kept` (a no-op past the end). Durable
@@ -39,7 +45,22 @@ pub trait LogStore: Send {
     /// and either is safe.
     fn truncate_after(&mut self, last_kept: Index) -> Result<(), StorageError>;
 
-    /// Makes every append and truncation since the last sync durable.
+    /// Records that the entries up to `commit_index` are committed. Durable
+    /// with the next `sync`; a crash before it may lose it, which is safe
+    /// (a lower commit index only means waiting for a leader to repeat it).
+    fn save_commit(&mut self, commit_index: Index) -> Result<(), StorageError>;
+
+    /// Drops entries up to `through`, which a durable snapshot covers (§7).
+    /// A store may keep some of them (it drops whole segments, oldest
+    /// first, so a crash leaves a suffix of the log), never a later one.
+    fn compact(&mut self, through: Index) -> Result<(), StorageError>;
+
+    /// Drops the whole log, because an installed snapshot replaced it (§7):
+    /// the next append may start at any index. Durable when it returns.
+    fn reset(&mut self) -> Result<(), StorageError>;
+
+    /// Makes every append, truncation and commit index since the last sync
+    /// durable.
     fn sync(&mut self) -> Result<(), StorageError>;
 
     /// The index of the last entry, synced or not; 0 if the log is empty.
@@ -47,15 +68,18 @@ pub trait LogStore: Send {
 }
 
 /// Checks that `entries` may follow a log ending at `last_index` with
-/// `last_term`: an append that breaks either rule would make the log
-/// unrecoverable, so every store refuses it before writing anything.
+/// `last_term` (`None` for an empty log, which any index may start): an
+/// append that breaks either rule would make the log unrecoverable, so every
+/// store refuses it before writing anything.
 pub(super) fn check_continues(
-    last_index: Index,
-    last_term: Term,
+    last: Option<(Index, Term)>,
     entries: &[Entry],
     path: &Path,
 ) -> Result<(), StorageError> {
-    let mut previous_term = last_term;
+    let Some(first) = entries.first() else {
+        return Ok(());
+    };
+    let (last_index, mut previous_term) = last.unwrap_or((first.index - 1, 0));
     for (expected, entry) in (last_index + 1..).zip(entries) {
         if entry.index != expected {
             return Err(StorageError::Gap {

@@ -13,7 +13,9 @@ const NAME: &str = "(memory)";
 #[derive(Debug, Default, Clone)]
 pub struct MemStore {
     hard_state: HardState,
+    /// Consecutive, from wherever compaction left the log.
     entries: Vec<Entry>,
+    commit_index: Index,
 }
 
 impl MemStore {
@@ -37,6 +39,7 @@ impl LogStore for MemStore {
         Ok(Recovered {
             hard_state: self.hard_state,
             entries: self.entries.clone(),
+            commit_index: self.commit_index,
         })
     }
 
@@ -46,15 +49,31 @@ impl LogStore for MemStore {
     }
 
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
-        let last_term = self.entries.last().map_or(0, |e| e.term);
-        check_continues(self.last_index(), last_term, entries, Path::new(NAME))?;
+        let last = self.entries.last().map(|e| (e.index, e.term));
+        check_continues(last, entries, Path::new(NAME))?;
         self.entries.extend_from_slice(entries);
         Ok(())
     }
 
     fn truncate_after(&mut self, last_kept: Index) -> Result<(), StorageError> {
-        self.entries
-            .truncate(usize::try_from(last_kept).unwrap_or(usize::MAX));
+        self.entries.retain(|e| e.index <= last_kept);
+        Ok(())
+    }
+
+    fn save_commit(&mut self, commit_index: Index) -> Result<(), StorageError> {
+        self.commit_index = self.commit_index.max(commit_index);
+        Ok(())
+    }
+
+    fn compact(&mut self, through: Index) -> Result<(), StorageError> {
+        // Like the data dir, never the last entry: the log's end stays known.
+        let through = through.min(self.last_index().saturating_sub(1));
+        self.entries.retain(|e| e.index > through);
+        Ok(())
+    }
+
+    fn reset(&mut self) -> Result<(), StorageError> {
+        self.entries.clear();
         Ok(())
     }
 
@@ -63,6 +82,6 @@ impl LogStore for MemStore {
     }
 
     fn last_index(&self) -> Index {
-        self.entries.len() as Index
+        self.entries.last().map_or(0, |e| e.index)
     }
 }

@@ -127,6 +127,21 @@ impl LogStore for PowerCutStore {
         Ok(())
     }
 
+    fn save_commit(&mut self, commit_index: Index) -> Result<(), StorageError> {
+        self.powered("write")?;
+        self.inner.save_commit(commit_index)
+    }
+
+    fn compact(&mut self, through: Index) -> Result<(), StorageError> {
+        self.powered("compact")?;
+        self.inner.compact(through)
+    }
+
+    fn reset(&mut self) -> Result<(), StorageError> {
+        self.powered("reset")?;
+        self.inner.reset()
+    }
+
     fn last_index(&self) -> Index {
         self.inner.last_index()
     }
