@@ -3,18 +3,38 @@
 //!
 //! Entries and confirmed reads arrive on one channel in the order the core
 //! released them, so a read is always served after every entry it must see.
+//! So do installed snapshots, which replace the state before any entry that
+//! follows them is applied.
+//!
+//! It is also where snapshots begin: after `snapshot_entries` applied
+//! entries, or on request (BGSAVE), it captures the state between two
+//! entries — a cheap copy-on-write capture — and hands it to the snapshot
+//! thread to write out (see [`super::snapshot`]).
 
 use super::shared::{ApplyWork, Shared};
+use super::snapshot::SnapshotJob;
 use super::state_machine::StateMachine;
-use crate::raft::message::{Entry, Payload, Term};
-use crossbeam_channel::{select, Receiver};
+use crate::raft::message::{Entry, Index, Payload, Term};
+use crate::storage::{SnapshotMeta, SnapshotReader, StorageError};
+use crossbeam_channel::{select, Receiver, Sender};
+use log::info;
 use parking_lot::Mutex;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+/// The apply thread's own state.
+pub(crate) struct Applier<S> {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) state: Arc<Mutex<S>>,
+    pub(crate) snapshots: Sender<SnapshotJob>,
+    /// The last entry applied (or the snapshot restored), and its term.
+    pub(crate) applied: (Index, Term),
+    /// The last included index of the latest snapshot taken or installed.
+    pub(crate) snapshot_index: Index,
+}
+
 pub(crate) fn run<S: StateMachine>(
-    shared: Arc<Shared>,
-    state: Arc<Mutex<S>>,
+    mut applier: Applier<S>,
     work: Receiver<ApplyWork>,
     shutdown: Receiver<()>,
 ) {
@@ -24,9 +44,97 @@ pub(crate) fn run<S: StateMachine>(
             recv(shutdown) -> _ => return,
         };
         match work {
-            ApplyWork::Entries(entries) => apply_entries(&shared, &state, &entries),
-            ApplyWork::Reads(ids) => serve_reads(&shared, &state, ids),
+            ApplyWork::Entries(entries) => {
+                applier.apply_entries(&entries);
+                let due = applier.shared.config.snapshot_entries;
+                if due > 0 && applier.applied.0 >= applier.snapshot_index + due {
+                    applier.start_snapshot();
+                }
+            }
+            ApplyWork::Reads(ids) => serve_reads(&applier.shared, &applier.state, ids),
+            ApplyWork::Restore(index, term) => {
+                if let Err(e) = applier.restore(index, term) {
+                    // The file was checked when it arrived, so this is the
+                    // disk failing under us: stop, as for any storage error.
+                    applier.shared.fail(e);
+                    return;
+                }
+            }
+            ApplyWork::SnapshotNow => applier.start_snapshot(),
         }
+    }
+}
+
+impl<S: StateMachine> Applier<S> {
+    /// Captures the state as of the last applied entry and hands it to the
+    /// snapshot thread, unless a snapshot is already being written.
+    fn start_snapshot(&mut self) {
+        let stats = &self.shared.snapshot_stats;
+        if self.applied.0 == 0 || stats.in_progress.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut members: Vec<_> = self.shared.config.peers.keys().copied().collect();
+        members.push(self.shared.config.id);
+        members.sort_unstable();
+        let meta = SnapshotMeta {
+            last_included_index: self.applied.0,
+            last_included_term: self.applied.1,
+            members,
+        };
+        let job = SnapshotJob {
+            meta,
+            state: self.state.lock().snapshot(),
+        };
+        self.snapshot_index = self.applied.0;
+        if self.snapshots.send(job).is_err() {
+            stats.in_progress.store(false, Ordering::Release);
+        }
+    }
+
+    /// Replaces the state with the latest snapshot, which is at least as
+    /// new as the one installed at `index` (a newer one may have replaced
+    /// it since).
+    fn restore(&mut self, index: Index, term: Term) -> Result<(), StorageError> {
+        let Some(info) = self.shared.snapshots.latest() else {
+            return Err(StorageError::Missing {
+                path: self.shared.snapshots.dir().to_path_buf(),
+            });
+        };
+        let mut reader = SnapshotReader::open(&info.path)?;
+        let mut payload = reader.payload()?;
+        self.state
+            .lock()
+            .restore(&mut payload)
+            .map_err(|e| StorageError::Corrupt {
+                path: info.path.clone(),
+                offset: None,
+                reason: e.to_string(),
+            })?;
+        let meta = reader.meta();
+        self.applied = (meta.last_included_index, meta.last_included_term);
+        self.snapshot_index = self.snapshot_index.max(self.applied.0);
+        self.shared
+            .last_applied
+            .store(self.applied.0, Ordering::Release);
+        info!(
+            "node {}: state restored from the snapshot at {} (installed at {index}, term {term})",
+            self.shared.config.id, self.applied.0
+        );
+        Ok(())
+    }
+
+    fn apply_entries(&mut self, entries: &[Entry]) {
+        // Entries a restored snapshot already covers were handed out before
+        // it was installed.
+        let skip = entries
+            .iter()
+            .take_while(|e| e.index <= self.applied.0)
+            .count();
+        let entries = &entries[skip..];
+        if let Some(last) = entries.last() {
+            self.applied = (last.index, last.term);
+        }
+        apply_entries(&self.shared, &self.state, entries);
     }
 }
 

@@ -66,6 +66,14 @@ pub struct Config {
     /// Check-quorum and leader stickiness: on by default.
     pub check_quorum: bool,
     pub read_mode: ReadMode,
+    /// Take a snapshot after this many entries have been applied since the
+    /// last one (§7); 0 turns automatic snapshots off.
+    pub snapshot_entries: u64,
+    /// Entries kept in the log before a snapshot's last included index, for
+    /// followers only slightly behind.
+    pub snapshot_keep: u64,
+    /// The largest piece of a snapshot sent in one message.
+    pub snapshot_chunk_bytes: usize,
 }
 
 impl Config {
@@ -91,6 +99,9 @@ impl Config {
             pre_vote: true,
             check_quorum: true,
             read_mode: ReadMode::ReadIndex,
+            snapshot_entries: 10_000,
+            snapshot_keep: 5_000,
+            snapshot_chunk_bytes: 1024 * 1024,
         }
     }
 
@@ -135,6 +146,11 @@ impl Config {
         if self.max_append_bytes >= self.max_frame {
             return Err(ConfigError::AppendLargerThanFrame);
         }
+        if self.snapshot_chunk_bytes == 0
+            || self.snapshot_chunk_bytes.saturating_add(64 * 1024) > self.max_frame
+        {
+            return Err(ConfigError::SnapshotChunkSize);
+        }
         let mut core = CoreConfig::new(self.id, self.peers.keys().copied().collect());
         core.election_ticks_min = min;
         core.election_ticks_max = max;
@@ -144,6 +160,7 @@ impl Config {
         core.pre_vote = self.pre_vote;
         core.check_quorum = self.check_quorum;
         core.lease_reads = self.read_mode == ReadMode::Lease;
+        core.snapshot_keep = self.snapshot_keep;
         Ok(core)
     }
 }
@@ -170,6 +187,8 @@ pub enum ConfigError {
     LeaseWithoutCheckQuorum,
     /// An AppendEntries must fit in a frame.
     AppendLargerThanFrame,
+    /// A snapshot chunk must be positive and fit in a frame.
+    SnapshotChunkSize,
 }
 
 impl fmt::Display for ConfigError {
@@ -194,6 +213,9 @@ impl fmt::Display for ConfigError {
             ConfigError::AppendLargerThanFrame => {
                 f.write_str("max_append_bytes must be below max_frame")
             }
+            ConfigError::SnapshotChunkSize => f.write_str(
+                "snapshot_chunk_bytes must be positive and at least 64 KiB below max_frame",
+            ),
         }
     }
 }

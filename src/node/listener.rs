@@ -11,6 +11,7 @@
 //! closing its socket would otherwise hold a thread forever).
 
 use super::shared::Shared;
+use super::snapshot;
 use super::sockets;
 use super::wire::{self, Hello, HelloReply, WireError};
 use crate::raft::message::{Envelope, NodeId};
@@ -81,8 +82,16 @@ fn serve(shared: Arc<Shared>, current: Current, stream: TcpStream) {
                 );
             }
             Ok(envelope) => {
-                if shared.with_core(|core| core.step(envelope)).is_none() {
-                    break "node has stopped".to_string();
+                let stepped = shared.with_core(|core| {
+                    core.step(envelope);
+                    core.take_snapshot_chunk()
+                });
+                match stepped {
+                    None => break "node has stopped".to_string(),
+                    // Written here, off the core lock: the next chunk waits
+                    // in the socket meanwhile.
+                    Some(Some(chunk)) => snapshot::receive(&shared, chunk),
+                    Some(None) => {}
                 }
             }
             Err(WireError::Closed) => break String::new(),

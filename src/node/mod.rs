@@ -8,7 +8,10 @@
 //! * **writer** (`writer.rs`) — makes the core's output durable (group
 //!   commit) and only then releases the messages that depend on it.
 //! * **apply** (`apply.rs`) — applies committed entries to the state machine
-//!   in log order, answers the clients waiting on them, serves reads.
+//!   in log order, answers the clients waiting on them, serves reads, and
+//!   captures the state for snapshots.
+//! * **snapshot** (`snapshot.rs`) — writes captured states out as snapshot
+//!   files (§7), after which the core compacts the log.
 //! * **one per peer** (`peer.rs`) — owns the outbound connection to that peer:
 //!   sends the messages the writer released and, on a leader, pulls
 //!   AppendEntries from the core whenever it is woken.
@@ -37,6 +40,7 @@ mod apply;
 mod listener;
 mod peer;
 mod shared;
+mod snapshot;
 mod timer;
 mod writer;
 
@@ -45,8 +49,8 @@ pub use error::{Error, StartError};
 pub use state_machine::{RestoreError, StateMachine, StateSnapshot};
 
 use crate::raft::message::{Entry, Index, NodeId, Term};
-use crate::raft::{RaftCore, RoleKind};
-use crate::storage::{DiskStore, LogStore};
+use crate::raft::{RaftCore, Restored, RoleKind};
+use crate::storage::{DiskStore, LogStore, SnapshotReader, SnapshotStore, StorageError};
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use log::info;
 use parking_lot::Mutex;
@@ -67,6 +71,34 @@ pub struct Metrics {
     pub read_rounds: u64,
     /// Reads served on the leader's lease without a round.
     pub lease_reads: u64,
+}
+
+/// What a node knows about its snapshots and compacted log, for INFO.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SnapshotStatus {
+    /// The latest snapshot's last included index and term (0 if none).
+    pub index: Index,
+    pub term: Term,
+    /// Its file's size.
+    pub bytes: u64,
+    /// The first entry the in-memory log holds.
+    pub log_first_index: Index,
+    pub taken: u64,
+    pub installed: u64,
+    pub failed: u64,
+    pub in_progress: bool,
+    /// Unix time of the last snapshot taken or installed; 0 if none.
+    pub last_save_unix: u64,
+    /// Transfers to followers under way: bytes sent and total, by peer.
+    pub sending: BTreeMap<NodeId, (u64, u64)>,
+}
+
+/// A snapshot could not be started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BgsaveError {
+    /// One is being written already.
+    InProgress,
+    ShutDown,
 }
 
 /// A snapshot of a node's Raft state, for INFO and tests.
@@ -121,31 +153,53 @@ impl<S: StateMachine> Node<S> {
 
     /// Starts a node on any log store: the data dir in production, an
     /// in-memory or fault-injecting store in tests.
+    ///
+    /// The state machine is restored from the data dir's latest snapshot, if
+    /// there is one, and the committed entries after it are applied without
+    /// waiting for a leader.
     pub fn start_with<L: LogStore + 'static>(
         config: Config,
         listener: TcpListener,
         mut store: L,
-        state_machine: S,
+        mut state_machine: S,
     ) -> Result<Node<S>, StartError> {
         let core_config = config.core_config()?;
         let raft_addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.raft_addr.clone(),
             source,
         })?;
+        let snapshots = SnapshotStore::open(&config.data_dir.join("snapshots"))?;
         let recovered = store.recover()?;
+        let snapshot = restore_snapshot(&snapshots, &mut state_machine)?;
+        check_log_reaches(&snapshots, snapshot.0, &recovered.entries)?;
         info!(
-            "node {}: recovered term {}, vote {:?}, {} log entries from {}",
+            "node {}: recovered term {}, vote {:?}, snapshot at {}, log entries {}..={}, \
+             commit index {} from {}",
             config.id,
             recovered.hard_state.current_term,
             recovered.hard_state.voted_for,
-            recovered.entries.len(),
+            snapshot.0,
+            recovered.entries.first().map_or(0, |e| e.index),
+            recovered.entries.last().map_or(0, |e| e.index),
+            recovered.commit_index,
             config.data_dir.display()
         );
-        let core = RaftCore::new(core_config, recovered.hard_state, recovered.entries);
+        let core = RaftCore::restore(
+            core_config,
+            Restored {
+                hard_state: recovered.hard_state,
+                snapshot,
+                entries: recovered.entries,
+                commit_index: recovered.commit_index,
+            },
+        );
 
         let (shutdown_tx, shutdown_rx) = bounded::<()>(0);
         let (to_writer, writer_rx) = unbounded();
         let (to_apply, apply_rx) = unbounded();
+        // One job at a time: the apply thread starts one only when none is
+        // being written.
+        let (to_snapshot, snapshot_rx) = bounded(1);
         let mut outboxes = BTreeMap::new();
         let mut peer_inputs = Vec::new();
         for (&id, addr) in &config.peers {
@@ -153,7 +207,10 @@ impl<S: StateMachine> Node<S> {
             outboxes.insert(id, outbox);
             peer_inputs.push(inputs);
         }
-        let shared = Arc::new(Shared::new(config, core, to_writer, to_apply, outboxes));
+        let shared = Arc::new(Shared::new(
+            config, core, to_writer, to_apply, outboxes, snapshots,
+        ));
+        shared.last_applied.store(snapshot.0, Ordering::Release);
         let state = Arc::new(Mutex::new(state_machine));
         let inbound = Arc::new(Mutex::new(Vec::new()));
         let spawner = Spawner {
@@ -166,8 +223,18 @@ impl<S: StateMachine> Node<S> {
             spawner.spawn("writer", |s, rx| writer::run(s, store, writer_rx, rx)),
             spawner.spawn("apply", {
                 let state = state.clone();
-                |s, rx| apply::run(s, state, apply_rx, rx)
+                move |shared, rx| {
+                    let applier = apply::Applier {
+                        shared,
+                        state,
+                        snapshots: to_snapshot,
+                        applied: snapshot,
+                        snapshot_index: snapshot.0,
+                    };
+                    apply::run(applier, apply_rx, rx)
+                }
             }),
+            spawner.spawn("snapshot", |s, rx| snapshot::run(s, snapshot_rx, rx)),
             spawner.spawn("listener", {
                 let inbound = inbound.clone();
                 |s, _| listener::run(s, listener, inbound)
@@ -322,6 +389,37 @@ impl<S> Node<S> {
         }
     }
 
+    /// Starts a snapshot of the state as applied now (BGSAVE); it is written
+    /// in the background.
+    pub fn bgsave(&self) -> Result<(), BgsaveError> {
+        if self.shared.snapshot_stats.in_progress.load(Ordering::Acquire) {
+            return Err(BgsaveError::InProgress);
+        }
+        self.shared
+            .to_apply
+            .send(shared::ApplyWork::SnapshotNow)
+            .map_err(|_| BgsaveError::ShutDown)
+    }
+
+    /// Snapshots and the compacted log, for INFO and LASTSAVE.
+    pub fn snapshot_status(&self) -> SnapshotStatus {
+        let log_first_index = self.shared.core.lock().log().first_index();
+        let latest = self.shared.snapshots.latest();
+        let stats = &self.shared.snapshot_stats;
+        SnapshotStatus {
+            index: latest.as_ref().map_or(0, |s| s.meta.last_included_index),
+            term: latest.as_ref().map_or(0, |s| s.meta.last_included_term),
+            bytes: latest.as_ref().map_or(0, |s| s.bytes),
+            log_first_index,
+            taken: stats.taken.load(Ordering::Relaxed),
+            installed: stats.installed.load(Ordering::Relaxed),
+            failed: stats.failed.load(Ordering::Relaxed),
+            in_progress: stats.in_progress.load(Ordering::Acquire),
+            last_save_unix: stats.last_save_unix.load(Ordering::Relaxed),
+            sending: stats.sending.lock().clone(),
+        }
+    }
+
     /// Counters for INFO.
     pub fn metrics(&self) -> Metrics {
         let core = self.shared.core.lock();
@@ -332,7 +430,8 @@ impl<S> Node<S> {
         }
     }
 
-    /// A copy of this node's log, for tests that compare logs.
+    /// A copy of this node's log (what compaction left of it), for tests
+    /// that compare logs.
     pub fn log_entries(&self) -> Vec<Entry> {
         let core = self.shared.core.lock();
         core.log().slice(1, core.log().last_index()).to_vec()
@@ -399,6 +498,48 @@ impl<S> Node<S> {
 impl<S> Drop for Node<S> {
     fn drop(&mut self) {
         self.halt();
+    }
+}
+
+/// Restores `state_machine` from the latest snapshot, if any; returns its
+/// last included index and term ((0, 0) without one).
+fn restore_snapshot<S: StateMachine>(
+    snapshots: &SnapshotStore,
+    state_machine: &mut S,
+) -> Result<(Index, Term), StorageError> {
+    let Some(info) = snapshots.latest() else {
+        return Ok((0, 0));
+    };
+    let mut reader = SnapshotReader::open(&info.path)?;
+    let mut payload = reader.payload()?;
+    state_machine
+        .restore(&mut payload)
+        .map_err(|e| StorageError::Corrupt {
+            path: info.path.clone(),
+            offset: None,
+            reason: e.to_string(),
+        })?;
+    Ok((info.meta.last_included_index, info.meta.last_included_term))
+}
+
+/// The log must continue the snapshot: entries before its first one exist
+/// only in the snapshot. A gap means files were lost or mixed up, and
+/// starting anyway would lose committed writes.
+fn check_log_reaches(
+    snapshots: &SnapshotStore,
+    snapshot_index: Index,
+    entries: &[Entry],
+) -> Result<(), StorageError> {
+    match entries.first() {
+        Some(first) if first.index > snapshot_index + 1 => Err(StorageError::Corrupt {
+            path: snapshots.dir().to_path_buf(),
+            offset: None,
+            reason: format!(
+                "the log starts at entry {}, but the latest snapshot only covers up to {}",
+                first.index, snapshot_index
+            ),
+        }),
+        _ => Ok(()),
     }
 }
 

@@ -11,6 +11,9 @@
 //! AppendEntries, up to the size cap — the replication pipeline batches by
 //! itself under load, and costs one message per heartbeat when idle.
 //!
+//! A follower that needs entries the leader has compacted gets the snapshot
+//! instead, streamed by this thread in chunks ([`snapshot::stream`]).
+//!
 //! A lost connection is redialled with exponential backoff (10 ms doubling to
 //! 1 s). Messages that cannot be sent meanwhile are dropped: Raft retries
 //! everything that matters (heartbeats resend entries, candidates re-run
@@ -18,8 +21,10 @@
 //! back to probing from the last known match.
 
 use super::shared::{Outbox, Shared};
+use super::snapshot;
 use super::wire::{self, Hello, HelloReply};
 use crate::raft::message::{Envelope, NodeId};
+use crate::raft::Outgoing;
 use crossbeam_channel::{bounded, select, unbounded, Receiver};
 use log::{debug, info, warn};
 use std::io::{self, Write};
@@ -195,20 +200,29 @@ impl Replicator {
             }
         }
         loop {
-            let append = self
+            let outgoing = self
                 .shared
                 .with_core(|core| core.append_for(peer))
                 .flatten();
-            if let Some(append) = &append {
-                if let Err(e) = wire::encode_frame(append, max_frame, &mut self.buf) {
-                    warn!("node {id}: cannot send AppendEntries to {peer}: {e}");
+            match &outgoing {
+                Some(Outgoing::Append(append)) => {
+                    if let Err(e) = wire::encode_frame(append, max_frame, &mut self.buf) {
+                        warn!("node {id}: cannot send AppendEntries to {peer}: {e}");
+                    }
                 }
+                Some(Outgoing::Snapshot { term }) => {
+                    conn.stream.write_all(&self.buf)?;
+                    self.buf.clear();
+                    snapshot::stream(&self.shared, peer, *term, &mut conn.stream)?;
+                    continue;
+                }
+                None => {}
             }
-            if append.is_none() || self.buf.len() >= MAX_BUFFERED {
+            if outgoing.is_none() || self.buf.len() >= MAX_BUFFERED {
                 conn.stream.write_all(&self.buf)?;
                 self.buf.clear();
             }
-            if append.is_none() {
+            if outgoing.is_none() {
                 return Ok(());
             }
         }

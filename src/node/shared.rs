@@ -4,10 +4,11 @@
 
 use super::config::Config;
 use super::error::Error;
+use super::snapshot::{Incoming, SnapshotStats};
 use super::sockets::Sockets;
 use crate::raft::message::{Entry, Envelope, Index, NodeId, Term};
 use crate::raft::{RaftCore, Ready};
-use crate::storage::StorageError;
+use crate::storage::{SnapshotStore, StorageError};
 use crossbeam_channel::Sender;
 use log::error;
 use parking_lot::Mutex;
@@ -23,6 +24,11 @@ pub(crate) type Answer = Sender<Option<Vec<u8>>>;
 /// Work for the apply thread, in the order the core released it.
 pub(crate) enum ApplyWork {
     Entries(Vec<Entry>),
+    /// Replace the state machine with the installed snapshot of this last
+    /// included index and term; every entry sent after it follows it.
+    Restore(Index, Term),
+    /// Take a snapshot now (BGSAVE).
+    SnapshotNow,
     /// Reads confirmed by the core; every entry they must observe was sent
     /// before them on the same channel.
     Reads(Vec<u64>),
@@ -74,6 +80,11 @@ pub(crate) struct Shared {
     /// or from them ended — and has not had a connection with since, either
     /// way.
     pub(crate) unreachable_peers: Mutex<BTreeSet<NodeId>>,
+    /// The data dir's snapshots.
+    pub(crate) snapshots: SnapshotStore,
+    pub(crate) snapshot_stats: SnapshotStats,
+    /// A snapshot being received from the leader.
+    pub(crate) incoming_snapshot: Mutex<Option<Incoming>>,
 }
 
 impl Shared {
@@ -83,6 +94,7 @@ impl Shared {
         to_writer: Sender<Ready>,
         to_apply: Sender<ApplyWork>,
         outboxes: BTreeMap<NodeId, Outbox>,
+        snapshots: SnapshotStore,
     ) -> Shared {
         Shared {
             config,
@@ -101,6 +113,9 @@ impl Shared {
             sockets: Sockets::default(),
             client_addrs: Mutex::new(HashMap::new()),
             unreachable_peers: Mutex::new(BTreeSet::new()),
+            snapshots,
+            snapshot_stats: SnapshotStats::default(),
+            incoming_snapshot: Mutex::new(None),
         }
     }
 
@@ -123,6 +138,10 @@ impl Shared {
     /// must wait for that write — to the writer.
     fn dispatch(&self, core: &mut RaftCore) {
         let mut ready = core.take_ready();
+        if let Some((index, term)) = ready.install.take() {
+            // Before any entry committed after it.
+            let _ = self.to_apply.send(ApplyWork::Restore(index, term));
+        }
         if !ready.committed.is_empty() {
             let entries = std::mem::take(&mut ready.committed);
             let _ = self.to_apply.send(ApplyWork::Entries(entries));

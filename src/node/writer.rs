@@ -50,7 +50,8 @@ pub(crate) fn run<L: LogStore>(
     }
 }
 
-/// Writes a batch of readies with one log sync; returns the last entry
+/// Writes a batch of readies with one log sync (and the commit index and
+/// compactions they carry, which need none of their own); returns the last entry
 /// written, if any. The hard state goes first: it is monotonic (terms only
 /// grow, a vote is cast once per term), so the newest one covers every
 /// earlier ready, and it must never lag the log.
@@ -64,6 +65,10 @@ fn persist<L: LogStore>(
     let mut log_changed = false;
     let mut last_written = None;
     for ready in batch {
+        if ready.reset_log {
+            // Durable on return: an installed snapshot replaced the log.
+            store.reset()?;
+        }
         if let Some(last_kept) = ready.truncate_after {
             store.truncate_after(last_kept)?;
             log_changed = true;
@@ -72,6 +77,15 @@ fn persist<L: LogStore>(
             store.append(&ready.entries)?;
             log_changed = true;
             last_written = Some((last.index, last.term));
+        }
+        if let Some(commit_index) = ready.commit_index {
+            // Rides along with the next sync; no sync of its own.
+            store.save_commit(commit_index)?;
+        }
+        if let Some(through) = ready.compact_through {
+            // A durable snapshot covers these; dropping them need not be
+            // durable itself.
+            store.compact(through)?;
         }
     }
     if log_changed {

@@ -12,7 +12,8 @@
 //!   [`RaftCore::tick`] advances logical time by one tick, [`RaftCore::propose`]
 //!   offers a client command, [`RaftCore::read_index`] starts a linearizable
 //!   read, and [`RaftCore::persisted`] reports that the log is durable up to
-//!   some entry.
+//!   some entry. Snapshots (§7, `core/snapshot.rs`) add
+//!   [`RaftCore::snapshot_taken`] and [`RaftCore::snapshot_received`].
 //! * **Outputs.** [`RaftCore::take_ready`] hands back a [`Ready`]: the hard
 //!   state and log entries to write, the messages to send *after* that write is
 //!   durable, the entries that are now committed and may be applied, reads
@@ -22,10 +23,14 @@
 mod election;
 mod reads;
 mod replication;
+mod snapshot;
+
+pub use snapshot::{Outgoing, Restored, SnapshotChunk};
 
 use super::log::RaftLog;
 use super::message::{
-    AppendResult, Entry, Envelope, HardState, Index, Message, NodeId, Payload, RejectHint, Term,
+    AppendResult, Entry, Envelope, HardState, Index, Message, NodeId, Payload, RejectHint,
+    SnapshotResult, Term,
 };
 use super::progress::Progress;
 use super::quorum;
@@ -64,6 +69,10 @@ pub struct CoreConfig {
     /// Serve reads on the leader's lease instead of a heartbeat round per
     /// read. Relies on check_quorum's stickiness and on bounded clock drift.
     pub lease_reads: bool,
+    /// After a snapshot, the log keeps this many entries before its last
+    /// included index, so a follower only slightly behind is sent entries,
+    /// not the whole snapshot (§7).
+    pub snapshot_keep: Index,
 }
 
 impl CoreConfig {
@@ -80,6 +89,7 @@ impl CoreConfig {
             pre_vote: true,
             check_quorum: true,
             lease_reads: false,
+            snapshot_keep: 5000,
         }
     }
 }
@@ -160,6 +170,16 @@ pub struct RaftCore {
     /// Leadership rounds started for reads, and reads served on the lease.
     read_rounds: u64,
     lease_reads_served: u64,
+    /// The last included index and term of the latest durable snapshot,
+    /// (0, 0) before any: what a follower that needs compacted entries is
+    /// sent (§7).
+    snapshot: (Index, Term),
+    /// A chunk of a snapshot a leader sent, waiting for the node to write
+    /// it ([`RaftCore::take_snapshot_chunk`]).
+    incoming_chunk: Option<SnapshotChunk>,
+    snapshots_installed: u64,
+    /// The highest commit index handed to storage to save.
+    commit_saved: Index,
     /// Outputs accumulated since the last [`RaftCore::take_ready`] (the log
     /// keeps the entries to write).
     ready: Ready,
@@ -172,14 +192,22 @@ impl RaftCore {
     /// index is volatile (Figure 2), so it starts at 0 and the node relearns it
     /// from the leader, re-applying the log to a fresh state machine.
     pub fn new(config: CoreConfig, hard_state: HardState, entries: Vec<Entry>) -> RaftCore {
+        RaftCore::with_log(config, hard_state, RaftLog::new(entries))
+    }
+
+    fn with_log(config: CoreConfig, hard_state: HardState, log: RaftLog) -> RaftCore {
         let mut core = RaftCore {
             rng: StdRng::seed_from_u64(config.seed),
             config,
             current_term: hard_state.current_term,
             voted_for: hard_state.voted_for,
-            log: RaftLog::new(entries),
+            log,
             commit_index: 0,
             last_applied: 0,
+            snapshot: (0, 0),
+            incoming_chunk: None,
+            snapshots_installed: 0,
+            commit_saved: 0,
             role: Role::Follower { leader: None },
             election_elapsed: 0,
             randomized_election_timeout: 0,
@@ -415,9 +443,17 @@ impl RaftCore {
                     },
                 },
             },
+            Message::InstallSnapshot {
+                last_included_index,
+                ..
+            } => Message::InstallSnapshotResponse {
+                last_included_index,
+                result: SnapshotResult::Failed,
+            },
             Message::RequestVoteResponse { .. }
             | Message::PreVoteResponse { .. }
-            | Message::AppendEntriesResponse { .. } => return,
+            | Message::AppendEntriesResponse { .. }
+            | Message::InstallSnapshotResponse { .. } => return,
         };
         self.send(env.from, refusal);
     }
@@ -461,6 +497,30 @@ impl RaftCore {
             Message::AppendEntriesResponse { round, result } => {
                 self.handle_append_response(from, round, result)
             }
+            Message::InstallSnapshot {
+                last_included_index,
+                last_included_term,
+                offset,
+                total,
+                data,
+                done,
+            } => self.handle_install_snapshot(
+                from,
+                SnapshotChunk {
+                    from,
+                    term: env.term,
+                    last_included_index,
+                    last_included_term,
+                    offset,
+                    total,
+                    data,
+                    done,
+                },
+            ),
+            Message::InstallSnapshotResponse {
+                last_included_index,
+                result,
+            } => self.handle_install_snapshot_response(from, last_included_index, result),
         }
     }
 
@@ -471,7 +531,14 @@ impl RaftCore {
             self.hard_state_dirty = false;
             ready.hard_state = Some(self.hard_state());
         }
-        (ready.truncate_after, ready.entries) = self.log.take_unwritten();
+        let unwritten = self.log.take_unwritten();
+        ready.reset_log = unwritten.reset;
+        ready.truncate_after = unwritten.truncate_after;
+        ready.entries = unwritten.entries;
+        if self.commit_index > self.commit_saved {
+            self.commit_saved = self.commit_index;
+            ready.commit_index = Some(self.commit_index);
+        }
         if self.commit_index > self.last_applied {
             ready.committed = self
                 .log
@@ -569,4 +636,4 @@ impl RaftCore {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -1,25 +1,40 @@
 //! The replicated log as the core sees it, and the log's own rules.
 //!
-//! [`RaftLog`] holds the entries with indexes 1, 2, 3, … in memory and answers
-//! the questions Raft's rules ask of a log: the term at an index (the
-//! consistency check, §5.3), whether another log is at least as up-to-date
-//! (§5.4.1), where a conflicting term starts (the rejection hint). It also
-//! applies a leader's entries to a follower's log ([`RaftLog::maybe_append`]):
-//! find the first conflict, truncate only from there — never an entry that
-//! matches, never a committed one — and append the rest.
+//! [`RaftLog`] holds, in memory, the entries after the *compaction point*
+//! and answers the questions Raft's rules ask of a log: the term at an index
+//! (the consistency check, §5.3), whether another log is at least as
+//! up-to-date (§5.4.1), where a conflicting term starts (the rejection
+//! hint). It also applies a leader's entries to a follower's log
+//! ([`RaftLog::maybe_append`]): find the first conflict, truncate only from
+//! there — never an entry that matches, never a committed one — and append
+//! the rest.
+//!
+//! # Compaction (§7)
+//!
+//! Once a snapshot covers a prefix of the log, that prefix is dropped
+//! ([`RaftLog::compact`]); an installed snapshot may replace the whole log
+//! ([`RaftLog::restore`]). What remains is the index and term of the last
+//! dropped entry — the `offset` — which is all the consistency check needs
+//! of the prefix: an AppendEntries whose previous entry is the offset is
+//! checked against its term. Every dropped entry was committed (snapshots
+//! hold only applied state), so it matches the leader's by definition.
 //!
 //! The core never touches the disk. The log remembers what storage has yet to
-//! be told: entries appended since the last [`RaftLog::take_unwritten`], and
-//! whether a truncation cut into entries already handed over. It also knows
-//! how far storage has reported the log durable ([`RaftLog::persisted_index`]),
-//! which is what a leader may count as its own copy (§10.2.1 of the
-//! dissertation).
+//! be told: entries appended since the last [`RaftLog::take_unwritten`],
+//! whether a truncation cut into entries already handed over, and whether an
+//! installed snapshot replaced the log. It also knows how far storage has
+//! reported the log durable ([`RaftLog::persisted_index`]), which is what a
+//! leader may count as its own copy (§10.2.1 of the dissertation).
 
 use super::message::{Entry, Index, RejectHint, Term};
 
 #[derive(Debug, Clone, Default)]
 pub struct RaftLog {
-    /// `entries[i]` holds index `i + 1`.
+    /// The last entry no longer held (compacted into a snapshot, §7), or 0.
+    offset: Index,
+    /// The term of the entry at `offset` (0 when `offset` is 0).
+    offset_term: Term,
+    /// `entries[i]` holds index `offset + 1 + i`.
     entries: Vec<Entry>,
     /// Entries up to here were handed to storage; later ones are still to
     /// be written.
@@ -27,8 +42,22 @@ pub struct RaftLog {
     /// Storage must drop its entries after this index before writing the
     /// unwritten ones: a conflict cut into entries it already has.
     storage_truncate: Option<Index>,
+    /// Storage must drop its whole log before writing the unwritten
+    /// entries: an installed snapshot replaced it.
+    storage_reset: bool,
     /// Storage has reported the log durable up to here.
     persisted: Index,
+}
+
+/// What storage must do, in this order, to catch up with the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Unwritten {
+    /// Drop the whole log (a snapshot replaced it).
+    pub reset: bool,
+    /// Drop every entry after this index.
+    pub truncate_after: Option<Index>,
+    /// Then append these.
+    pub entries: Vec<Entry>,
 }
 
 /// What [`RaftLog::maybe_append`] did with a leader's entries.
@@ -51,48 +80,77 @@ impl RaftLog {
     /// Builds the log from recovered entries, which must be consecutive from 1
     /// (storage checks this on recovery). They are durable by definition.
     pub fn new(entries: Vec<Entry>) -> RaftLog {
+        RaftLog::after(0, 0, entries)
+    }
+
+    /// Builds the log from recovered entries that follow the entry at
+    /// `offset`, of `offset_term` (the compaction point). They must be
+    /// consecutive from `offset + 1` and are durable by definition.
+    pub fn after(offset: Index, offset_term: Term, entries: Vec<Entry>) -> RaftLog {
         debug_assert!(entries
             .iter()
             .enumerate()
-            .all(|(i, e)| e.index == i as Index + 1));
-        let last = entries.len() as Index;
+            .all(|(i, e)| e.index == offset + 1 + i as Index));
+        let last = offset + entries.len() as Index;
         RaftLog {
+            offset,
+            offset_term,
             entries,
             handed_off: last,
             storage_truncate: None,
+            storage_reset: false,
             persisted: last,
         }
     }
 
+    /// The first entry the log holds (one past the compaction point); equal
+    /// to `last_index() + 1` when it holds none.
+    pub fn first_index(&self) -> Index {
+        self.offset + 1
+    }
+
+    /// The compaction point: the last entry dropped into a snapshot, and its
+    /// term; (0, 0) before any.
+    pub fn offset(&self) -> (Index, Term) {
+        (self.offset, self.offset_term)
+    }
+
     pub fn last_index(&self) -> Index {
-        self.entries.len() as Index
+        self.offset + self.entries.len() as Index
     }
 
     pub fn last_term(&self) -> Term {
-        self.entries.last().map_or(0, |e| e.term)
+        self.entries.last().map_or(self.offset_term, |e| e.term)
     }
 
-    /// The term of the entry at `index`; index 0 (before the log) has term 0.
+    /// The term of the entry at `index`: index 0 (before the log) has term
+    /// 0, the compaction point its recorded term; `None` past the end or
+    /// inside the compacted prefix.
     pub fn term_at(&self, index: Index) -> Option<Term> {
-        if index == 0 {
-            return Some(0);
+        if index == self.offset {
+            return Some(self.offset_term);
         }
         self.get(index).map(|e| e.term)
     }
 
+    /// Whether `index` lies in the prefix dropped into a snapshot.
+    pub fn is_compacted(&self, index: Index) -> bool {
+        index < self.offset
+    }
+
     pub fn get(&self, index: Index) -> Option<&Entry> {
-        let i = index.checked_sub(1)?;
+        let i = index.checked_sub(self.offset + 1)?;
         self.entries.get(usize::try_from(i).ok()?)
     }
 
-    /// Entries `from..=to`, clamped to the log.
+    /// Entries `from..=to`, clamped to what the log holds.
     pub fn slice(&self, from: Index, to: Index) -> &[Entry] {
-        let start = (from.max(1) - 1) as usize;
-        let end = (to.min(self.last_index())) as usize;
+        let start = from.max(self.offset + 1) - self.offset - 1;
+        let end = to.min(self.last_index()).saturating_sub(self.offset);
         if start >= end {
             return &[];
         }
-        &self.entries[start..end]
+        &self.entries[start as usize..end as usize]
     }
 
     /// Entries from `from` onward whose sizes add up to at most `max_bytes`,
@@ -132,7 +190,9 @@ impl RaftLog {
             return index;
         };
         let mut first = index;
-        while first > 1 && self.term_at(first - 1) == Some(term) {
+        // Not into the compacted prefix: the hint only needs to be a place
+        // where the logs may still differ, and everything there matches.
+        while first > self.offset + 1 && self.term_at(first - 1) == Some(term) {
             first -= 1;
         }
         first
@@ -140,6 +200,9 @@ impl RaftLog {
 
     /// The last index at or before `at` holding an entry of `term`, if any.
     pub fn last_index_of_term(&self, term: Term, at: Index) -> Option<Index> {
+        if at == self.offset && term == self.offset_term {
+            return Some(at);
+        }
         self.slice(1, at)
             .iter()
             .rev()
@@ -169,6 +232,11 @@ impl RaftLog {
         entries: Vec<Entry>,
         commit_index: Index,
     ) -> MaybeAppend {
+        let (prev_log_index, prev_log_term, entries) =
+            match self.skip_compacted(prev_log_index, prev_log_term, entries) {
+                Ok(rest) => rest,
+                Err(last_new) => return MaybeAppend::Matched { last_new },
+            };
         match self.term_at(prev_log_index) {
             None => {
                 let last_index = self.last_index();
@@ -200,6 +268,32 @@ impl RaftLog {
         MaybeAppend::Matched { last_new }
     }
 
+    /// A message may start inside the compacted prefix (it was sent before
+    /// this node installed a snapshot, or the leader probed from far back).
+    /// Those entries are committed here, so they match: drop them and check
+    /// the rest against the compaction point instead. `Err(last_new)` when
+    /// nothing reaches past the compaction point (all of it matches).
+    fn skip_compacted(
+        &self,
+        prev_log_index: Index,
+        prev_log_term: Term,
+        mut entries: Vec<Entry>,
+    ) -> Result<(Index, Term, Vec<Entry>), Index> {
+        if prev_log_index >= self.offset {
+            return Ok((prev_log_index, prev_log_term, entries));
+        }
+        let last_new = prev_log_index + entries.len() as Index;
+        if last_new <= self.offset {
+            return Err(last_new);
+        }
+        let skip = (self.offset - prev_log_index) as usize;
+        let at_offset = entries[skip - 1].term;
+        entries.drain(..skip);
+        // The term at the offset is the message's own: if it differs from
+        // ours, the consistency check below refuses the message.
+        Ok((self.offset, at_offset, entries))
+    }
+
     /// The position in `entries` of the first one this log does not hold:
     /// either it conflicts with an existing entry or it lies past the end.
     fn find_conflict(&self, entries: &[Entry]) -> Option<usize> {
@@ -211,7 +305,9 @@ impl RaftLog {
     /// Drops every entry after `last_kept`. If storage already holds some of
     /// them, it is told to drop them too before the next write.
     fn truncate_after(&mut self, last_kept: Index) {
-        self.entries.truncate(last_kept as usize);
+        debug_assert!(last_kept >= self.offset, "truncating a compacted entry");
+        self.entries
+            .truncate(last_kept.saturating_sub(self.offset) as usize);
         self.persisted = self.persisted.min(last_kept);
         if last_kept < self.handed_off {
             self.handed_off = last_kept;
@@ -225,10 +321,42 @@ impl RaftLog {
     /// What storage must do next: drop its entries after the returned index
     /// (if any), then append the returned entries. From now on they count as
     /// handed over.
-    pub fn take_unwritten(&mut self) -> (Option<Index>, Vec<Entry>) {
+    pub fn take_unwritten(&mut self) -> Unwritten {
         let entries = self.slice(self.handed_off + 1, self.last_index()).to_vec();
         self.handed_off = self.last_index();
-        (self.storage_truncate.take(), entries)
+        Unwritten {
+            reset: std::mem::take(&mut self.storage_reset),
+            truncate_after: self.storage_truncate.take(),
+            entries,
+        }
+    }
+
+    /// Drops every entry up to `through` (which must be held, or be the
+    /// offset already), because a durable snapshot covers them (§7).
+    pub fn compact(&mut self, through: Index) {
+        if through <= self.offset {
+            return;
+        }
+        let Some(term) = self.term_at(through) else {
+            debug_assert!(false, "compacting past the end of the log");
+            return;
+        };
+        self.entries.drain(..(through - self.offset) as usize);
+        self.offset = through;
+        self.offset_term = term;
+    }
+
+    /// Replaces the whole log with an installed snapshot's last entry
+    /// (§7: "discard the entire log"): it becomes the compaction point, and
+    /// storage is told to drop its log before writing anything more.
+    pub fn restore(&mut self, index: Index, term: Term) {
+        self.entries.clear();
+        self.offset = index;
+        self.offset_term = term;
+        self.handed_off = index;
+        self.persisted = index;
+        self.storage_truncate = None;
+        self.storage_reset = true;
     }
 
     /// Storage reports the log durable up to `index`, whose entry had `term`
@@ -338,7 +466,7 @@ mod tests {
             vec![1, 1, 2, 2],
             "a shorter message keeps the rest"
         );
-        assert_eq!(log.take_unwritten(), (None, vec![]));
+        assert_eq!(log.take_unwritten(), Unwritten::default());
         // A conflict at 3 cuts 3 and 4 and tells storage to cut too.
         assert_eq!(
             log.maybe_append(2, 1, vec![entry(3, 3), entry(4, 3), entry(5, 3)], 0),
@@ -346,7 +474,11 @@ mod tests {
         );
         assert_eq!(terms(&log), vec![1, 1, 3, 3, 3]);
         assert_eq!(log.persisted_index(), 2);
-        let (truncate, written) = log.take_unwritten();
+        let Unwritten {
+            truncate_after: truncate,
+            entries: written,
+            ..
+        } = log.take_unwritten();
         assert_eq!(truncate, Some(2));
         assert_eq!(
             written.iter().map(|e| e.index).collect::<Vec<_>>(),
@@ -371,7 +503,11 @@ mod tests {
         // Entries 2 and 3 have not gone to storage yet: replacing 3 only
         // changes what will be written.
         log.maybe_append(2, 1, vec![entry(3, 2)], 0);
-        let (truncate, written) = log.take_unwritten();
+        let Unwritten {
+            truncate_after: truncate,
+            entries: written,
+            ..
+        } = log.take_unwritten();
         assert_eq!(truncate, None);
         assert_eq!(written, vec![entry(2, 1), entry(3, 2)]);
     }
@@ -387,5 +523,59 @@ mod tests {
         assert!(log.mark_persisted(1, 1));
         assert!(log.mark_persisted(2, 2));
         assert_eq!(log.persisted_index(), 2);
+    }
+
+    #[test]
+    fn compaction_keeps_the_offset_for_the_consistency_check() {
+        let mut log = log_of(&[1, 1, 2, 2, 3]);
+        log.compact(3);
+        assert_eq!((log.first_index(), log.last_index()), (4, 5));
+        assert_eq!(log.offset(), (3, 2));
+        assert_eq!(log.term_at(3), Some(2), "the offset's term is kept");
+        assert_eq!(log.term_at(2), None, "compacted");
+        assert!(log.is_compacted(2) && !log.is_compacted(3));
+        assert_eq!(log.slice(1, 9).len(), 2);
+        assert_eq!(log.last_index_of_term(2, 5), Some(4));
+        assert_eq!(log.first_index_of_term_at(4), 4, "never into the prefix");
+        // Compacting everything keeps the last term for up-to-dateness.
+        log.compact(5);
+        assert_eq!((log.last_index(), log.last_term()), (5, 3));
+        assert!(log.entries_from(6, usize::MAX).is_empty());
+    }
+
+    #[test]
+    fn a_message_reaching_into_the_compacted_prefix_matches_what_it_overlaps() {
+        let mut log = log_of(&[1, 1, 2, 2]);
+        log.compact(3);
+        // Entirely inside the prefix: committed here, so it matches.
+        assert_eq!(
+            log.maybe_append(0, 0, vec![entry(1, 1), entry(2, 1)], 3),
+            MaybeAppend::Matched { last_new: 2 }
+        );
+        // Across the offset: checked against the offset's term, then merged.
+        assert_eq!(
+            log.maybe_append(1, 1, vec![entry(2, 1), entry(3, 2), entry(4, 2), entry(5, 3)], 3),
+            MaybeAppend::Matched { last_new: 5 }
+        );
+        assert_eq!(log.last_index(), 5);
+        // A message disagreeing about the offset's term is refused.
+        assert!(matches!(
+            log.maybe_append(2, 1, vec![entry(3, 9), entry(4, 9)], 3),
+            MaybeAppend::Mismatch(_)
+        ));
+    }
+
+    #[test]
+    fn restoring_a_snapshot_replaces_the_log_and_tells_storage() {
+        let mut log = log_of(&[1, 1, 2]);
+        log.maybe_append(3, 2, vec![entry(4, 2)], 0);
+        log.restore(10, 4);
+        assert_eq!((log.first_index(), log.last_index(), log.last_term()), (11, 10, 4));
+        assert_eq!(log.persisted_index(), 10);
+        let unwritten = log.take_unwritten();
+        assert!(unwritten.reset && unwritten.entries.is_empty());
+        log.append(entry(11, 4));
+        assert_eq!(log.take_unwritten().entries, vec![entry(11, 4)]);
+        assert!(log.mark_persisted(11, 4));
     }
 }

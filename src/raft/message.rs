@@ -97,6 +97,38 @@ pub enum Message {
     /// Reply to [`Message::AppendEntries`]. `round` echoes the request's round,
     /// or is 0 when the request was refused for its stale term.
     AppendEntriesResponse { round: u64, result: AppendResult },
+    /// Sent by the leader to a follower that needs entries the leader has
+    /// compacted away (§7): its latest snapshot file, a chunk at a time, in
+    /// order. `data` goes at `offset` in the file, which is `total` bytes
+    /// long; `done` marks the last chunk. The file carries its own checksum,
+    /// so the follower checks it whole before installing it.
+    InstallSnapshot {
+        last_included_index: Index,
+        last_included_term: Term,
+        offset: u64,
+        total: u64,
+        data: Vec<u8>,
+        done: bool,
+    },
+    /// Reply to [`Message::InstallSnapshot`].
+    InstallSnapshotResponse {
+        last_included_index: Index,
+        result: SnapshotResult,
+    },
+}
+
+/// How a follower is getting on with a snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SnapshotResult {
+    /// The follower holds the first `bytes` bytes of the file.
+    Received { bytes: u64 },
+    /// The follower's state now includes everything up to the snapshot's
+    /// last included index (it installed it, or already had it), and that
+    /// is durable.
+    Installed,
+    /// The transfer failed (a chunk out of order, a file that did not check
+    /// out, a stale term); the leader starts again.
+    Failed,
 }
 
 /// The outcome of an AppendEntries at the follower.
@@ -139,6 +171,8 @@ impl Message {
             Message::PreVoteResponse { .. } => "PreVoteResponse",
             Message::AppendEntries { .. } => "AppendEntries",
             Message::AppendEntriesResponse { .. } => "AppendEntriesResponse",
+            Message::InstallSnapshot { .. } => "InstallSnapshot",
+            Message::InstallSnapshotResponse { .. } => "InstallSnapshotResponse",
         }
     }
 }

@@ -19,6 +19,10 @@ pub enum ProgressState {
     Probe,
     /// The match point is known: send new entries as they come.
     Replicate,
+    /// The follower needs entries the leader has compacted (§7): its
+    /// replication thread is streaming it the snapshot, and nothing else is
+    /// sent until the follower reports it installed (or the transfer fails).
+    Snapshot,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,11 +82,13 @@ impl Progress {
     /// index, or a due heartbeat — in probe state, only if no probe is out.
     pub fn wants_send(&self, last_index: Index, commit_index: Index) -> bool {
         let has_news = self.next_index <= last_index || self.commit_sent < commit_index;
-        self.heartbeat_due
-            || match self.state {
-                ProgressState::Probe => !self.probe_sent && has_news,
-                ProgressState::Replicate => has_news,
-            }
+        match self.state {
+            // The replication thread is busy streaming; the follower resets
+            // its election timer on every chunk.
+            ProgressState::Snapshot => false,
+            ProgressState::Probe => self.heartbeat_due || (!self.probe_sent && has_news),
+            ProgressState::Replicate => self.heartbeat_due || has_news,
+        }
     }
 
     /// An AppendEntries carrying entries up to `last_sent` and commit index
@@ -93,6 +99,7 @@ impl Progress {
             // connection sends us back to probing.
             ProgressState::Replicate => self.next_index = last_sent + 1,
             ProgressState::Probe => self.probe_sent = true,
+            ProgressState::Snapshot => {}
         }
         self.heartbeat_due = false;
         // The follower can only commit what it holds (Figure 2, step 5 of
@@ -105,6 +112,7 @@ impl Progress {
     pub fn accepted(&mut self, match_index: Index) {
         self.match_index = self.match_index.max(match_index);
         self.next_index = self.next_index.max(self.match_index + 1);
+        // Not while a snapshot is on its way: that ends with its own answer.
         if self.state == ProgressState::Probe {
             self.become_replicate();
         }
@@ -117,7 +125,10 @@ impl Progress {
     /// follower that acknowledged `match_index` holds our entry there, so a
     /// rejection at or below it is necessarily old.)
     pub fn rejected(&mut self, rejected_index: Index, hinted_next: Index) -> bool {
-        if rejected_index <= self.match_index || rejected_index >= self.next_index {
+        if rejected_index <= self.match_index
+            || rejected_index >= self.next_index
+            || self.state == ProgressState::Snapshot
+        {
             return false;
         }
         self.become_probe();
@@ -132,6 +143,20 @@ impl Progress {
         self.state = ProgressState::Probe;
         self.next_index = self.match_index + 1;
         self.probe_sent = false;
+    }
+
+    /// The entries the follower needs next are compacted: send it the
+    /// snapshot instead.
+    pub fn become_snapshot(&mut self) {
+        self.state = ProgressState::Snapshot;
+        self.probe_sent = false;
+    }
+
+    /// The follower's state includes everything up to `index` (it installed
+    /// a snapshot of it): probe onward from there.
+    pub fn snapshot_installed(&mut self, index: Index) {
+        self.match_index = self.match_index.max(index);
+        self.become_probe();
     }
 
     fn become_replicate(&mut self) {
@@ -208,5 +233,18 @@ mod tests {
         pr.mark_active();
         assert!(pr.take_active());
         assert!(!pr.take_active());
+    }
+
+    #[test]
+    fn a_snapshot_pauses_sending_until_it_is_installed() {
+        let mut pr = Progress::new(5);
+        pr.accepted(2);
+        pr.become_snapshot();
+        pr.heartbeat_due();
+        assert!(!pr.wants_send(9, 4), "the snapshot stream has the connection");
+        assert!(!pr.rejected(3, 1), "a late rejection changes nothing");
+        pr.snapshot_installed(7);
+        assert_eq!((pr.state(), pr.match_index(), pr.next_index()), (ProgressState::Probe, 7, 8));
+        assert!(pr.wants_send(9, 4));
     }
 }

@@ -1,7 +1,7 @@
 //! The core's hand-off to the node: everything one batch of inputs asks the
 //! node to do, in the order it must be done.
 
-use super::message::{Entry, Envelope, HardState, Index, NodeId};
+use super::message::{Entry, Envelope, HardState, Index, NodeId, Term};
 
 /// What the node must do after feeding the core some input. The order matters:
 /// first make `hard_state`, `truncate_after` and `entries` durable, then send
@@ -13,10 +13,22 @@ use super::message::{Entry, Envelope, HardState, Index, NodeId};
 pub struct Ready {
     /// New term and vote, to persist before sending any message.
     pub hard_state: Option<HardState>,
+    /// Drop the whole stored log first: an installed snapshot replaced it.
+    pub reset_log: bool,
     /// Drop every stored entry after this index before appending `entries`.
     pub truncate_after: Option<Index>,
     /// New log entries to persist, in order.
     pub entries: Vec<Entry>,
+    /// The commit index has reached this: save it with the log (no sync of
+    /// its own is needed; losing it in a crash only means relearning it).
+    pub commit_index: Option<Index>,
+    /// Stored entries up to here may be dropped: a durable snapshot covers
+    /// them (§7).
+    pub compact_through: Option<Index>,
+    /// A snapshot with this last included index and term was installed
+    /// (its file is durable): the state machine must be restored from it
+    /// before applying any entry in `committed`, which all follow it.
+    pub install: Option<(Index, Term)>,
     /// Messages to send once the above is durable.
     pub messages: Vec<Envelope>,
     /// Entries newly known to be committed, in index order, to apply.
@@ -44,7 +56,11 @@ pub struct ReadyRead {
 impl Ready {
     pub fn is_empty(&self) -> bool {
         self.hard_state.is_none()
+            && !self.reset_log
             && self.truncate_after.is_none()
+            && self.commit_index.is_none()
+            && self.compact_through.is_none()
+            && self.install.is_none()
             && self.entries.is_empty()
             && self.messages.is_empty()
             && self.committed.is_empty()
@@ -55,6 +71,11 @@ impl Ready {
 
     /// Whether anything must be written to disk.
     pub fn has_storage_work(&self) -> bool {
-        self.hard_state.is_some() || self.truncate_after.is_some() || !self.entries.is_empty()
+        self.hard_state.is_some()
+            || self.reset_log
+            || self.truncate_after.is_some()
+            || !self.entries.is_empty()
+            || self.commit_index.is_some()
+            || self.compact_through.is_some()
     }
 }

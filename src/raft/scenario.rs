@@ -107,6 +107,7 @@
 //! dropped n1 → n2 ...                            (by `drop`)
 //! ```
 
+use crate::raft::core::tests::NextAppend;
 use crate::raft::message::{
     AppendResult, Entry, Envelope, HardState, Index, Message, NodeId, Payload, RejectHint, Term,
 };
@@ -628,7 +629,7 @@ impl Cluster {
         }
         let mut appends = Vec::new();
         for peer in ready.replicate {
-            while let Some(env) = core.append_for(peer) {
+            while let Some(env) = core.next_append(peer) {
                 appends.push(env);
                 assert!(appends.len() < 10_000, "n{id}: append_for never runs dry");
             }
@@ -1117,6 +1118,22 @@ fn describe(env: &Envelope) -> String {
             };
             format!("{result} round={round}")
         }
+        Message::InstallSnapshot {
+            last_included_index,
+            last_included_term,
+            offset,
+            total,
+            data,
+            done,
+        } => format!(
+            "snapshot={last_included_index}@{last_included_term} offset={offset} len={} \
+             total={total} done={done}",
+            data.len()
+        ),
+        Message::InstallSnapshotResponse {
+            last_included_index,
+            result,
+        } => format!("snapshot={last_included_index} {result:?}"),
     };
     format!(
         "n{} → n{} {} term={} {details}",

@@ -88,5 +88,5 @@ fn a_memory_store_can_start_from_a_given_state() {
     let recovered = store.recover().unwrap();
     assert_eq!(recovered.hard_state, hard_state);
     assert_eq!(recovered.entries.len(), 2);
-    assert!(MemStore::with(hard_state, vec![entry(2, 1)]).is_err());
+    assert!(MemStore::with(hard_state, vec![entry(1, 1), entry(3, 1)]).is_err());
 }

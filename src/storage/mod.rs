@@ -8,7 +8,8 @@
 //! format is defined in one place, the docs of `disk.rs`), [`MemStore`] keeps
 //! everything in memory for tests that need no disk. Snapshots (§7) are
 //! files of their own ([`SnapshotWriter`], [`SnapshotReader`]; the format is
-//! in the docs of `snapshot_file.rs`).
+//! in the docs of `snapshot_file.rs`), kept in the data dir's `snapshots/`
+//! by [`SnapshotStore`].
 //!
 //! Dependencies: the Raft types ([`crate::raft::message`]) and the codec.
 //! Nothing here knows about threads, the network or the state machine.
@@ -19,12 +20,14 @@ mod log_file;
 mod log_store;
 mod memory;
 mod snapshot_file;
+mod snapshot_store;
 
 pub use disk::DiskStore;
 pub use error::StorageError;
 pub use log_store::{LogStore, Recovered};
 pub use memory::MemStore;
 pub use snapshot_file::{SnapshotMeta, SnapshotReader, SnapshotWriter};
+pub use snapshot_store::{SnapshotInfo, SnapshotStore};
 
 #[cfg(test)]
 mod contract_tests;

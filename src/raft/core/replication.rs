@@ -2,14 +2,14 @@
 //! AppendEntries, a follower's answer, and how the leader learns what is
 //! committed.
 
-use super::{NotLeader, RaftCore, Role, RoleKind};
+use super::{NotLeader, Outgoing, RaftCore, Role, RoleKind};
 use crate::raft::log::MaybeAppend;
 use crate::raft::message::{
     AppendResult, Entry, Envelope, Index, Message, NodeId, Payload, RejectHint, Term,
 };
 use crate::raft::quorum;
 
-use log::{debug, error, warn};
+use log::{debug, error, info, warn};
 
 impl RaftCore {
     /// Offers a client command. On the leader it is appended to the log and its
@@ -60,7 +60,8 @@ impl RaftCore {
     /// send it: new entries, a newer commit index, or a due heartbeat. Called by
     /// the peer's replication thread when it is ready to write, so everything
     /// appended since its last call travels in this one message.
-    pub fn append_for(&mut self, peer: NodeId) -> Option<Envelope> {
+    pub fn append_for(&mut self, peer: NodeId) -> Option<Outgoing> {
+        let needs_snapshot = self.needs_snapshot(self.progress(peer)?.next_index() - 1);
         let Role::Leader { progress, reads } = &mut self.role else {
             return None;
         };
@@ -68,6 +69,21 @@ impl RaftCore {
         let last_index = self.log.last_index();
         if !pr.wants_send(last_index, self.commit_index) {
             return None;
+        }
+        if needs_snapshot {
+            // §7: the entries it needs are compacted; only the snapshot has
+            // them.
+            info!(
+                "node {}: {} needs entry {}, compacted; sending it the snapshot at {}",
+                self.config.id,
+                peer,
+                pr.next_index(),
+                self.snapshot.0
+            );
+            pr.become_snapshot();
+            return Some(Outgoing::Snapshot {
+                term: self.current_term,
+            });
         }
         let prev_log_index = pr.next_index() - 1;
         let Some(prev_log_term) = self.log.term_at(prev_log_index) else {
@@ -87,7 +103,7 @@ impl RaftCore {
             .log
             .entries_from(pr.next_index(), self.config.max_append_bytes);
         pr.sent(prev_log_index + entries.len() as Index, self.commit_index);
-        Some(Envelope {
+        Some(Outgoing::Append(Envelope {
             from: self.config.id,
             to: peer,
             term: self.current_term,
@@ -98,7 +114,7 @@ impl RaftCore {
                 leader_commit: self.commit_index,
                 round: reads.send_round(),
             },
-        })
+        }))
     }
 
     /// A follower's (or candidate's) side of AppendEntries from the leader of
@@ -157,7 +173,7 @@ impl RaftCore {
 
     /// Recognises `leader` as the leader of the current term, on hearing an
     /// AppendEntries from it. Returns false if that cannot be right.
-    fn follow(&mut self, leader: NodeId) -> bool {
+    pub(super) fn follow(&mut self, leader: NodeId) -> bool {
         match self.role {
             Role::Leader { .. } => {
                 // Election Safety (§5.2) makes this impossible; a peer that does

@@ -14,6 +14,20 @@ use std::collections::{BTreeSet, VecDeque};
 // Helpers: building cores, entries and envelopes
 // ===========================================================================
 
+/// `append_for` for tests that never compact: the AppendEntries, if any.
+pub(crate) trait NextAppend {
+    fn next_append(&mut self, peer: NodeId) -> Option<Envelope>;
+}
+
+impl NextAppend for RaftCore {
+    fn next_append(&mut self, peer: NodeId) -> Option<Envelope> {
+        match self.append_for(peer)? {
+            Outgoing::Append(envelope) => Some(envelope),
+            Outgoing::Snapshot { .. } => panic!("a snapshot for {peer} in a test without any"),
+        }
+    }
+}
+
 /// The configuration of node `id` in a cluster of nodes `1..=n`, with the
 /// defaults of [`CoreConfig::new`] (election 15–30 ticks, heartbeat 5).
 fn config(id: NodeId, n: u64) -> CoreConfig {
@@ -212,7 +226,7 @@ fn make_leader(core: &mut RaftCore) {
 /// Calls `append_for(peer)` until it has nothing more to send.
 fn drain_appends(core: &mut RaftCore, peer: NodeId) -> Vec<Envelope> {
     let mut out = Vec::new();
-    while let Some(env) = core.append_for(peer) {
+    while let Some(env) = core.next_append(peer) {
         out.push(env);
         assert!(out.len() < 10_000, "append_for never runs dry");
     }
@@ -382,7 +396,7 @@ impl Network {
             self.applied.get_mut(&id).unwrap().extend(ready.committed);
             self.queue.extend(ready.messages);
             for peer in ready.replicate {
-                while let Some(env) = core.append_for(peer) {
+                while let Some(env) = core.next_append(peer) {
                     self.queue.push_back(env);
                 }
             }
@@ -600,7 +614,7 @@ fn test_step_down_on_higher_term_response() {
         assert_eq!(leader.leader_id(), None);
         assert!(leader.progress(2).is_none());
         assert!(
-            leader.append_for(2).is_none(),
+            leader.next_append(2).is_none(),
             "an ex-leader must not replicate"
         );
         assert!(leader.propose(b"x".to_vec()).is_err());
@@ -656,14 +670,14 @@ fn test_leader_bcast_heartbeat_5_2() {
     assert_eq!(ready.replicate, vec![2, 3]);
     assert!(ready.messages.is_empty(), "AppendEntries are built lazily");
     for peer in [2, 3] {
-        let msg = leader.append_for(peer).expect("heartbeat");
+        let msg = leader.next_append(peer).expect("heartbeat");
         assert_eq!((msg.from, msg.to, msg.term), (1, peer, 2));
         let (prev_index, prev_term, entries, commit) = append_entries_of(&msg);
         assert_eq!((prev_index, prev_term), (3, 2));
         assert!(entries.is_empty());
         assert_eq!(commit, 3);
         assert!(
-            leader.append_for(peer).is_none(),
+            leader.next_append(peer).is_none(),
             "one heartbeat per interval"
         );
     }
@@ -961,7 +975,7 @@ fn test_leader_start_replication_5_3() {
     assert!(ready.messages.is_empty());
     assert_eq!(ready.replicate, vec![2, 3]);
     for peer in [2, 3] {
-        let msg = leader.append_for(peer).unwrap();
+        let msg = leader.next_append(peer).unwrap();
         assert_eq!((msg.from, msg.to, msg.term), (1, peer, 2));
         assert_eq!(append_entries_of(&msg), (2, 2, &[expected.clone()][..], 2));
     }
@@ -991,7 +1005,7 @@ fn test_leader_commit_entry_5_3() {
     // The new commit index is sent to both followers.
     assert_eq!(ready.replicate, vec![2, 3]);
     for peer in [2, 3] {
-        let (_, _, _, commit) = append_entries_of(&leader.append_for(peer).unwrap());
+        let (_, _, _, commit) = append_entries_of(&leader.next_append(peer).unwrap());
         assert_eq!(commit, 2);
     }
     // Late acknowledgements commit nothing twice.
@@ -1496,7 +1510,7 @@ fn test_leader_appends_noop_on_election_8() {
     assert_eq!(ready.entries, vec![noop.clone()]);
     assert_eq!(ready.replicate, vec![2, 3]);
     for peer in [2, 3] {
-        let msg = leader.append_for(peer).unwrap();
+        let msg = leader.next_append(peer).unwrap();
         assert_eq!(append_entries_of(&msg), (2, 1, &[noop.clone()][..], 0));
     }
 
@@ -1742,7 +1756,7 @@ fn test_pipelining_and_probe() {
     leader.propose(b"a".to_vec()).unwrap();
     assert!(!leader.take_ready().replicate.contains(&2));
     assert!(
-        leader.append_for(2).is_none(),
+        leader.next_append(2).is_none(),
         "second probe while one is out"
     );
 
