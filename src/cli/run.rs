@@ -22,6 +22,7 @@ Usage:
                [--peer ID=HOST:PORT]... [--cluster-id NAME]
                [--election-timeout-ms MIN-MAX] [--heartbeat-ms MS]
                [--read-mode read-index|lease] [--pre-vote on|off] [--check-quorum on|off]
+               [--snapshot-entries N] [--snapshot-keep N]
 
 Options:
   --id ID                       this node's id, a positive integer (required)
@@ -44,6 +45,11 @@ Options:
   --check-quorum on|off         leaders step down without a majority; followers
                                 ignore vote requests while their leader is alive
                                 [default: on]
+  --snapshot-entries N          snapshot the state after N entries applied since
+                                the last snapshot, then compact the log; 0: only on
+                                BGSAVE [default: 10000]
+  --snapshot-keep N             log entries kept before a snapshot's index, for
+                                followers slightly behind [default: 5000]
   --exit-on-stdin-eof           exit when standard input closes (used by `dev`, so
                                 nodes never outlive it)
   -h, --help                    this help
@@ -111,6 +117,8 @@ fn parse(args: &[String]) -> Result<Option<(Config, String, bool)>, CliError> {
             "--read-mode",
             "--pre-vote",
             "--check-quorum",
+            "--snapshot-entries",
+            "--snapshot-keep",
         ],
         &["-h", "--help", "--exit-on-stdin-eof"],
         false,
@@ -144,6 +152,8 @@ fn parse(args: &[String]) -> Result<Option<(Config, String, bool)>, CliError> {
     };
     config.pre_vote = flags.switch_value("--pre-vote", true)?;
     config.check_quorum = flags.switch_value("--check-quorum", true)?;
+    config.snapshot_entries = flags.number("--snapshot-entries", config.snapshot_entries)?;
+    config.snapshot_keep = flags.number("--snapshot-keep", config.snapshot_keep)?;
     config.core_config().map_err(|e| usage(e.to_string()))?;
     Ok(Some((
         config,

@@ -392,7 +392,12 @@ impl<S> Node<S> {
     /// Starts a snapshot of the state as applied now (BGSAVE); it is written
     /// in the background.
     pub fn bgsave(&self) -> Result<(), BgsaveError> {
-        if self.shared.snapshot_stats.in_progress.load(Ordering::Acquire) {
+        if self
+            .shared
+            .snapshot_stats
+            .in_progress
+            .load(Ordering::Acquire)
+        {
             return Err(BgsaveError::InProgress);
         }
         self.shared

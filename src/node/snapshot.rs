@@ -310,10 +310,17 @@ fn write_chunk(
         });
     }
     let Some(current) = incoming.as_mut() else {
-        return Err(format!("chunk at offset {} of a transfer never started", chunk.offset));
+        return Err(format!(
+            "chunk at offset {} of a transfer never started",
+            chunk.offset
+        ));
     };
     let same = (current.leader, current.index, current.term)
-        == (chunk.from, chunk.last_included_index, chunk.last_included_term);
+        == (
+            chunk.from,
+            chunk.last_included_index,
+            chunk.last_included_term,
+        );
     let new_len = current.received + chunk.data.len() as u64;
     let defect = if !same || chunk.offset != current.received {
         Some(format!(

@@ -554,7 +554,12 @@ mod tests {
         );
         // Across the offset: checked against the offset's term, then merged.
         assert_eq!(
-            log.maybe_append(1, 1, vec![entry(2, 1), entry(3, 2), entry(4, 2), entry(5, 3)], 3),
+            log.maybe_append(
+                1,
+                1,
+                vec![entry(2, 1), entry(3, 2), entry(4, 2), entry(5, 3)],
+                3
+            ),
             MaybeAppend::Matched { last_new: 5 }
         );
         assert_eq!(log.last_index(), 5);
@@ -570,7 +575,10 @@ mod tests {
         let mut log = log_of(&[1, 1, 2]);
         log.maybe_append(3, 2, vec![entry(4, 2)], 0);
         log.restore(10, 4);
-        assert_eq!((log.first_index(), log.last_index(), log.last_term()), (11, 10, 4));
+        assert_eq!(
+            (log.first_index(), log.last_index(), log.last_term()),
+            (11, 10, 4)
+        );
         assert_eq!(log.persisted_index(), 10);
         let unwritten = log.take_unwritten();
         assert!(unwritten.reset && unwritten.entries.is_empty());

@@ -151,6 +151,8 @@ pub mod ready;
 #[cfg(test)]
 mod scenario;
 
-pub use self::core::{CoreConfig, NotLeader, Outgoing, RaftCore, Restored, RoleKind, SnapshotChunk};
+pub use self::core::{
+    CoreConfig, NotLeader, Outgoing, RaftCore, Restored, RoleKind, SnapshotChunk,
+};
 pub use progress::{Progress, ProgressState};
 pub use ready::{Ready, ReadyRead};

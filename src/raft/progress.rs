@@ -241,10 +241,16 @@ mod tests {
         pr.accepted(2);
         pr.become_snapshot();
         pr.heartbeat_due();
-        assert!(!pr.wants_send(9, 4), "the snapshot stream has the connection");
+        assert!(
+            !pr.wants_send(9, 4),
+            "the snapshot stream has the connection"
+        );
         assert!(!pr.rejected(3, 1), "a late rejection changes nothing");
         pr.snapshot_installed(7);
-        assert_eq!((pr.state(), pr.match_index(), pr.next_index()), (ProgressState::Probe, 7, 8));
+        assert_eq!(
+            (pr.state(), pr.match_index(), pr.next_index()),
+            (ProgressState::Probe, 7, 8)
+        );
         assert!(pr.wants_send(9, 4));
     }
 }

@@ -148,6 +148,18 @@ pub const COMMANDS: &[Spec] = &[
     spec("info", -1, &["loading", "stale"], &["@slow", "@dangerous"]),
     spec("help", 1, &["loading", "stale"], &["@slow"]),
     spec(
+        "bgsave",
+        -1,
+        &["noscript", "no_async_loading"],
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    spec(
+        "lastsave",
+        1,
+        &["loading", "stale", "fast"],
+        &["@admin", "@fast", "@dangerous"],
+    ),
+    spec(
         "quit",
         -1,
         &[

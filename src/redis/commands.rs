@@ -43,6 +43,7 @@
 use crate::kv::{Command, Outcome};
 use crate::kv::{KeyValue, KvNode};
 use crate::node::error::Error;
+use crate::node::BgsaveError;
 use crate::redis::catalog;
 use crate::redis::cluster::{self, key_slot};
 use crate::redis::connection;
@@ -88,6 +89,8 @@ const HELP: &[&str] = &[
     "DISCARD -- drop the queued commands",
     "UNWATCH -- +OK (WATCH is not supported: use CAS)",
     "DEBUG DIGEST -- a digest of this node's applied state (keys, values, sessions)",
+    "BGSAVE -- snapshot this node's state in the background, then compact its log",
+    "LASTSAVE -- Unix time of this node's last snapshot (taken or installed), 0 if none",
     "HELP -- this list",
     "QUIT -- close the connection",
 ];
@@ -271,6 +274,10 @@ fn server(port: &Port, conn: &mut Connection, name: &str, args: &[Vec<u8>]) -> R
         "INFO" => Reply::Verbatim(info::info(port, &args[1..])),
         "CLUSTER" => cluster::command(&port.node, args),
         "DEBUG" => debug(&port.node, args),
+        "BGSAVE" => bgsave(&port.node, args),
+        "LASTSAVE" if args.len() == 1 => {
+            Reply::Integer(port.node.snapshot_status().last_save_unix as i64)
+        }
         "HELP" if args.len() == 1 => {
             Reply::Array(HELP.iter().map(|l| Reply::Simple(l.to_string())).collect())
         }
@@ -295,7 +302,7 @@ fn server(port: &Port, conn: &mut Connection, name: &str, args: &[Vec<u8>]) -> R
 fn invalid(name: &str, args: &[Vec<u8>]) -> Reply {
     match name {
         "ECHO" | "GET" | "SET" | "DEL" | "CAS" | "INCR" | "INCRBY" | "DECR" | "DECRBY"
-        | "APPEND" | "SEQ" | "HELP" | "SELECT" | "READONLY" | "READWRITE" => {
+        | "APPEND" | "SEQ" | "HELP" | "SELECT" | "READONLY" | "READWRITE" | "LASTSAVE" => {
             wrong_arity(&name.to_ascii_lowercase())
         }
         _ => unknown(args),
@@ -308,6 +315,21 @@ fn err(msg: &str) -> Reply {
 
 fn wrong_arity(name: &str) -> Reply {
     Reply::wrong_arity(name)
+}
+
+/// `BGSAVE [SCHEDULE]`: a snapshot of this node's state, written in the
+/// background (§7); the log before it is then compacted.
+fn bgsave(node: &KvNode, args: &[Vec<u8>]) -> Reply {
+    match args {
+        [_] => {}
+        [_, schedule] if schedule.eq_ignore_ascii_case(b"SCHEDULE") => {}
+        _ => return err("syntax error"),
+    }
+    match node.bgsave() {
+        Ok(()) => Reply::Simple("Background saving started".into()),
+        Err(BgsaveError::InProgress) => err("Background save already in progress"),
+        Err(BgsaveError::ShutDown) => err("the node is shutting down"),
+    }
 }
 
 /// `DEBUG DIGEST`: the digest of this node's applied state, as it is now

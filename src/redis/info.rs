@@ -124,7 +124,7 @@ fn raft(port: &Port) -> Fields {
     let config = node.config();
     let leader_addr = s.leader_id.and_then(|id| node.client_addr_of(id));
     let members: Vec<String> = s.members.iter().map(|m| m.to_string()).collect();
-    vec![
+    let mut fields = vec![
         ("id", s.id.to_string()),
         ("cluster_id", config.cluster_id.clone()),
         ("role", s.role.to_string()),
@@ -152,6 +152,39 @@ fn raft(port: &Port) -> Fields {
         (
             "duplicate_writes_suppressed",
             node.with_state(|kv| kv.duplicates_suppressed()).to_string(),
+        ),
+    ];
+    fields.extend(snapshot_fields(port));
+    fields
+}
+
+/// Snapshots and the compacted log (§7).
+fn snapshot_fields(port: &Port) -> Fields {
+    let s = port.node.snapshot_status();
+    let sending: Vec<String> = s
+        .sending
+        .iter()
+        .map(|(peer, (sent, total))| {
+            format!("{peer}:{}%:{sent}/{total}", sent * 100 / (*total).max(1))
+        })
+        .collect();
+    vec![
+        ("snapshot_index", s.index.to_string()),
+        ("snapshot_term", s.term.to_string()),
+        ("snapshot_bytes", s.bytes.to_string()),
+        ("log_first_index", s.log_first_index.to_string()),
+        ("snapshots_taken", s.taken.to_string()),
+        ("snapshots_installed", s.installed.to_string()),
+        ("snapshots_failed", s.failed.to_string()),
+        ("snapshot_in_progress", u8::from(s.in_progress).to_string()),
+        ("snapshot_sending", sending.join(",")),
+        (
+            "snapshot_entries",
+            port.node.config().snapshot_entries.to_string(),
+        ),
+        (
+            "snapshot_keep",
+            port.node.config().snapshot_keep.to_string(),
         ),
     ]
 }

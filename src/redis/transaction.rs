@@ -77,6 +77,7 @@ pub const ENVELOPE_BYTES: usize = 32;
 /// (unknown command, or wrong number of arguments).
 pub const NOT_QUEUEABLE: &[&str] = &[
     "AUTH",
+    "BGSAVE",
     "CLIENT",
     "CLUSTER",
     "COMMAND",
@@ -85,6 +86,7 @@ pub const NOT_QUEUEABLE: &[&str] = &[
     "HELLO",
     "HELP",
     "INFO",
+    "LASTSAVE",
     "READONLY",
     "READWRITE",
     "SELECT",

@@ -131,10 +131,9 @@ impl SnapshotStore {
         let reader = SnapshotReader::open(&incoming)?;
         let meta = reader.meta().clone();
         drop(reader);
-        let path = self.dir.join(file_name(
-            meta.last_included_index,
-            meta.last_included_term,
-        ));
+        let path = self
+            .dir
+            .join(file_name(meta.last_included_index, meta.last_included_term));
         fs::rename(&incoming, &path).map_err(io_err(&path, "rename into place"))?;
         sync_dir(&self.dir)?;
         info_of(&path)
@@ -160,7 +159,9 @@ impl SnapshotStore {
         let replaced = {
             let mut latest = self.latest.lock();
             match latest.as_ref() {
-                Some(current) if current.meta.last_included_index > info.meta.last_included_index => {
+                Some(current)
+                    if current.meta.last_included_index > info.meta.last_included_index =>
+                {
                     None
                 }
                 _ => Some(latest.replace(info)),
@@ -265,7 +266,10 @@ mod tests {
         let second = take(&store, 20, b"twenty");
         assert!(!first.exists(), "superseded");
         let latest = store.latest().unwrap();
-        assert_eq!((latest.meta.last_included_index, &latest.path), (20, &second));
+        assert_eq!(
+            (latest.meta.last_included_index, &latest.path),
+            (20, &second)
+        );
         // An older one finishing late does not replace it.
         let mut late = store.create(&meta(15, 2)).unwrap();
         late.write_all(b"fifteen").unwrap();
