@@ -2426,3 +2426,278 @@ fn test_lease_read_needs_no_round_while_the_lease_holds() {
     assert!(leader.take_ready().reads.is_empty());
     assert_eq!(leader.lease_reads_served(), 1);
 }
+
+// ===========================================================================
+// §7 Log compaction: snapshots, InstallSnapshot, restart
+// ===========================================================================
+
+fn install_chunk(from: NodeId, to: NodeId, term: Term, snapshot: (Index, Term)) -> Envelope {
+    env(
+        from,
+        to,
+        term,
+        Message::InstallSnapshot {
+            last_included_index: snapshot.0,
+            last_included_term: snapshot.1,
+            offset: 0,
+            total: 3,
+            data: b"abc".to_vec(),
+            done: true,
+        },
+    )
+}
+
+fn snapshot_result(env: &Envelope) -> (Index, SnapshotResult) {
+    match env.message {
+        Message::InstallSnapshotResponse {
+            last_included_index,
+            result,
+        } => (last_included_index, result),
+        ref other => panic!("expected InstallSnapshotResponse, got {other:?}"),
+    }
+}
+
+/// A durable snapshot compacts the log up to `snapshot_keep` entries before
+/// its last included index, in memory and (through the Ready) on disk.
+#[test]
+fn test_snapshot_compacts_the_log_keeping_a_tail_7() {
+    let mut leader = steady_leader(3, &[1; 10], 2);
+    leader.config.snapshot_keep = 3;
+    leader.snapshot_taken(9, 1);
+    let ready = leader.take_ready();
+    assert_eq!(ready.compact_through, Some(6));
+    assert_eq!(leader.log().first_index(), 7);
+    assert_eq!(leader.log().offset(), (6, 1));
+    assert_eq!(leader.snapshot(), (9, 1));
+    // An older snapshot finishing late changes nothing.
+    leader.snapshot_taken(8, 1);
+    assert_eq!(leader.take_ready().compact_through, None);
+    assert_eq!(leader.snapshot(), (9, 1));
+}
+
+/// §7: "the leader must occasionally send snapshots to followers that lag
+/// behind" — once the entry before a follower's next_index is compacted,
+/// it gets the snapshot and nothing else until it answers; then it is
+/// probed from the snapshot's index.
+#[test]
+fn test_leader_sends_snapshot_to_follower_behind_the_compaction_point_7() {
+    let mut leader = core_with_log(1, 3, &[1; 10], 1, None);
+    leader.config.snapshot_keep = 0;
+    make_leader(&mut leader);
+    let term = leader.current_term();
+    leader.persisted(11, term);
+    leader.step(success(3, 1, term, 11));
+    leader.take_ready();
+    // Follower 2 is empty: it rejects the first probe.
+    drain_appends(&mut leader, 2);
+    leader.step(reject(
+        2,
+        1,
+        term,
+        10,
+        RejectHint::LogTooShort { last_index: 0 },
+    ));
+    leader.snapshot_taken(11, term);
+    leader.take_ready();
+    assert_eq!(leader.log().first_index(), 12, "everything compacted");
+    assert_eq!(
+        leader.append_for(2),
+        Some(Outgoing::Snapshot { term }),
+        "entry 1 is gone: only the snapshot has it"
+    );
+    assert!(leader.sending_snapshot_to(2, term));
+    assert_eq!(leader.progress(2).unwrap().state(), ProgressState::Snapshot);
+    leader.tick();
+    assert_eq!(leader.append_for(2), None, "no heartbeat over the stream");
+    // A chunk's acknowledgement keeps it in snapshot state.
+    let received = SnapshotResult::Received { bytes: 3 };
+    leader.step(env(2, 1, term, snapshot_result_msg(11, received)));
+    assert!(leader.sending_snapshot_to(2, term));
+    leader.step(env(
+        2,
+        1,
+        term,
+        snapshot_result_msg(11, SnapshotResult::Installed),
+    ));
+    let pr = leader.progress(2).unwrap();
+    assert_eq!(
+        (pr.state(), pr.match_index(), pr.next_index()),
+        (ProgressState::Probe, 11, 12)
+    );
+    leader.propose(b"x".to_vec()).unwrap();
+    let append = leader.next_append(2).expect("probing from the snapshot");
+    assert_eq!(append_entries_of(&append).0, 11);
+    assert_eq!(append_entries_of(&append).2, &[entry_of(&leader, 12)][..]);
+    // A failed transfer starts over.
+    leader.step(reject(
+        2,
+        1,
+        term,
+        11,
+        RejectHint::LogTooShort { last_index: 0 },
+    ));
+    assert_eq!(
+        leader.progress(2).unwrap().match_index(),
+        11,
+        "never below the match"
+    );
+}
+
+fn entry_of(core: &RaftCore, index: Index) -> Entry {
+    core.log().get(index).cloned().expect("held")
+}
+
+fn snapshot_result_msg(index: Index, result: SnapshotResult) -> Message {
+    Message::InstallSnapshotResponse {
+        last_included_index: index,
+        result,
+    }
+}
+
+/// §7 receiver rule 7: a log that does not hold the snapshot's last entry is
+/// discarded whole; the state machine is restored before anything after it
+/// is applied; the answer leaves only after storage dropped the log.
+#[test]
+fn test_follower_installs_snapshot_discarding_its_log_7() {
+    let mut follower = core_with_log(2, 3, &[1, 1, 2], 3, None);
+    follower.step(install_chunk(1, 2, 3, (10, 3)));
+    let chunk = follower.take_snapshot_chunk().expect("a chunk to write");
+    assert_eq!(
+        (chunk.last_included_index, chunk.data.len(), chunk.done),
+        (10, 3, true)
+    );
+    assert!(
+        follower.take_ready().messages.is_empty(),
+        "nothing installed yet"
+    );
+    follower.snapshot_received(1, 10, 3);
+    let ready = follower.take_ready();
+    assert!(ready.reset_log, "storage drops the old log");
+    assert_eq!(ready.install, Some((10, 3)));
+    assert!(
+        ready.committed.is_empty(),
+        "entries up to 10 are in the snapshot"
+    );
+    assert_eq!(
+        snapshot_result(only_message(&ready)),
+        (10, SnapshotResult::Installed)
+    );
+    assert_eq!(follower.log().first_index(), 11);
+    assert_eq!(
+        (follower.log().last_index(), follower.log().last_term()),
+        (10, 3)
+    );
+    assert_eq!(follower.commit_index(), 10);
+    assert_eq!(follower.snapshots_installed(), 1);
+    // The leader continues from there: its AppendEntries after 10 match.
+    follower.step(append(1, 2, 3, (10, 3), vec![entry(11, 3)], 11));
+    let ready = follower.take_ready();
+    assert_eq!(ready.entries, vec![entry(11, 3)]);
+    assert_eq!(ready.committed, vec![entry(11, 3)]);
+}
+
+/// §7 receiver rule 6: if the log holds the snapshot's last entry with the
+/// same term, the entries after it are kept.
+#[test]
+fn test_follower_keeps_the_log_suffix_past_a_matching_snapshot_7() {
+    let mut follower = core_with_log(2, 3, &[1, 1, 2, 2, 2], 2, None);
+    follower.step(install_chunk(1, 2, 2, (3, 2)));
+    assert!(follower.take_snapshot_chunk().is_some());
+    follower.snapshot_received(1, 3, 2);
+    let ready = follower.take_ready();
+    assert!(!ready.reset_log);
+    assert_eq!(ready.compact_through, Some(3));
+    assert_eq!(ready.install, Some((3, 2)));
+    assert_eq!(terms_of(&follower), vec![2, 2], "entries 4 and 5 kept");
+    assert_eq!(follower.log().first_index(), 4);
+}
+
+/// A snapshot that covers nothing past the commit index — a duplicate, or
+/// one overtaken by AppendEntries — is acknowledged and not installed; one
+/// from a stale term is refused with our term.
+#[test]
+fn test_stale_or_duplicate_snapshot_is_ignored_7() {
+    let mut follower = core_with_log(2, 3, &[1, 1, 1, 1, 1], 1, None);
+    follower.step(append(1, 2, 1, (5, 1), Vec::new(), 5));
+    follower.take_ready();
+    assert_eq!(follower.commit_index(), 5);
+    follower.step(install_chunk(1, 2, 1, (4, 1)));
+    assert!(follower.take_snapshot_chunk().is_none(), "nothing to write");
+    let ready = follower.take_ready();
+    assert_eq!(
+        snapshot_result(only_message(&ready)),
+        (4, SnapshotResult::Installed)
+    );
+    assert_eq!(ready.install, None);
+    assert_eq!(terms_of(&follower), vec![1; 5], "the log is untouched");
+    // Installed once, the same snapshot again is a duplicate.
+    follower.step(install_chunk(1, 2, 1, (9, 1)));
+    assert!(follower.take_snapshot_chunk().is_some());
+    follower.snapshot_received(1, 9, 1);
+    follower.take_ready();
+    follower.step(install_chunk(1, 2, 1, (9, 1)));
+    assert!(follower.take_snapshot_chunk().is_none());
+    // Received again after being overtaken: acknowledged, not installed.
+    follower.snapshot_received(1, 9, 1);
+    assert_eq!(follower.take_ready().install, None);
+    // A stale term: refused, with our term, so the sender steps down.
+    follower.step(install_chunk(3, 2, 0, (20, 0)));
+    assert!(follower.take_snapshot_chunk().is_none());
+    let ready = follower.take_ready();
+    let refusal = only_message(&ready);
+    assert_eq!((refusal.to, refusal.term), (3, 1));
+    assert_eq!(snapshot_result(refusal).1, SnapshotResult::Failed);
+}
+
+fn restored(snapshot: (Index, Term), first: Index, terms: &[Term], commit: Index) -> RaftCore {
+    let mut cfg = config(1, 3);
+    cfg.snapshot_keep = 1;
+    let entries = terms
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| entry(first + i as Index, t))
+        .collect();
+    RaftCore::restore(
+        cfg,
+        Restored {
+            hard_state: HardState {
+                current_term: 3,
+                voted_for: None,
+            },
+            snapshot,
+            entries,
+            commit_index: commit,
+        },
+    )
+}
+
+/// A restart resumes from the snapshot: the log is reconciled with it as an
+/// install would be, and committed entries after it are applied at once.
+#[test]
+fn test_restart_from_snapshot_reapplies_only_committed_entries_7() {
+    // Entries 8..=14 hold the snapshot's last entry (10@3): kept, up to
+    // snapshot_keep before it; the saved commit index is applied.
+    let mut core = restored((10, 3), 8, &[2, 2, 3, 3, 3, 3, 3], 13);
+    assert_eq!(core.log().first_index(), 10, "one entry kept before 10");
+    assert_eq!(core.last_applied(), 10);
+    assert_eq!(core.commit_index(), 13);
+    let ready = core.take_ready();
+    let applied: Vec<Index> = ready.committed.iter().map(|e| e.index).collect();
+    assert_eq!(applied, vec![11, 12, 13]);
+    assert!(!ready.reset_log);
+    // A log that starts right after the snapshot is simply continued.
+    let core = restored((10, 3), 11, &[3, 3], 99);
+    assert_eq!((core.log().first_index(), core.commit_index()), (11, 12));
+    // A log whose entry 10 has another term was never reconciled with the
+    // snapshot (a crash came first): it is discarded, on disk too.
+    let mut core = restored((10, 3), 8, &[2, 2, 2, 2], 9);
+    assert_eq!(
+        (core.log().first_index(), core.log().last_index()),
+        (11, 10)
+    );
+    assert_eq!(core.commit_index(), 10);
+    assert!(core.take_ready().reset_log);
+    // No snapshot: the log from 1, as before.
+    let core = restored((0, 0), 1, &[1, 1], 2);
+    assert_eq!((core.log().first_index(), core.commit_index()), (1, 2));
+}
