@@ -12,7 +12,6 @@ use raftnode::{Config, Error, Node};
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use support::{wait_for, WAIT};
@@ -78,10 +77,17 @@ fn decode_len(reply: &[u8]) -> u64 {
 /// is halted when this is dropped, whether the test passed or not.
 struct JournalCluster {
     nodes: BTreeMap<NodeId, Option<Node<Journal>>>,
+    configs: BTreeMap<NodeId, Config>,
+    /// Where each node keeps its snapshots (its log is in memory).
+    dirs: Vec<tempfile::TempDir>,
 }
 
 impl JournalCluster {
     fn new(n: u64) -> JournalCluster {
+        JournalCluster::with(n, |_| {})
+    }
+
+    fn with(n: u64, adjust: impl Fn(&mut Config)) -> JournalCluster {
         support::init_logging();
         let listeners: BTreeMap<NodeId, TcpListener> = (1..=n)
             .map(|id| (id, TcpListener::bind("127.0.0.1:0").expect("bind port 0")))
@@ -92,9 +98,13 @@ impl JournalCluster {
             .collect();
         let mut cluster = JournalCluster {
             nodes: BTreeMap::new(),
+            configs: BTreeMap::new(),
+            dirs: Vec::new(),
         };
         for (id, listener) in listeners {
-            let mut config = Config::new(id, PathBuf::from("(memory)"));
+            let dir = tempfile::tempdir().expect("a temp dir");
+            let mut config = Config::new(id, dir.path().to_path_buf());
+            cluster.dirs.push(dir);
             config.cluster_id = "journal".into();
             config.raft_addr = addrs[&id].to_string();
             config.peers = addrs
@@ -103,11 +113,28 @@ impl JournalCluster {
                 .map(|(&peer, addr)| (peer, addr.to_string()))
                 .collect();
             config.proposal_timeout = Duration::from_secs(3);
+            adjust(&mut config);
+            cluster.configs.insert(id, config.clone());
             let node = Node::start_with(config, listener, MemStore::new(), Journal::default())
                 .expect("start a journal node");
             cluster.nodes.insert(id, Some(node));
         }
         cluster
+    }
+
+    /// Starts node `id` again at its address, as a new machine would: an
+    /// empty log, no snapshot, an empty journal.
+    fn start_empty(&mut self, id: NodeId) {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let mut config = self.configs[&id].clone();
+        config.data_dir = dir.path().to_path_buf();
+        self.dirs.push(dir);
+        let listener = wait_for(WAIT, "the node's port to be free again", || {
+            TcpListener::bind(&config.raft_addr).ok()
+        });
+        let node = Node::start_with(config, listener, MemStore::new(), Journal::default())
+            .expect("restart a journal node");
+        self.nodes.insert(id, Some(node));
     }
 
     fn running(&self) -> Vec<&Node<Journal>> {
@@ -334,4 +361,40 @@ fn apply_sees_strictly_increasing_indexes_each_once() {
         let noops = log.iter().filter(|e| e.payload == Payload::Noop).count();
         assert!(noops >= 2, "node {}: two leaders, two no-ops", node.id());
     }
+}
+
+/// §7 end to end: with snapshots every 20 entries and a tail of 5, a node
+/// that comes back empty after 200 appends cannot be sent the entries (they
+/// are compacted away): it is sent the leader's snapshot, in chunks, then
+/// the entries after it, and ends with the same journal.
+#[test]
+fn an_empty_node_catches_up_by_snapshot_then_by_log() {
+    let mut cluster = JournalCluster::with(3, |config| {
+        config.snapshot_entries = 20;
+        config.snapshot_keep = 5;
+        // Several chunks per snapshot.
+        config.snapshot_chunk_bytes = 256;
+    });
+    let leader_id = cluster.wait_for_leader();
+    let absent = if leader_id == 3 { 2 } else { 3 };
+    drop(cluster.halt(absent));
+    let mut acknowledged = Vec::new();
+    for n in 1..=200 {
+        assert_eq!(cluster.append(&line(n)), n as u64);
+        acknowledged.push(line(n));
+    }
+    let leader = cluster.node(cluster.wait_for_leader());
+    wait_for(WAIT, "the leader to compact its log", || {
+        let status = leader.snapshot_status();
+        (status.taken > 0 && status.log_first_index > 10).then_some(())
+    });
+    cluster.start_empty(absent);
+    for n in 201..=210 {
+        assert_eq!(cluster.append(&line(n)), n as u64);
+        acknowledged.push(line(n));
+    }
+    cluster.wait_converged(&acknowledged);
+    let rejoined = cluster.node(absent).snapshot_status();
+    assert!(rejoined.installed >= 1, "{rejoined:?}");
+    assert!(rejoined.index >= 20, "{rejoined:?}");
 }
