@@ -58,6 +58,8 @@ pub struct Cluster {
     addrs: BTreeMap<NodeId, SocketAddr>,
     nodes: BTreeMap<NodeId, Option<KvNode>>,
     pub proposal_timeout: Duration,
+    /// A test's changes to every node's configuration.
+    tweak: fn(&mut Config),
 }
 
 impl Cluster {
@@ -66,6 +68,12 @@ impl Cluster {
     }
 
     pub fn with_timeout(n: u64, proposal_timeout: Duration) -> Cluster {
+        Cluster::with_config(n, proposal_timeout, |_| {})
+    }
+
+    /// Like [`Cluster::with_timeout`], with `tweak` applied to every node's
+    /// configuration (on restarts too).
+    pub fn with_config(n: u64, proposal_timeout: Duration, tweak: fn(&mut Config)) -> Cluster {
         init_logging();
         let listeners: BTreeMap<NodeId, TcpListener> = (1..=n)
             .map(|id| (id, TcpListener::bind("127.0.0.1:0").expect("bind port 0")))
@@ -79,6 +87,7 @@ impl Cluster {
             addrs,
             nodes: BTreeMap::new(),
             proposal_timeout,
+            tweak,
         };
         for (id, listener) in listeners {
             let node = Node::start_with_listener(cluster.config(id), listener, Kv::new()).unwrap();
@@ -102,6 +111,7 @@ impl Cluster {
             .map(|(&peer, addr)| (peer, addr.to_string()))
             .collect();
         config.proposal_timeout = self.proposal_timeout;
+        (self.tweak)(&mut config);
         config
     }
 

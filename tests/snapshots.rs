@@ -1,0 +1,174 @@
+//! Snapshots and log compaction (§7) on real clusters: data dirs, threads
+//! and loopback TCP. Followers that fall behind the compaction point catch
+//! up by InstallSnapshot and then by log; restarts resume from the latest
+//! snapshot; replicas end with the same `DEBUG DIGEST` (`Kv::digest`).
+
+mod support;
+
+use raftnode::kv::KeyValue;
+use raftnode::raft::message::NodeId;
+use raftnode::{Config, Error};
+use std::time::Duration;
+use support::{wait_for, Cluster, WAIT};
+
+/// Snapshots every 1,000 entries, keeping 200 behind each.
+fn frequent_snapshots(config: &mut Config) {
+    config.snapshot_entries = 1000;
+    config.snapshot_keep = 200;
+    // Several chunks for even a small snapshot.
+    config.snapshot_chunk_bytes = 64 * 1024;
+}
+
+/// Writes `count` distinct keys `{prefix}{i}` through the leader from
+/// `threads` concurrent writers, retrying only refusals that mean "not
+/// applied" (so every key is written exactly as acknowledged).
+fn write_many(cluster: &Cluster, prefix: &str, count: usize, threads: usize) {
+    std::thread::scope(|scope| {
+        for t in 0..threads {
+            scope.spawn(move || {
+                for i in (t..count).step_by(threads) {
+                    let (key, value) = (format!("{prefix}{i}"), format!("v{i}"));
+                    wait_for(WAIT, "a write to be accepted", || {
+                        match cluster.leader().set(key.as_str(), value.as_str()) {
+                            Ok(()) => Some(()),
+                            Err(Error::NotLeader { .. }) => None,
+                            Err(e) => panic!("writing {key} failed: {e}"),
+                        }
+                    });
+                }
+            });
+        }
+    });
+}
+
+/// Waits until every running node has applied as far as the leader and
+/// then checks that they hold the same state.
+fn assert_converged(cluster: &Cluster) -> String {
+    let leader = cluster.leader();
+    let target = leader.status().commit_index;
+    let mut digests = Vec::new();
+    for node in cluster.running() {
+        wait_for(
+            WAIT,
+            &format!("node {} to apply {target}", node.id()),
+            || (node.status().last_applied >= target).then_some(()),
+        );
+    }
+    // Idle now: every node's applied index is the same, so digests compare.
+    for node in cluster.running() {
+        digests.push((
+            node.id(),
+            node.status().last_applied,
+            node.with_state(|kv| kv.digest()),
+        ));
+    }
+    let first = digests[0].clone();
+    for d in &digests {
+        assert_eq!(
+            (d.1, &d.2),
+            (first.1, &first.2),
+            "replicas differ: {digests:?}"
+        );
+    }
+    first.2
+}
+
+fn check_keys(cluster: &Cluster, prefix: &str, count: usize) {
+    let leader = cluster.leader();
+    for i in (0..count).step_by(97).chain([count - 1]) {
+        let key = format!("{prefix}{i}");
+        assert_eq!(
+            leader.read(key.as_bytes()).unwrap(),
+            Some(format!("v{i}").into_bytes()),
+            "{key}"
+        );
+    }
+}
+
+fn follower_of(cluster: &Cluster) -> NodeId {
+    let leader = cluster.wait_for_leader();
+    cluster.ids().into_iter().find(|&id| id != leader).unwrap()
+}
+
+#[test]
+fn a_follower_stopped_during_50000_writes_catches_up_by_snapshot_then_by_log() {
+    let mut cluster = Cluster::with_config(3, Duration::from_secs(5), frequent_snapshots);
+    let stopped = follower_of(&cluster);
+    cluster.halt(stopped);
+    write_many(&cluster, "k", 50_000, 32);
+    let leader = cluster.leader();
+    let status = leader.snapshot_status();
+    assert!(status.taken >= 40, "{status:?}");
+    assert!(
+        status.log_first_index > 40_000,
+        "the log was compacted: {status:?}"
+    );
+    assert!(
+        leader.log_entries().len() < 2_000,
+        "the in-memory log holds only the tail: {}",
+        leader.log_entries().len()
+    );
+
+    cluster.restart(stopped);
+    // Entries keep coming while it catches up.
+    write_many(&cluster, "after", 500, 4);
+    assert_converged(&cluster);
+    let rejoined = cluster.node(stopped).snapshot_status();
+    assert!(
+        rejoined.installed >= 1,
+        "caught up by snapshot: {rejoined:?}"
+    );
+    assert!(rejoined.index >= 40_000, "{rejoined:?}");
+    check_keys(&cluster, "k", 50_000);
+    check_keys(&cluster, "after", 500);
+}
+
+#[test]
+fn the_whole_cluster_restarted_after_compaction_keeps_every_acknowledged_write() {
+    let mut cluster = Cluster::with_config(3, Duration::from_secs(5), frequent_snapshots);
+    cluster.wait_for_leader();
+    write_many(&cluster, "k", 5_000, 16);
+    let before = assert_converged(&cluster);
+    for node in cluster.running() {
+        let status = node.snapshot_status();
+        assert!(
+            status.taken >= 3 && status.log_first_index > 1,
+            "{status:?}"
+        );
+    }
+    for id in cluster.ids() {
+        cluster.halt(id);
+    }
+    for id in cluster.ids() {
+        cluster.restart(id);
+    }
+    check_keys(&cluster, "k", 5_000);
+    assert_eq!(assert_converged(&cluster), before, "state after restart");
+    write_many(&cluster, "more", 100, 4);
+    check_keys(&cluster, "more", 100);
+    assert_converged(&cluster);
+}
+
+/// A restarted node re-applies from its snapshot up to the commit index it
+/// saved, on its own: no leader is needed to know those entries are final.
+#[test]
+fn a_node_restarted_alone_applies_up_to_its_saved_commit_index() {
+    let mut cluster = Cluster::with_config(3, Duration::from_secs(5), frequent_snapshots);
+    cluster.wait_for_leader();
+    write_many(&cluster, "k", 2_500, 8);
+    assert_converged(&cluster);
+    let id = follower_of(&cluster);
+    let applied = cluster.node(id).status().last_applied;
+    for other in cluster.ids() {
+        cluster.halt(other);
+    }
+    cluster.restart(id);
+    let node = cluster.node(id);
+    wait_for(WAIT, "the lone node to re-apply", || {
+        (node.status().last_applied + 1 >= applied).then_some(())
+    });
+    let status = node.status();
+    assert_eq!(status.leader_id, None, "it did so without a leader");
+    assert!(node.snapshot_status().index >= 2_000);
+    assert_eq!(node.get(b"k2499").as_deref(), Some(&b"v2499"[..]));
+}
