@@ -211,6 +211,15 @@ impl<S: StateMachine> Node<S> {
             config, core, to_writer, to_apply, outboxes, snapshots,
         ));
         shared.last_applied.store(snapshot.0, Ordering::Release);
+        if let Some(info) = shared.snapshots.latest() {
+            // LASTSAVE survives a restart: the snapshot's own time.
+            let saved = std::fs::metadata(&info.path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map_or(0, |d| d.as_secs());
+            (shared.snapshot_stats.last_save_unix).store(saved, Ordering::Relaxed);
+        }
         let state = Arc::new(Mutex::new(state_machine));
         let inbound = Arc::new(Mutex::new(Vec::new()));
         let spawner = Spawner {
