@@ -172,3 +172,101 @@ fn a_node_restarted_alone_applies_up_to_its_saved_commit_index() {
     assert!(node.snapshot_status().index >= 2_000);
     assert_eq!(node.get(b"k2499").as_deref(), Some(&b"v2499"[..]));
 }
+
+/// The operator's view, on real processes: BGSAVE and LASTSAVE, the INFO
+/// fields, a kill -9 and a restart from the snapshot, and a damaged
+/// snapshot that stops the node from starting, naming the file.
+#[test]
+fn bgsave_lastsave_info_and_a_restart_from_the_snapshot_after_kill_9() {
+    use raftnode::redis::resp::Reply;
+    use support::process::{bulk, ok, ProcCluster};
+
+    let mut cluster =
+        ProcCluster::start_with(3, &["--snapshot-entries", "0", "--snapshot-keep", "10"]);
+    let leader = cluster.wait_for_leader();
+    let mut c = cluster.client(leader);
+    assert_eq!(c.call(&["LASTSAVE"]), Reply::Integer(0), "no snapshot yet");
+    for i in 0..300 {
+        assert_eq!(c.call(&["SET", &format!("k{i}"), &format!("v{i}")]), ok());
+    }
+    assert_eq!(
+        c.call(&["BGSAVE"]),
+        Reply::Simple("Background saving started".into())
+    );
+    let info = wait_for(WAIT, "the snapshot to be written", || {
+        let info = cluster.info(leader);
+        (info["snapshots_taken"] == "1" && info["snapshot_in_progress"] == "0").then_some(info)
+    });
+    let index: u64 = info["snapshot_index"].parse().unwrap();
+    assert!(index > 300, "{info:?}");
+    assert!(info["snapshot_bytes"].parse::<u64>().unwrap() > 300 * 6);
+    assert!(
+        info["log_first_index"].parse::<u64>().unwrap() >= index - 10,
+        "{info:?}"
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    match c.call(&["LASTSAVE"]) {
+        Reply::Integer(t) => assert!((now - 5..=now + 1).contains(&t), "LASTSAVE {t}, now {now}"),
+        other => panic!("LASTSAVE answered {other:?}"),
+    }
+    assert!(matches!(c.call(&["BGSAVE", "NOW"]), Reply::Error(_)));
+    drop(c);
+
+    // kill -9 and restart: the node comes back from its snapshot.
+    cluster.kill(leader);
+    cluster.start_node(leader);
+    let new_leader = cluster.wait_for_leader();
+    let mut c = cluster.client(new_leader);
+    assert_eq!(c.call(&["SET", "after", "restart"]), ok());
+    for id in [1, 2, 3] {
+        wait_for(WAIT, &format!("node {id} to apply everything"), || {
+            let info = cluster.info(id);
+            (info["last_applied"] == cluster.info(new_leader)["commit_index"]).then_some(())
+        });
+    }
+    let digests: Vec<Reply> = [1, 2, 3]
+        .iter()
+        .map(|&id| cluster.client(id).call(&["DEBUG", "DIGEST"]))
+        .collect();
+    assert!(digests.iter().all(|d| *d == digests[0]), "{digests:?}");
+    assert_eq!(cluster.info(leader)["snapshot_index"], index.to_string());
+    assert_eq!(c.call(&["GET", "k299"]), bulk("v299"));
+
+    // A snapshot damaged on disk: the node refuses to start, naming it.
+    cluster.kill(leader);
+    let snapshots = cluster.data_dir(leader).join("snapshots");
+    let file = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("snapshot-")
+        })
+        .expect("the snapshot file");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&file, &bytes).unwrap();
+    let mut child = cluster
+        .command(leader)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let status = wait_for(WAIT, "the node to refuse to start", || {
+        child.try_wait().unwrap()
+    });
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(
+        stderr.contains(&file.display().to_string()) && stderr.contains("checksum"),
+        "{stderr}"
+    );
+}

@@ -47,6 +47,8 @@ pub struct ProcNode {
 pub struct ProcCluster {
     pub dir: tempfile::TempDir,
     pub nodes: BTreeMap<u64, ProcNode>,
+    /// Flags added to every node's command line.
+    pub extra_args: Vec<String>,
 }
 
 impl ProcCluster {
@@ -65,6 +67,7 @@ impl ProcCluster {
                     (id, node)
                 })
                 .collect(),
+            extra_args: Vec::new(),
         };
         for &id in start {
             cluster.start_node(id);
@@ -77,11 +80,18 @@ impl ProcCluster {
         ProcCluster::start_some(n, &all)
     }
 
-    pub fn data_dir(&self, id: u64) -> PathBuf {
-        self.dir.path().join(format!("node-{id}"))
+    /// Like [`ProcCluster::start`], every node with `args` added.
+    pub fn start_with(n: u64, args: &[&str]) -> ProcCluster {
+        let mut cluster = ProcCluster::start_some(n, &[]);
+        cluster.extra_args = args.iter().map(|a| a.to_string()).collect();
+        for id in 1..=n {
+            cluster.start_node(id);
+        }
+        cluster
     }
 
-    pub fn start_node(&mut self, id: u64) {
+    /// The command line that starts node `id`.
+    pub fn command(&self, id: u64) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.arg("run")
             .args(["--id", &id.to_string()])
@@ -95,7 +105,20 @@ impl ProcCluster {
                 "--client-addr",
                 &format!("127.0.0.1:{}", self.nodes[&id].client_port),
             ])
-            .arg("--exit-on-stdin-eof")
+            .args(&self.extra_args);
+        for (&peer, node) in self.nodes.iter().filter(|(&p, _)| p != id) {
+            cmd.args(["--peer", &format!("{peer}=127.0.0.1:{}", node.raft_port)]);
+        }
+        cmd
+    }
+
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}"))
+    }
+
+    pub fn start_node(&mut self, id: u64) {
+        let mut cmd = self.command(id);
+        cmd.arg("--exit-on-stdin-eof")
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(
@@ -105,9 +128,6 @@ impl ProcCluster {
                     .open(self.dir.path().join(format!("node-{id}.log")))
                     .unwrap(),
             );
-        for (&peer, node) in self.nodes.iter().filter(|(&p, _)| p != id) {
-            cmd.args(["--peer", &format!("{peer}=127.0.0.1:{}", node.raft_port)]);
-        }
         let child = cmd.spawn().expect("spawn raftnode");
         self.nodes.get_mut(&id).unwrap().child = Some(child);
         // Ready once it answers PING.
