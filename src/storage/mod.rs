@@ -18,9 +18,10 @@ mod error;
 mod log_file;
 mod log_store;
 mod memory;
+mod segment;
 mod snapshot_file;
 
-pub use disk::DiskStore;
+pub use disk::{DiskOptions, DiskStore};
 pub use error::StorageError;
 pub use log_store::{LogStore, Recovered};
 pub use memory::MemStore;
