@@ -288,8 +288,10 @@ impl SegmentLog {
         }
         let last_index = entries.last().map_or(0, |e| e.index);
         let last_term = entries.last().map_or(0, |e| e.term);
-        // A commit record may outlive a truncation of the entries it
-        // covered (it was written before them); they are not committed now.
+        // A commit record is only ever written after the entries it covers,
+        // so it cannot outlast them through a crash; but a restarted node
+        // must never be told to apply an entry it does not have, whatever
+        // the files say.
         let commit_index = commit.min(last_index);
         let last_path = match segments.last() {
             Some(last) => last.path.clone(),
