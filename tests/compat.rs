@@ -426,8 +426,17 @@ fn the_binary_serves_the_old_data_dir_and_keeps_new_writes_across_a_restart() {
     assert_eq!(meta, fs::read(Path::new(FIXTURE).join("meta")).unwrap());
     let log_now = fs::read(copy.dir.join("log")).unwrap();
     let log_then = fs::read(Path::new(FIXTURE).join("log")).unwrap();
-    assert!(
-        log_now.len() > log_then.len() && log_now.starts_with(&log_then),
-        "the old records are kept as they were and new ones follow them"
+    assert_eq!(
+        log_now, log_then,
+        "the old records are kept as they were, and the old file is never written again"
+    );
+    let segments: Vec<String> = files(&copy.dir)
+        .into_keys()
+        .filter(|name| name.starts_with("log-"))
+        .collect();
+    assert_eq!(
+        segments.first().map(String::as_str),
+        Some("log-00000000000000000115"),
+        "new entries go into segments that continue the old log: {segments:?}"
     );
 }

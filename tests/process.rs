@@ -329,8 +329,9 @@ fn help_and_bad_invocations_give_one_clear_line() {
         "{err}"
     );
 
-    // Corrupt data: a flipped byte in the middle of the log.
-    let log = cluster.data_dir(1).join("log");
+    // Corrupt data: a flipped byte in the middle of the log (in the first
+    // record's header of its first segment, with more data after it).
+    let log = cluster.data_dir(1).join("log-00000000000000000001");
     let mut bytes = std::fs::read(&log).unwrap();
     if bytes.len() > 20 {
         bytes[12] ^= 0xff;

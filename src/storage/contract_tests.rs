@@ -63,6 +63,79 @@ fn exercise<S: LogStore>(mut store: S, reopen: impl Fn(S) -> S) {
     assert_eq!(store.last_index(), 6);
 }
 
+/// Checks that `kept` is what compacting `all` through `through` may leave:
+/// a suffix of it, holding at least every entry after `through` and the
+/// last entry.
+fn assert_suffix(kept: &[Entry], all: &[Entry], through: Index) {
+    let first = kept.first().expect("compaction keeps the last entry").index;
+    assert!(first <= through + 1, "entry {} was dropped", through + 1);
+    assert_eq!(kept, &all[first as usize - 1..]);
+}
+
+/// Drives a store through compaction, commit indexes, reset and appends
+/// after a reset at other indexes; `reopen` stands for a restart.
+fn exercise_compaction_and_reset<S: LogStore>(mut store: S, reopen: impl Fn(S) -> S) {
+    store.recover().unwrap();
+    let mut all: Vec<Entry> = (1..=40).map(|i| entry(i, 1 + i / 10)).collect();
+    for batch in all.chunks(4) {
+        store.append(batch).unwrap();
+        store.sync().unwrap();
+    }
+    store.save_commit(30).unwrap();
+    // A lower commit index changes nothing.
+    store.save_commit(20).unwrap();
+    store.sync().unwrap();
+    store.compact(25).unwrap();
+    assert_eq!(store.last_index(), 40);
+    store.sync().unwrap();
+
+    let mut store = reopen(store);
+    let recovered = store.recover().unwrap();
+    assert_suffix(&recovered.entries, &all, 25);
+    assert_eq!(recovered.commit_index, 30);
+    // Asked again, the store reads the same once more.
+    assert_eq!(store.recover().unwrap(), recovered);
+
+    // Compacting past the end keeps the last entry: the log's end stays
+    // known, and the log goes on from it.
+    store.compact(1000).unwrap();
+    assert_eq!(store.last_index(), 40);
+    all.push(entry(41, 5));
+    store.append(&all[40..]).unwrap();
+    store.save_commit(41).unwrap();
+    store.sync().unwrap();
+    let mut store = reopen(store);
+    let recovered = store.recover().unwrap();
+    assert_suffix(&recovered.entries, &all, 40);
+    assert_eq!(recovered.commit_index, 41);
+
+    // A reset is durable without a sync, and the log may then start
+    // anywhere: past its old end, or before it.
+    store.reset().unwrap();
+    assert_eq!(store.last_index(), 0);
+    let mut store = reopen(store);
+    assert!(store.recover().unwrap().entries.is_empty());
+    assert_eq!(store.last_index(), 0);
+    store.append(&[entry(101, 7), entry(102, 7)]).unwrap();
+    store.save_commit(101).unwrap();
+    store.sync().unwrap();
+    let mut store = reopen(store);
+    let recovered = store.recover().unwrap();
+    assert_eq!(recovered.entries, [entry(101, 7), entry(102, 7)]);
+    assert_eq!(recovered.commit_index, 101);
+    assert_eq!(store.recover().unwrap(), recovered);
+
+    store.reset().unwrap();
+    store.append(&[entry(7, 2)]).unwrap();
+    store.sync().unwrap();
+    let mut store = reopen(store);
+    assert_eq!(store.recover().unwrap().entries, [entry(7, 2)]);
+    assert_eq!(store.last_index(), 7);
+    store.append(&[entry(8, 2)]).unwrap();
+    store.sync().unwrap();
+    assert_eq!(store.last_index(), 8);
+}
+
 #[test]
 fn memory_store_keeps_the_contract() {
     exercise(MemStore::new(), |store| store);
@@ -79,6 +152,24 @@ fn disk_store_keeps_the_contract_across_reopening() {
 }
 
 #[test]
+fn memory_store_keeps_the_compaction_and_reset_contract() {
+    exercise_compaction_and_reset(MemStore::new(), |store| store);
+}
+
+#[test]
+fn disk_store_keeps_the_compaction_and_reset_contract_across_reopening() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    // Small segments, so that compaction has whole files to delete.
+    let options = DiskOptions { segment_bytes: 64 };
+    let open = || DiskStore::open_with(&dir, 1, "c", options).unwrap();
+    exercise_compaction_and_reset(open(), |store| {
+        drop(store);
+        open()
+    });
+}
+
+#[test]
 fn a_memory_store_can_start_from_a_given_state() {
     let hard_state = HardState {
         current_term: 2,
@@ -88,5 +179,8 @@ fn a_memory_store_can_start_from_a_given_state() {
     let recovered = store.recover().unwrap();
     assert_eq!(recovered.hard_state, hard_state);
     assert_eq!(recovered.entries.len(), 2);
-    assert!(MemStore::with(hard_state, vec![entry(1, 1), entry(3, 1)]).is_err());
+    // An empty store takes a log starting anywhere (after a snapshot),
+    // but not one with a gap.
+    assert!(MemStore::with(hard_state, vec![entry(2, 1)]).is_ok());
+    assert!(MemStore::with(hard_state, vec![entry(2, 1), entry(4, 1)]).is_err());
 }

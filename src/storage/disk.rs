@@ -8,111 +8,248 @@
 //!
 //! # The data dir
 //!
-//! This comment is the definition of the on-disk format (the `log` file's
-//! records are implemented in [`super::log_file`]). A data dir holds four
-//! files.
+//! This comment is the definition of the on-disk format. The records of one
+//! log file are implemented in [`super::log_file`], the sequence of log
+//! files in [`super::segment`]. A data dir holds:
 //!
-//! `meta` is a small text file written once, when the dir is initialized. It
-//! has one `key: value` line each for `format` (currently `1`), `node_id`
-//! (the decimal [`NodeId`]) and `cluster_id` (any one-line string, written
-//! verbatim after the `": "`). It is written last during initialization, so
-//! its presence is what marks the dir as initialized. Opening the dir as a
-//! different node or cluster is refused, because running a node on another
-//! node's log would make it vote and acknowledge on that node's behalf.
+//! `meta`, a small text file written once, when the dir is initialized. It
+//! has one `key: value` line each for `format`, `node_id` (the decimal
+//! [`NodeId`]) and `cluster_id` (any one-line string, written verbatim after
+//! the `": "`). It is written last during initialization, so its presence is
+//! what marks the dir as initialized. Opening the dir as a different node or
+//! cluster is refused, because running a node on another node's log would
+//! make it vote and acknowledge on that node's behalf. `format` is `2` for a
+//! dir initialized now and `1` for one initialized by an earlier release;
+//! both are accepted, and it says how the dir began, not what it holds now:
+//! a format-1 dir gets segments as soon as anything is appended.
 //!
-//! `hard_state` is the codec-encoded [`HardState`] (see [`crate::codec`])
+//! `hard_state`, the codec-encoded [`HardState`] (see [`crate::codec`])
 //! followed by a 4-byte big-endian CRC-32 of those encoded bytes. It is never
 //! modified in place: a new version is written to `hard_state.tmp`, fsynced,
 //! renamed over `hard_state`, and then the directory is fsynced, so at every
 //! instant the file holds either the old or the new hard state, whole.
 //!
-//! `log` starts with the 8-byte magic header `RNLOG\0\0\x01` (the last byte is
-//! the format version). After it come records, one per log entry, back to
-//! back. A record is a 4-byte big-endian payload length, then a 4-byte
-//! big-endian CRC-32 computed over the 4 length bytes followed by the
-//! payload, then the payload itself: one codec-encoded [`Entry`]. Payloads are
-//! at most 64 MiB and never empty. Entries have consecutive indexes starting
-//! at 1 and non-decreasing terms. Appends are not synced individually; the
-//! caller batches several appends (and truncations) per [`DiskStore::sync`](super::LogStore::sync)
-//! (group commit) and must not acknowledge entries before that sync returns.
+//! The log, in segment files, and in a format-1 dir possibly the legacy file
+//! `log` before them (both below).
 //!
-//! `LOCK` is an empty file on which an exclusive advisory lock is held for
-//! as long as a [`DiskStore`] lives, so two processes (or two `DiskStore`s in one
-//! process) can never write the same dir.
+//! `LOCK`, an empty file on which an exclusive advisory lock is held for as
+//! long as a [`DiskStore`] lives, so two processes (or two `DiskStore`s in
+//! one process) can never write the same dir.
+//!
+//! `snapshots/`, a directory of snapshot files, managed elsewhere (in
+//! `snapshot_store.rs`; the file format is in `snapshot_file.rs`). This
+//! module never looks inside it, and its presence does not make a dir
+//! without `meta` foreign.
 //!
 //! Transient files `hard_state.tmp` and `meta.tmp` may be left by a crash;
-//! they are ignored (and overwritten by the next write).
+//! they are ignored (and overwritten by the next write). Any other file is
+//! ignored too.
+//!
+//! # Segments
+//!
+//! The log is a sequence of segment files, each named `log-` followed by the
+//! index of its first entry in 20 decimal digits (`log-00000000000000000001`),
+//! so that names sort like indexes. A segment starts with the 8-byte magic
+//! header `RNLOG\0\0\x02` (the last byte is the format version). After it
+//! come records, back to back. A record is
+//!
+//! ```text
+//! payload length     u32, big-endian, 1 to 64 MiB
+//! payload CRC        u32, big-endian, CRC-32 of the payload
+//! header CRC         u32, big-endian, CRC-32 of the 8 bytes before it
+//! payload            a codec-encoded record:
+//!                      Entry(Entry)   (variant 0) one log entry
+//!                      Commit(Index)  (variant 1) entries up to here are committed
+//! ```
+//!
+//! The header checks itself, so a damaged length is recognized as damage
+//! rather than taken for a record that a crash cut short.
+//!
+//! The entries of a segment have consecutive indexes starting at the index
+//! in its name; the next segment's name is the index after the previous
+//! one's last entry, so that the entries of all segments are consecutive.
+//! Terms never decrease. Commit records may sit anywhere among the entries;
+//! the log's commit index is the highest one, but never more than the last
+//! entry's index (a truncation can remove entries after a commit record
+//! that once covered them).
+//!
+//! Appends go to the last segment. Each batch of entries is written with one
+//! write, and not synced: the caller batches several appends (and
+//! truncations) per [`sync`](super::LogStore::sync) (group commit) and must
+//! not acknowledge entries before that sync returns, which fdatasyncs the
+//! last segment (and fsyncs the directory if a segment was created or
+//! deleted since it last was). Once the last segment has reached the
+//! segment size (8 MiB unless [`DiskOptions`] says otherwise), the next batch
+//! starts a new segment, written with its magic in the same write. Before
+//! that the previous last segment is fdatasynced, and the directory fsynced
+//! if its name is not yet durable: so only the last segment ever holds
+//! unsynced data, and every earlier one is durable as it is.
+//!
+//! [`save_commit`](super::LogStore::save_commit) writes a commit record only
+//! when the commit index increased, with the next batch of entries or, if
+//! none comes, in the next sync. Every new segment repeats the current commit
+//! index, so that deleting older segments never takes it back.
+//!
+//! # The legacy `log` (format 1)
+//!
+//! Releases before segments kept the whole log in one file, `log`: the
+//! magic `RNLOG\0\0\x01`, then records of a 4-byte big-endian payload
+//! length, a 4-byte big-endian CRC-32 of those length bytes followed by the
+//! payload, and the payload, one codec-encoded [`Entry`]; entries from
+//! index 1. Such a file is read as the first segment, by its own rules
+//! (below), and never appended to again: the next entries go into segments
+//! after it, the first named after its last entry. It is cut by a
+//! truncation that reaches into it, and deleted by compaction like any
+//! segment once every entry in it is covered.
+//!
+//! # The empty log
+//!
+//! An initialized dir always holds at least one log file, so that a log
+//! deleted by mistake is reported missing, never taken for an empty one.
+//! Initialization creates `log-00000000000000000001` holding just its magic.
+//! When the log becomes empty (a reset, or a truncation of every entry), the
+//! first file stays, emptied to its magic, as a placeholder. The next append
+//! may start at any index: it goes into the placeholder if the placeholder is
+//! a segment named by that index, and otherwise starts a segment named by
+//! it; the placeholder is then deleted after the next sync has made the new
+//! segment's name durable. A file holding no entries that does not continue
+//! the log (one before the first file that holds entries, or one not named
+//! after the previous file's last entry) is such a placeholder left over by
+//! a crash, and recovery deletes it.
+//!
+//! # Truncation, compaction, reset
+//!
+//! [`truncate_after`](super::LogStore::truncate_after) cuts the file holding
+//! the first dropped entry at that entry's record, after deleting every
+//! later segment, newest first. It is durable after the next sync, but
+//! before anything is written after the cut, the cut file is fdatasynced
+//! (and the directory fsynced if segments were deleted): otherwise a crash
+//! could keep the new records but undo the cut, leaving stale records (or
+//! zeros, then stale records) after them, a log that refuses to start.
+//!
+//! [`compact`](super::LogStore::compact) deletes whole files, oldest first,
+//! while every entry in them is at or below the compaction point; never the
+//! last file, nor the one holding the last entry. It is not made durable: a
+//! crash may bring deleted files back, which gives a longer suffix of the
+//! log, as safe. (Like the other multi-file steps, this relies on the file
+//! system applying deletions from one directory in the order they were made,
+//! as journaling file systems do.)
+//!
+//! [`reset`](super::LogStore::reset) deletes every file but the first,
+//! newest first, fsyncs the directory, then empties the first to its magic
+//! and fdatasyncs it: durable when it returns. A crash before leaves a
+//! prefix of the old log.
 //!
 //! # Initialization
 //!
-//! A dir that does not exist, or has no `meta`, is initialized: the log (just
-//! its header) is written and fsynced, then `hard_state` (default term and
-//! vote), then `meta`, each made durable before the next. A dir without
-//! `meta` is only initialized if it holds nothing but what an interrupted
-//! initialization leaves (`LOCK`, `meta.tmp`, a log holding at most the
-//! header, empty or default `hard_state` and `hard_state.tmp`); anything else,
-//! in particular a log with records, is refused and left untouched. Once
-//! `meta` exists, a missing `log` or `hard_state` is an error, never a reason
-//! to start afresh.
+//! A dir that does not exist, or has no `meta`, is initialized: the first
+//! segment (just its header) is written and fsynced with its name, then
+//! `hard_state` (default term and vote), then `meta`, each made durable
+//! before the next. A dir without `meta` is only initialized if it holds
+//! nothing but what an interrupted initialization leaves (`LOCK`,
+//! `meta.tmp`, log files holding at most a header, empty or default
+//! `hard_state` and `hard_state.tmp`) and a `snapshots` directory; anything
+//! else, in particular a log with records, is refused and left untouched.
+//! Once `meta` exists, a dir without `hard_state` or without any log file is
+//! an error, never a reason to start afresh.
 //!
 //! # Recovery
 //!
-//! On open the log is read from offset 8 record by record. A defective record
-//! is told apart from real corruption by what follows it. A crash in the
-//! middle of an append can only damage the end of the file: it can cut the
-//! file short, or leave the file longer than the data actually written, with
-//! zeros in the gap. So a record that runs past the end of the file, or that
-//! is bad (checksum mismatch, undecodable, zero or oversized length) but is
-//! followed by nothing except zeros, is a torn tail: the file is truncated at
-//! the record's start, the truncation is fsynced, and a warning is logged. A
-//! bad record followed by more non-zero data cannot be explained by a crash
-//! and is reported as [`StorageError::Corrupt`] without touching the file:
-//! dropping the data after it could drop entries this node has acknowledged.
-//! A length over 64 MiB was never written by anyone, so such a record's end
-//! is unknown; it is judged by what follows its 8-byte header. (The rule errs
-//! on the safe side: if a crash lost a block in the middle of one unsynced
-//! batch but kept a later one, the node refuses to start rather than guess.)
+//! On open (and on every later [`recover`](super::LogStore::recover)), every
+//! log file is fdatasynced before it is read, and the directory fsynced
+//! before the store is used: a node killed after a write but before its
+//! fsync finds that write in the page cache, and it must be durable before
+//! the node acknowledges anything on the strength of it (the same goes for
+//! a `hard_state` renamed into place whose directory fsync never happened).
 //!
-//! Intact records must then have consecutive indexes from 1 and
-//! non-decreasing terms; a violation is corruption too.
+//! Each file is read record by record, streaming. A crash in the middle of
+//! an append can only damage the end of what it was writing: it can cut the
+//! file short, or leave the file longer than the data actually written, with
+//! zeros in the gap. So for a segment's record at some offset:
+//!
+//! * fewer than 12 bytes left, or a payload running past the end of the
+//!   file: a torn tail;
+//! * a header whose CRC does not match: a torn tail if every byte after the
+//!   header is zero, corruption otherwise (a length damaged in the middle of
+//!   the log is caught here: its header no longer checks out, and real
+//!   records follow);
+//! * a header that checks out but gives a length of 0 or over 64 MiB, or a
+//!   payload that checks out but does not decode: corruption (a writer
+//!   wrote exactly that);
+//! * a payload whose CRC does not match: a torn tail if nothing but zeros
+//!   follows the payload, corruption otherwise.
+//!
+//! A segment whose magic is a prefix of the magic followed only by zeros
+//! (its creation was torn) has a torn tail at offset 0; any other wrong
+//! magic is corruption. The legacy `log` keeps format 1's rules: a record
+//! that runs past the end of the file is a torn tail; one that is bad
+//! (checksum mismatch, undecodable, zero or oversized length, the latter
+//! judged from the end of its 8-byte header) is a torn tail if followed by
+//! nothing but zeros, corruption otherwise; a wrong magic is corruption.
+//!
+//! Only the last file holding entries (or an entry-less one after it) may
+//! have a torn tail; in any earlier file it is corruption, since that file
+//! was synced before a later one was created. Intact records must have
+//! consecutive indexes from the index in the file's name (1 for the legacy
+//! file) and non-decreasing terms, and the files that hold entries must
+//! continue one another without a gap; a violation is corruption too.
+//!
+//! Corruption is reported as [`StorageError::Corrupt`], naming the file and,
+//! where it applies, the offset, without touching any file: dropping what
+//! follows could drop entries this node has acknowledged. A torn tail is
+//! cut off (or a torn magic written again), the cut is fsynced, and a
+//! warning is logged; leftover placeholders are deleted; then the directory
+//! is fsynced. The rule errs on the safe side: if a crash lost a block in the
+//! middle of one unsynced batch but kept a later one, the node refuses to
+//! start rather than guess.
 
 use super::error::{io_err, missing_or_io, StorageError};
-use super::log_file::{encode_record, parse_record, recover_log, LOG_MAGIC};
-use super::log_store::{check_continues, LogStore, Recovered};
+use super::log_file::{LEGACY_MAGIC, MAGIC};
+use super::log_store::{LogStore, Recovered};
+use super::segment::{create_first, parse_segment_name, sync_dir, SegmentLog, LEGACY_NAME};
 use crate::codec::{decode, encode};
-use crate::raft::message::{Entry, HardState, Index, NodeId, Term};
+use crate::raft::message::{Entry, HardState, Index, NodeId};
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// The value of the `format` line in `meta`.
-const META_FORMAT: u32 = 1;
+/// The value of the `format` line in `meta` for a dir initialized now.
+const META_FORMAT: u32 = 2;
+/// The format of dirs initialized before segments; still accepted.
+const LEGACY_META_FORMAT: u32 = 1;
 
 const META: &str = "meta";
 const META_TMP: &str = "meta.tmp";
 const HARD_STATE: &str = "hard_state";
 const HARD_STATE_TMP: &str = "hard_state.tmp";
-const LOG: &str = "log";
 const LOCK: &str = "LOCK";
+/// Snapshot files live here; see the module docs.
+const SNAPSHOTS: &str = "snapshots";
+
+/// How a [`DiskStore`] lays out its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskOptions {
+    /// Once the last segment is at least this long, the next append starts
+    /// a new one. Larger segments mean fewer files; smaller ones let
+    /// compaction free space sooner.
+    pub segment_bytes: u64,
+}
+
+impl Default for DiskOptions {
+    fn default() -> DiskOptions {
+        DiskOptions {
+            segment_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
 
 /// The node's log and hard state on disk. Owned by the node's writer thread.
 pub struct DiskStore {
     dir: PathBuf,
-    log_path: PathBuf,
-    log: File,
-    /// `offsets[i - 1]` is the byte offset of the record of entry `i`, so
-    /// truncating to any index needs no reading.
-    offsets: Vec<u64>,
-    /// The length of the log file, which is where the next record goes.
-    end: u64,
-    /// The term of the last entry (0 when the log is empty), to refuse an
-    /// append that would make terms decrease and the log unrecoverable.
-    last_term: Term,
-    /// Set when a write, truncation or sync of the log failed. After that the
-    /// file's contents are unknown (a failed fsync may have dropped dirty
-    /// pages; retrying it can falsely succeed), so the only safe way on is a
-    /// restart, whose recovery reads what is really on disk.
-    poisoned: bool,
+    options: DiskOptions,
+    /// The `format` in `meta`, which says what a missing log was called.
+    format: u32,
+    log: SegmentLog,
     /// What `open` read, until [`LogStore::recover`] hands it over.
     recovered: Option<Recovered>,
     /// Holds the dir's lock; closing it (when the store drops) releases it.
@@ -123,40 +260,36 @@ impl DiskStore {
     /// Opens the node's data dir, creating and initializing it if it does not
     /// exist or is empty, and reads it back (repairing a torn tail).
     pub fn open(dir: &Path, node_id: NodeId, cluster_id: &str) -> Result<DiskStore, StorageError> {
-        let lock = prepare_dir(dir, node_id, cluster_id)?;
-        let hard_state = read_hard_state(&dir.join(HARD_STATE))?;
-        let log_path = dir.join(LOG);
-        let mut log = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&log_path)
-            .map_err(|e| missing_or_io(&log_path, "open", e))?;
-        let recovered_log = recover_log(&mut log, &log_path)?;
-        let last_term = recovered_log.entries.last().map_or(0, |e| e.term);
-        if hard_state.current_term < last_term {
+        DiskStore::open_with(dir, node_id, cluster_id, DiskOptions::default())
+    }
+
+    /// [`DiskStore::open`] with other options than the defaults.
+    pub fn open_with(
+        dir: &Path,
+        node_id: NodeId,
+        cluster_id: &str,
+        options: DiskOptions,
+    ) -> Result<DiskStore, StorageError> {
+        let (lock, meta) = prepare_dir(dir, node_id, cluster_id)?;
+        let (log, recovered) = read_state(dir, meta.format, options)?;
+        let last_term = recovered.entries.last().map_or(0, |e| e.term);
+        if recovered.hard_state.current_term < last_term {
             // Every entry's term was once the current term of its writer, so
             // current_term should be at least as high. Not fatal: the node
             // will learn a higher term soon enough, but worth a look.
             log::warn!(
                 "{}: current_term {} is lower than the last log entry's term {}",
                 dir.display(),
-                hard_state.current_term,
+                recovered.hard_state.current_term,
                 last_term
             );
         }
         Ok(DiskStore {
             dir: dir.to_path_buf(),
-            log_path,
+            options,
+            format: meta.format,
             log,
-            offsets: recovered_log.offsets,
-            end: recovered_log.end,
-            last_term,
-            poisoned: false,
-            recovered: Some(Recovered {
-                hard_state,
-                entries: recovered_log.entries,
-                commit_index: 0,
-            }),
+            recovered: Some(recovered),
             _lock: lock,
         })
     }
@@ -166,42 +299,45 @@ impl DiskStore {
         &self.dir
     }
 
-    fn check_not_poisoned(&self) -> Result<(), StorageError> {
-        if self.poisoned {
-            return Err(StorageError::Poisoned {
-                path: self.log_path.clone(),
-            });
-        }
-        Ok(())
+    /// The log's files, oldest first: what a test that simulates a crash
+    /// needs to know to lose exactly the unsynced writes. Every file but the
+    /// last is durable as it is (nothing is written to a file once a later
+    /// one exists, and a later one is created only after the earlier ones'
+    /// contents and names are synced); the last one is durable up to its
+    /// length at the last [`sync`](LogStore::sync), and is new since then if
+    /// it was not in the list at that sync. Files deleted since the last sync
+    /// (by truncation or compaction) may come back in a real crash; leaving
+    /// them deleted is one of the outcomes a crash may have too.
+    pub fn segment_paths(&self) -> Vec<PathBuf> {
+        self.log.paths()
     }
+}
 
-    /// Marks the store unusable after a failed write (see `poisoned`).
-    fn poison(&mut self, op: &'static str, e: std::io::Error) -> StorageError {
-        self.poisoned = true;
-        io_err(&self.log_path, op)(e)
-    }
-
-    /// Reads back the entry at `index` (which must be in the log).
-    fn read_entry(&mut self, index: Index) -> Result<Entry, StorageError> {
-        let start = self.offsets[index as usize - 1];
-        let end = self
-            .offsets
-            .get(index as usize)
-            .copied()
-            .unwrap_or(self.end);
-        let mut bytes = vec![0; (end - start) as usize];
-        self.log
-            .seek(SeekFrom::Start(start))
-            .and_then(|_| self.log.read_exact(&mut bytes))
-            .map_err(io_err(&self.log_path, "read"))?;
-        parse_record(&bytes, 0)
-            .map(|(entry, _)| entry)
-            .map_err(|defect| StorageError::Corrupt {
-                path: self.log_path.clone(),
-                offset: Some(start),
-                reason: format!("re-reading entry {index}: {}", defect.reason()),
-            })
-    }
+/// Reads the hard state and the log and makes what was read durable.
+fn read_state(
+    dir: &Path,
+    format: u32,
+    options: DiskOptions,
+) -> Result<(SegmentLog, Recovered), StorageError> {
+    let hard_state = read_hard_state(&dir.join(HARD_STATE))?;
+    let missing = if format == LEGACY_META_FORMAT {
+        LEGACY_NAME
+    } else {
+        "log-*"
+    };
+    let loaded = SegmentLog::load(dir, options.segment_bytes, missing)?;
+    // The names read must be durable too: a `hard_state` renamed into place
+    // or a segment created just before a crash, and the deletions recovery
+    // made.
+    sync_dir(dir)?;
+    Ok((
+        loaded.log,
+        Recovered {
+            hard_state,
+            entries: loaded.entries,
+            commit_index: loaded.commit_index,
+        },
+    ))
 }
 
 impl LogStore for DiskStore {
@@ -211,17 +347,10 @@ impl LogStore for DiskStore {
         if let Some(recovered) = self.recovered.take() {
             return Ok(recovered);
         }
-        self.check_not_poisoned()?;
-        let hard_state = read_hard_state(&self.dir.join(HARD_STATE))?;
-        let log = recover_log(&mut self.log, &self.log_path)?;
-        self.offsets = log.offsets;
-        self.end = log.end;
-        self.last_term = log.entries.last().map_or(0, |e| e.term);
-        Ok(Recovered {
-            hard_state,
-            entries: log.entries,
-            commit_index: 0,
-        })
+        self.log.check_not_poisoned()?;
+        let (log, recovered) = read_state(&self.dir, self.format, self.options)?;
+        self.log = log;
+        Ok(recovered)
     }
 
     /// Writes `hard_state.tmp`, fsyncs it, renames it over `hard_state` and
@@ -232,86 +361,31 @@ impl LogStore for DiskStore {
 
     /// The whole batch goes out in one write.
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
-        self.check_not_poisoned()?;
-        // Validate and encode everything before writing anything, so a
-        // refused batch leaves the log untouched.
-        let last = (self.last_index() > 0).then_some((self.last_index(), self.last_term));
-        check_continues(last, entries, &self.log_path)?;
-        let mut buf = Vec::new();
-        let mut offsets = Vec::with_capacity(entries.len());
-        for entry in entries {
-            offsets.push(self.end + buf.len() as u64);
-            encode_record(entry, &mut buf, &self.log_path)?;
-        }
-        let Some(last) = entries.last() else {
-            return Ok(());
-        };
-        let written = self
-            .log
-            .seek(SeekFrom::Start(self.end))
-            .and_then(|_| self.log.write_all(&buf));
-        if let Err(e) = written {
-            // Part of the batch may be in the file; recovery will cut it off.
-            return Err(self.poison("write", e));
-        }
-        self.offsets.extend(offsets);
-        self.end += buf.len() as u64;
-        self.last_term = last.term;
-        Ok(())
+        self.log.append(entries)
     }
 
     fn truncate_after(&mut self, last_kept: Index) -> Result<(), StorageError> {
-        self.check_not_poisoned()?;
-        if last_kept >= self.last_index() {
-            return Ok(());
-        }
-        let new_last_term = if last_kept == 0 {
-            0
-        } else {
-            self.read_entry(last_kept)?.term
-        };
-        // Entry `last_kept + 1` starts at offsets[last_kept]; cut there.
-        let new_end = self.offsets[last_kept as usize];
-        if let Err(e) = self.log.set_len(new_end) {
-            return Err(self.poison("truncate", e));
-        }
-        self.offsets.truncate(last_kept as usize);
-        self.end = new_end;
-        self.last_term = new_last_term;
-        Ok(())
+        self.log.truncate_after(last_kept)
     }
 
-    /// fdatasync suffices: it also flushes the file size, which is all the
-    /// metadata a truncation or append changes that matters for reading the
-    /// data back.
-    fn sync(&mut self) -> Result<(), StorageError> {
-        self.check_not_poisoned()?;
-        if let Err(e) = self.log.sync_data() {
-            return Err(self.poison("fsync", e));
-        }
-        Ok(())
+    fn save_commit(&mut self, commit_index: Index) -> Result<(), StorageError> {
+        self.log.save_commit(commit_index)
     }
 
-    // Placeholders until the log is split into segments: keeping every
-    // entry and forgetting the commit index are both safe.
-    fn save_commit(&mut self, _commit_index: Index) -> Result<(), StorageError> {
-        Ok(())
-    }
-
-    fn compact(&mut self, _through: Index) -> Result<(), StorageError> {
-        Ok(())
+    fn compact(&mut self, through: Index) -> Result<(), StorageError> {
+        self.log.compact(through)
     }
 
     fn reset(&mut self) -> Result<(), StorageError> {
-        Err(StorageError::Corrupt {
-            path: self.log_path.clone(),
-            offset: None,
-            reason: "resetting the log is not supported yet".into(),
-        })
+        self.log.reset()
+    }
+
+    fn sync(&mut self) -> Result<(), StorageError> {
+        self.log.sync()
     }
 
     fn last_index(&self) -> Index {
-        self.offsets.len() as Index
+        self.log.last_index()
     }
 }
 
@@ -319,8 +393,13 @@ impl LogStore for DiskStore {
 // Opening the dir
 
 /// Checks, creates or initializes the data dir and takes its lock; returns
-/// the lock once the dir is known to belong to this node and cluster.
-fn prepare_dir(dir: &Path, node_id: NodeId, cluster_id: &str) -> Result<File, StorageError> {
+/// the lock and the dir's `meta` once the dir is known to belong to this
+/// node and cluster.
+fn prepare_dir(
+    dir: &Path,
+    node_id: NodeId,
+    cluster_id: &str,
+) -> Result<(File, Meta), StorageError> {
     if cluster_id.is_empty() || cluster_id.contains(['\n', '\r']) {
         return Err(StorageError::InvalidClusterId {
             path: dir.to_path_buf(),
@@ -364,7 +443,7 @@ fn prepare_dir(dir: &Path, node_id: NodeId, cluster_id: &str) -> Result<File, St
             found: meta.node_id,
         });
     }
-    Ok(lock)
+    Ok((lock, meta))
 }
 
 // ---------------------------------------------------------------------------
@@ -411,6 +490,7 @@ fn decode_hard_state(bytes: &[u8]) -> Result<HardState, String> {
 // Meta and initialization
 
 struct Meta {
+    format: u32,
     node_id: NodeId,
     cluster_id: String,
 }
@@ -438,17 +518,22 @@ fn parse_meta(text: &str) -> Result<Meta, String> {
         }
     }
     let format = format.ok_or("no `format` line")?;
-    if format != META_FORMAT.to_string() {
-        return Err(format!(
-            "format {format:?} is not the supported format {META_FORMAT}"
-        ));
-    }
+    let format = match format.parse() {
+        Ok(f @ (LEGACY_META_FORMAT | META_FORMAT)) => f,
+        _ => {
+            return Err(format!(
+                "format {format:?} is not a supported format \
+                 ({LEGACY_META_FORMAT} or {META_FORMAT})"
+            ))
+        }
+    };
     let node_id = node_id.ok_or("no `node_id` line")?;
     let node_id = node_id
         .parse()
         .map_err(|_| format!("node_id {node_id:?} is not a number"))?;
     let cluster_id = cluster_id.ok_or("no `cluster_id` line")?.to_string();
     Ok(Meta {
+        format,
         node_id,
         cluster_id,
     })
@@ -467,14 +552,27 @@ fn check_uninitialized(dir: &Path) -> Result<(), StorageError> {
         let name = dir_entry.file_name();
         match name.to_str() {
             Some(LOCK) | Some(META_TMP) => {}
-            Some(LOG) => {
-                let bytes = fs::read(&path).map_err(io_err(&path, "read"))?;
-                // Initialization writes the log header in one go; a crash can
-                // leave any prefix of it.
-                if bytes.len() > LOG_MAGIC.len() || !LOG_MAGIC.starts_with(&bytes) {
+            // Snapshots are kept apart and not this module's to judge.
+            Some(SNAPSHOTS) if path.is_dir() => {}
+            Some(name) if name == LEGACY_NAME || parse_segment_name(name).is_some() => {
+                // Initialization (by this release, or by one that wrote the
+                // legacy `log`) writes a log file's header in one go; a
+                // crash can leave any prefix of it. A longer file holds
+                // records, and is not looked at further.
+                let magic = if name == LEGACY_NAME {
+                    LEGACY_MAGIC
+                } else {
+                    MAGIC
+                };
+                let len = fs::metadata(&path).map_err(io_err(&path, "stat"))?.len();
+                let header_only = len <= magic.len() as u64
+                    && fs::read(&path)
+                        .map(|bytes| magic.starts_with(&bytes))
+                        .map_err(io_err(&path, "read"))?;
+                if !header_only {
                     return Err(not_ours(format!(
-                        "it has a log ({} bytes) but no meta",
-                        bytes.len()
+                        "it has a log ({} with {len} bytes) but no meta",
+                        path.display()
                     )));
                 }
             }
@@ -504,13 +602,21 @@ fn check_uninitialized(dir: &Path) -> Result<(), StorageError> {
 /// everything before it is durable, so a crash at any point leaves either an
 /// initialized dir or one that [`check_uninitialized`] accepts.
 fn initialize(dir: &Path, node_id: NodeId, cluster_id: &str) -> Result<(), StorageError> {
-    let log_path = dir.join(LOG);
-    let mut log = File::create(&log_path).map_err(io_err(&log_path, "create"))?;
-    log.write_all(LOG_MAGIC)
-        .map_err(io_err(&log_path, "write"))?;
-    log.sync_all().map_err(io_err(&log_path, "fsync"))?;
-    // The log's directory entry must be durable before meta's can be.
-    sync_dir(dir)?;
+    // Log files an interrupted initialization left hold at most a header
+    // (checked by `check_uninitialized`); the log starts afresh without
+    // them, so none can be taken for part of it.
+    for dir_entry in fs::read_dir(dir).map_err(io_err(dir, "list"))? {
+        let dir_entry = dir_entry.map_err(io_err(dir, "list"))?;
+        let name = dir_entry.file_name();
+        let name = name.to_str().unwrap_or_default();
+        if name == LEGACY_NAME || parse_segment_name(name).is_some() {
+            let path = dir_entry.path();
+            fs::remove_file(&path).map_err(io_err(&path, "remove"))?;
+        }
+    }
+    // The first segment and its directory entry are durable before meta
+    // can be.
+    create_first(dir)?;
 
     write_hard_state(dir, &HardState::default())?;
 
@@ -549,12 +655,6 @@ fn replace_file(
 
 fn file_exists(path: &Path) -> Result<bool, StorageError> {
     path.try_exists().map_err(io_err(path, "check for"))
-}
-
-fn sync_dir(dir: &Path) -> Result<(), StorageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err(dir, "fsync directory"))
 }
 
 /// Opens (creating if needed) `dir/LOCK` and takes its exclusive lock.

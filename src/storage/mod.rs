@@ -19,10 +19,11 @@ mod error;
 mod log_file;
 mod log_store;
 mod memory;
+mod segment;
 mod snapshot_file;
 mod snapshot_store;
 
-pub use disk::DiskStore;
+pub use disk::{DiskOptions, DiskStore};
 pub use error::StorageError;
 pub use log_store::{LogStore, Recovered};
 pub use memory::MemStore;
