@@ -6,7 +6,9 @@
 //! (group commit). Only then does it hand their messages to the peer threads
 //! — so no vote and no acknowledgement ever leaves before what it promises is
 //! on disk — and tell the core how far the log is durable, which is when a
-//! leader counts itself towards a majority. A storage error stops the node
+//! leader counts itself towards a majority. The commit index is saved with
+//! the log (no fsync of its own while busy; one when idle), and compaction
+//! after a snapshot happens here too. A storage error stops the node
 //! (fail-stop): after a failed write or fsync, what the disk holds is unknown.
 
 use super::shared::Shared;
@@ -15,6 +17,12 @@ use crate::raft::Ready;
 use crate::storage::{LogStore, StorageError};
 use crossbeam_channel::{select, Receiver};
 use std::sync::Arc;
+use std::time::Duration;
+
+/// How long the writer waits, idle, before syncing a saved commit index.
+const COMMIT_SYNC_DELAY: Duration = Duration::from_millis(20);
+/// No timeout at all.
+const NEVER: Duration = Duration::from_secs(24 * 3600);
 
 pub(crate) fn run<L: LogStore>(
     shared: Arc<Shared>,
@@ -22,15 +30,32 @@ pub(crate) fn run<L: LogStore>(
     jobs: Receiver<Ready>,
     shutdown: Receiver<()>,
 ) {
+    // A commit index saved since the last sync: made durable once the
+    // writer has been idle for a moment, so a node restarted after a quiet
+    // spell re-applies everything committed without waiting for a leader.
+    // Under load it rides along with the next batch's sync instead, costing
+    // no fsync of its own.
+    let mut commit_unsynced = false;
     loop {
+        let idle = if commit_unsynced { COMMIT_SYNC_DELAY } else { NEVER };
         let first = select! {
             recv(jobs) -> job => match job { Ok(job) => job, Err(_) => return },
             recv(shutdown) -> _ => return,
+            default(idle) => {
+                commit_unsynced = false;
+                if let Err(e) = store.sync() {
+                    shared.fail(e);
+                    return;
+                }
+                continue;
+            }
         };
         let mut batch = vec![first];
         batch.extend(jobs.try_iter());
         match persist(&mut store, &batch) {
-            Ok(last_written) => {
+            Ok((last_written, synced)) => {
+                let saved_commit = batch.iter().any(|r| r.commit_index.is_some());
+                commit_unsynced = (commit_unsynced || saved_commit) && !synced;
                 for ready in &mut batch {
                     for message in ready.messages.drain(..) {
                         if let Some(outbox) = shared.outboxes.get(&message.to) {
@@ -51,14 +76,14 @@ pub(crate) fn run<L: LogStore>(
 }
 
 /// Writes a batch of readies with one log sync (and the commit index and
-/// compactions they carry, which need none of their own); returns the last entry
-/// written, if any. The hard state goes first: it is monotonic (terms only
+/// compactions they carry, which need none of their own); returns the last
+/// entry written, if any, and whether it synced. The hard state goes first: it is monotonic (terms only
 /// grow, a vote is cast once per term), so the newest one covers every
 /// earlier ready, and it must never lag the log.
 fn persist<L: LogStore>(
     store: &mut L,
     batch: &[Ready],
-) -> Result<Option<(Index, Term)>, StorageError> {
+) -> Result<(Option<(Index, Term)>, bool), StorageError> {
     if let Some(hard_state) = batch.iter().rev().find_map(|r| r.hard_state) {
         store.save_hard_state(&hard_state)?;
     }
@@ -73,14 +98,16 @@ fn persist<L: LogStore>(
             store.truncate_after(last_kept)?;
             log_changed = true;
         }
+        if let Some(commit_index) = ready.commit_index {
+            // Before the append, so it rides in the same write and the same
+            // sync; it never needs a sync of its own (a lost commit index
+            // is relearnt from the leader).
+            store.save_commit(commit_index)?;
+        }
         if let Some(last) = ready.entries.last() {
             store.append(&ready.entries)?;
             log_changed = true;
             last_written = Some((last.index, last.term));
-        }
-        if let Some(commit_index) = ready.commit_index {
-            // Rides along with the next sync; no sync of its own.
-            store.save_commit(commit_index)?;
         }
         if let Some(through) = ready.compact_through {
             // A durable snapshot covers these; dropping them need not be
@@ -91,5 +118,5 @@ fn persist<L: LogStore>(
     if log_changed {
         store.sync()?;
     }
-    Ok(last_written)
+    Ok((last_written, log_changed))
 }
