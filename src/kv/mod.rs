@@ -18,6 +18,8 @@
 //! and the node it runs on), the Raft types and the codec. Nothing here
 //! knows about the Redis protocol.
 
+#[cfg(test)]
+mod bench;
 mod command;
 pub mod digest;
 pub mod session;
