@@ -22,6 +22,7 @@
 mod bench;
 mod command;
 pub mod digest;
+pub mod map;
 pub mod session;
 
 pub use command::{Command, Outcome, Query, QueryReply, Wire, MAX_MULTI_READ_BYTES};
@@ -30,15 +31,20 @@ pub use session::SESSION_TTL_ENTRIES;
 use crate::node::{Error, Node, StateMachine};
 use crate::raft::message::Index;
 use log::error;
+use map::ShardedMap;
 use session::{Admission, Sessions};
-use std::collections::HashMap;
 
 /// A node running the key-value store.
 pub type KvNode = Node<Kv>;
 
+/// The keys are split among `2^KEY_SHARD_BITS` copy-on-write shards (see
+/// [`map`]): enough that a million keys make small trees and a write during
+/// a snapshot copies little, few enough that freezing them all is quick.
+const KEY_SHARD_BITS: u32 = 12;
+
 #[derive(Debug)]
 pub struct Kv {
-    map: HashMap<Vec<u8>, Vec<u8>>,
+    map: ShardedMap<Vec<u8>, Vec<u8>>,
     sessions: Sessions,
 }
 
@@ -57,7 +63,7 @@ impl Kv {
     /// one).
     pub fn with_session_ttl(ttl: Index) -> Kv {
         Kv {
-            map: HashMap::new(),
+            map: ShardedMap::new(KEY_SHARD_BITS),
             sessions: Sessions::new(ttl),
         }
     }
@@ -79,7 +85,7 @@ impl Kv {
     /// [`digest`]): `DEBUG DIGEST`.
     pub fn digest(&self) -> String {
         let mut digest = digest::Digest::default();
-        for (key, value) in &self.map {
+        for (key, value) in self.map.iter() {
             digest.add(&[b"key", key, value]);
         }
         self.sessions.digest_into(&mut digest);
@@ -127,9 +133,11 @@ impl Kv {
                     .filter(|k| self.map.remove(*k).is_some())
                     .count(),
             ),
-            Command::Cas { key, expected, new } => match self.map.get_mut(&key) {
+            // Compared before anything is taken mutably: a failed swap
+            // copies no shard a snapshot shares.
+            Command::Cas { key, expected, new } => match self.map.get(&key) {
                 Some(value) if *value == expected => {
-                    *value = new;
+                    self.map.insert(key, new);
                     Outcome::Swapped(true)
                 }
                 _ => Outcome::Swapped(false),
@@ -137,7 +145,7 @@ impl Kv {
             Command::Incr { key } => self.add(key, 1),
             Command::IncrBy { key, by } => self.add(key, by),
             Command::Append { key, value } => {
-                let stored = self.map.entry(key).or_default();
+                let stored = self.map.get_or_insert_default(key);
                 stored.extend_from_slice(&value);
                 Outcome::Integer(stored.len() as i64)
             }
