@@ -10,6 +10,11 @@
 //! one entry ([`Command::Multi`]) applied in one step, so it is atomic on
 //! every node.
 //!
+//! The keys and the sessions live in copy-on-write [`map`]s, so that a
+//! snapshot of the store costs O(shards) on the apply thread, is written
+//! out on another thread while entries go on being applied, and reads back
+//! into an identical store ([`snapshot`] has the format).
+//!
 //! [`KeyValue`] gives a `Node<Kv>` its typed operations (`set`, `cas`,
 //! `read`, …); underneath they are [`Node::propose`] and [`Node::query`] of
 //! encoded [`Command`]s and [`Query`]s.
@@ -24,15 +29,20 @@ mod command;
 pub mod digest;
 pub mod map;
 pub mod session;
+pub mod snapshot;
+#[cfg(test)]
+mod snapshot_tests;
 
 pub use command::{Command, Outcome, Query, QueryReply, Wire, MAX_MULTI_READ_BYTES};
 pub use session::SESSION_TTL_ENTRIES;
 
-use crate::node::{Error, Node, StateMachine};
+use crate::node::{Error, Node, RestoreError, StateMachine, StateSnapshot};
 use crate::raft::message::Index;
 use log::error;
 use map::ShardedMap;
 use session::{Admission, Sessions};
+use snapshot::KvSnapshot;
+use std::io::Read;
 
 /// A node running the key-value store.
 pub type KvNode = Node<Kv>;
@@ -231,17 +241,24 @@ impl StateMachine for Kv {
         encode_reply(&reply)
     }
 
-    fn snapshot(&self) -> Box<dyn crate::node::StateSnapshot> {
-        unimplemented!("Kv snapshots come with the copy-on-write map")
+    /// O(shards), whatever the number of keys: the keys and sessions are
+    /// shared copy-on-write with the snapshot (see [`map`]), which writes
+    /// them out as [`snapshot`] describes.
+    fn snapshot(&self) -> Box<dyn StateSnapshot> {
+        Box::new(KvSnapshot::new(self.map.freeze(), self.sessions.freeze()))
     }
 
-    fn restore(
-        &mut self,
-        _payload: &mut dyn std::io::Read,
-    ) -> Result<(), crate::node::RestoreError> {
-        Err(crate::node::RestoreError::Invalid(
-            "not implemented yet".into(),
-        ))
+    /// Reads the payload into a new store, which replaces this one only once
+    /// the whole payload is read and agrees with itself (so both are in
+    /// memory meanwhile). The session TTL is configuration and stays this
+    /// store's; so does the count of duplicates suppressed, a counter of
+    /// this node's rather than replicated state.
+    fn restore(&mut self, payload: &mut dyn Read) -> Result<(), RestoreError> {
+        let mut restored = Kv::with_session_ttl(self.sessions.ttl());
+        snapshot::read(payload, &mut restored.map, &mut restored.sessions)?;
+        restored.sessions.set_duplicates(self.sessions.duplicates());
+        *self = restored;
+        Ok(())
     }
 }
 
