@@ -35,7 +35,7 @@
 //!   as it is read — off the apply thread. The same order gives a later
 //!   SCAN its cursor: a hash, from which to go on.
 //! * **Hash maps inside the shards.** A lookup is the old `HashMap` lookup
-//!   plus a shard hash. Trees were measured too (`BTreeMap` per shard,
+//!   plus a shard hash and a read of the shard's header. Trees were measured too (`BTreeMap` per shard,
 //!   by key and by hash): their nodes are cache misses, and overwriting a
 //!   key among a million cost 1.7 to 3 times as much. The shards keep
 //!   `RandomState`, which only they see: their own order is never read, and
@@ -43,9 +43,10 @@
 //!   one shard (the shard hash is not keyed, as it must agree between
 //!   replicas): that shard grows, and so does its copy when a snapshot
 //!   shares it.
-//! * **A fixed number of shards**, chosen at creation: it bounds the cost of
-//!   freezing and of one shard's copy. It is not part of what the order
-//!   means, so a reader may shard differently.
+//! * **A fixed number of shards**, chosen at creation, weighs the cost of
+//!   freezing (one `Arc` each) and of the headers every write reads against
+//!   the size of one shard's copy (the entries over the shards). The order
+//!   above does not depend on it.
 
 use std::borrow::Borrow;
 use std::collections::hash_map::{self, HashMap};

@@ -407,11 +407,11 @@ impl Reader<'_> {
     }
 
     fn insert(&mut self, key: Vec<u8>, value: Vec<u8>) -> Result<(), RestoreError> {
-        if self.keys.contains_key(&key) {
-            return Err(invalid("a key appears twice"));
+        // Overwriting is harmless here: the whole store is dropped on error.
+        match self.keys.insert(key, value) {
+            None => Ok(()),
+            Some(_) => Err(invalid("a key appears twice")),
         }
-        self.keys.insert(key, value);
-        Ok(())
     }
 
     fn part(&mut self, part: Vec<u8>) -> Result<(), RestoreError> {
