@@ -26,9 +26,10 @@
 //!   its key and length, then its bytes in parts of at most [`PART_BYTES`].
 //!   Values grow without bound (APPEND), records do not;
 //! * `Session` — one client session each: client id, last sequence number,
-//!   the index of its last use, the outcome remembered for a retry. That is
-//!   all exactly-once needs; the expiry order is rebuilt from the indexes,
-//!   and the time to live is configuration, not state;
+//!   the index of its last use, the outcome remembered for a retry (encoded
+//!   as an [`Outcome`] is in a reply). That is all exactly-once needs; the
+//!   expiry order is rebuilt from the indexes, and the time to live is
+//!   configuration, not state;
 //! * `End { keys, sessions, crc }` — the counts, and the CRC32 of every
 //!   byte before this record (magic and version included); nothing comes
 //!   after it. A payload that stops short of it, or disagrees with it, is
@@ -80,11 +81,21 @@ pub const MAX_RECORD: usize = codec::DECODE_LIMIT;
 /// frozen store, reading owns.
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
 enum Record<'a> {
+    /// Keys and their values.
     Pairs(Vec<(Bytes<'a>, Bytes<'a>)>),
-    Big { key: Bytes<'a>, len: u64 },
+    /// A key whose value, `len` bytes, follows in `Part`s.
+    Big {
+        key: Bytes<'a>,
+        len: u64,
+    },
     Part(Bytes<'a>),
     Session(SessionRecord<'a>),
-    End { keys: u64, sessions: u64, crc: u32 },
+    /// The counts, and the CRC32 of every byte before this record.
+    End {
+        keys: u64,
+        sessions: u64,
+        crc: u32,
+    },
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -146,35 +157,7 @@ impl KvSnapshot {
     pub fn new(keys: Frozen<Vec<u8>, Vec<u8>>, sessions: Frozen<u64, Session>) -> KvSnapshot {
         KvSnapshot { keys, sessions }
     }
-}
 
-impl StateSnapshot for KvSnapshot {
-    fn write_to(&self, out: &mut dyn Write) -> io::Result<()> {
-        let mut writer = RecordWriter {
-            out,
-            buf: Vec::new(),
-            crc: crc32fast::Hasher::new(),
-        };
-        writer.write_raw(MAGIC)?;
-        writer.write_raw(&VERSION.to_be_bytes())?;
-        self.write_keys(&mut writer)?;
-        for (&client, session) in self.sessions.iter() {
-            writer.write(&Record::Session(SessionRecord {
-                client,
-                last_seq: session.last_seq,
-                last_index: session.last_index,
-                outcome: Cow::Borrowed(&session.outcome),
-            }))?;
-        }
-        writer.write(&Record::End {
-            keys: self.keys.len() as u64,
-            sessions: self.sessions.len() as u64,
-            crc: writer.crc.clone().finalize(),
-        })
-    }
-}
-
-impl KvSnapshot {
     /// Every key: small values in batches, big ones in parts.
     fn write_keys(&self, writer: &mut RecordWriter<'_>) -> io::Result<()> {
         let mut batch = Vec::with_capacity(BATCH_PAIRS);
@@ -194,6 +177,39 @@ impl KvSnapshot {
             }
         }
         writer.write_pairs(&mut batch)
+    }
+
+    /// One record per session: a session may remember a transaction's
+    /// outcome of megabytes, so they are not batched.
+    fn write_sessions(&self, writer: &mut RecordWriter<'_>) -> io::Result<()> {
+        for (&client, session) in self.sessions.iter() {
+            writer.write(&Record::Session(SessionRecord {
+                client,
+                last_seq: session.last_seq,
+                last_index: session.last_index,
+                outcome: Cow::Borrowed(&session.outcome),
+            }))?;
+        }
+        Ok(())
+    }
+}
+
+impl StateSnapshot for KvSnapshot {
+    fn write_to(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut writer = RecordWriter {
+            out,
+            buf: Vec::new(),
+            crc: crc32fast::Hasher::new(),
+        };
+        writer.write_raw(MAGIC)?;
+        writer.write_raw(&VERSION.to_be_bytes())?;
+        self.write_keys(&mut writer)?;
+        self.write_sessions(&mut writer)?;
+        writer.write(&Record::End {
+            keys: self.keys.len() as u64,
+            sessions: self.sessions.len() as u64,
+            crc: writer.crc.clone().finalize(),
+        })
     }
 }
 
