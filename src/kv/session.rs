@@ -16,25 +16,35 @@
 
 use super::command::{Outcome, Wire};
 use super::digest::Digest;
+use super::map::{Frozen, ShardedMap};
 use crate::raft::message::Index;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 /// A session unused for this many log entries is forgotten.
 pub const SESSION_TTL_ENTRIES: Index = 1_000_000;
 
-/// What a session remembers of its client's last write.
-#[derive(Debug, Clone)]
-struct Session {
-    last_seq: u64,
-    outcome: Outcome,
-    last_index: Index,
+/// The sessions are split among `2^SESSION_SHARD_BITS` copy-on-write
+/// shards (see [`super::map`]), so that a snapshot shares them rather than
+/// copying them: a session may hold a transaction's outcome of megabytes.
+const SESSION_SHARD_BITS: u32 = 8;
+
+/// What a session remembers of its client's last write: all a snapshot
+/// must keep of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    pub last_seq: u64,
+    pub outcome: Outcome,
+    /// The index of the entry that last used the session, from which it
+    /// expires.
+    pub last_index: Index,
 }
 
 /// Every live session, and how to tell which expire.
 #[derive(Debug)]
 pub struct Sessions {
-    sessions: HashMap<u64, Session>,
-    /// (last index used, client), oldest first, for expiry.
+    sessions: ShardedMap<u64, Session>,
+    /// (last index used, client), oldest first, for expiry: derived from
+    /// `sessions`, so a snapshot need not hold it.
     by_age: BTreeSet<(Index, u64)>,
     ttl: Index,
     duplicates: u64,
@@ -51,7 +61,7 @@ pub enum Admission {
 impl Sessions {
     pub fn new(ttl: Index) -> Sessions {
         Sessions {
-            sessions: HashMap::new(),
+            sessions: ShardedMap::new(SESSION_SHARD_BITS),
             by_age: BTreeSet::new(),
             ttl,
             duplicates: 0,
@@ -66,9 +76,20 @@ impl Sessions {
         self.sessions.is_empty()
     }
 
+    /// How many entries an unused session lives: configuration, not state.
+    pub fn ttl(&self) -> Index {
+        self.ttl
+    }
+
     /// Retried writes answered from a session instead of being applied again.
     pub fn duplicates(&self) -> u64 {
         self.duplicates
+    }
+
+    /// Carries on counting duplicates from `count` (a counter of this node's,
+    /// not replicated state: it survives a restore).
+    pub fn set_duplicates(&mut self, count: u64) {
+        self.duplicates = count;
     }
 
     /// Forgets sessions unused for more than the TTL as of entry `index`.
@@ -102,12 +123,10 @@ impl Sessions {
         }
     }
 
-    /// Remembers that write `seq` of `client`, at log `index`, produced
-    /// `outcome`.
     /// Adds every session to `digest`: client, last sequence number, last
     /// index and remembered outcome (the replicated state, not the counters).
     pub fn digest_into(&self, digest: &mut Digest) {
-        for (client, s) in &self.sessions {
+        for (client, s) in self.sessions.iter() {
             // Outcomes always encode (they were decoded or built here).
             let outcome = s.outcome.encode().unwrap_or_default();
             digest.add(&[
@@ -120,6 +139,8 @@ impl Sessions {
         }
     }
 
+    /// Remembers that write `seq` of `client`, at log `index`, produced
+    /// `outcome`.
     pub fn record(&mut self, client: u64, seq: u64, index: Index, outcome: Outcome) {
         let session = Session {
             last_seq: seq,
@@ -130,5 +151,21 @@ impl Sessions {
             self.by_age.remove(&(old.last_index, client));
         }
         self.by_age.insert((index, client));
+    }
+
+    /// The sessions as they are now, for a snapshot: shared, not copied.
+    pub fn freeze(&self) -> Frozen<u64, Session> {
+        self.sessions.freeze()
+    }
+
+    /// Adds a session read back from a snapshot; false (and nothing
+    /// changes) if `client` already has one.
+    pub fn restore(&mut self, client: u64, session: Session) -> bool {
+        if self.sessions.contains_key(&client) {
+            return false;
+        }
+        self.by_age.insert((session.last_index, client));
+        self.sessions.insert(client, session);
+        true
     }
 }
