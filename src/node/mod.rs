@@ -41,6 +41,7 @@ mod listener;
 mod peer;
 mod shared;
 mod snapshot;
+mod snapshot_state;
 mod timer;
 mod writer;
 

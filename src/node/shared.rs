@@ -4,7 +4,7 @@
 
 use super::config::Config;
 use super::error::Error;
-use super::snapshot::{Incoming, SnapshotStats};
+use super::snapshot_state::{Incoming, SnapshotStats};
 use super::sockets::Sockets;
 use crate::raft::message::{Entry, Envelope, Index, NodeId, Term};
 use crate::raft::{RaftCore, Ready};

@@ -21,21 +21,20 @@
 //!   place, and only then tell the core, which installs it.
 
 use super::shared::Shared;
+use super::snapshot_state::Incoming;
 use super::state_machine::StateSnapshot;
 use super::wire;
-use crate::raft::message::{Envelope, Index, Message, NodeId, Term};
+use crate::raft::message::{Envelope, Message, NodeId, Term};
 use crate::raft::SnapshotChunk;
 use crate::storage::{SnapshotInfo, SnapshotMeta, StorageError};
 use crossbeam_channel::{select, Receiver};
 use log::{debug, error, info, warn};
-use parking_lot::Mutex;
-use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 /// How often a leader logs the progress of a long transfer.
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
@@ -44,29 +43,6 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 pub(crate) struct SnapshotJob {
     pub(crate) meta: SnapshotMeta,
     pub(crate) state: Box<dyn StateSnapshot>,
-}
-
-/// What INFO shows about snapshots, and whether one is being taken.
-#[derive(Default)]
-pub(crate) struct SnapshotStats {
-    pub(crate) taken: AtomicU64,
-    pub(crate) failed: AtomicU64,
-    pub(crate) installed: AtomicU64,
-    pub(crate) in_progress: AtomicBool,
-    /// Unix time of the last snapshot this node completed (taken or
-    /// installed), 0 before any.
-    pub(crate) last_save_unix: AtomicU64,
-    /// Transfers to followers under way: bytes sent of the file's total.
-    pub(crate) sending: Mutex<BTreeMap<NodeId, (u64, u64)>>,
-}
-
-impl SnapshotStats {
-    fn saved_now(&self) {
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        self.last_save_unix.store(now, Ordering::Relaxed);
-    }
 }
 
 /// The snapshot thread: writes each captured state out, then lets the core
@@ -238,15 +214,6 @@ fn send_chunks(
 
 fn mib(bytes: u64) -> u64 {
     bytes / (1024 * 1024)
-}
-
-/// A snapshot being received from a leader.
-pub(crate) struct Incoming {
-    leader: NodeId,
-    index: Index,
-    term: Term,
-    file: File,
-    received: u64,
 }
 
 /// Writes a chunk the core accepted; on the last one, checks the file and

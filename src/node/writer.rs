@@ -37,7 +37,11 @@ pub(crate) fn run<L: LogStore>(
     // no fsync of its own.
     let mut commit_unsynced = false;
     loop {
-        let idle = if commit_unsynced { COMMIT_SYNC_DELAY } else { NEVER };
+        let idle = if commit_unsynced {
+            COMMIT_SYNC_DELAY
+        } else {
+            NEVER
+        };
         let first = select! {
             recv(jobs) -> job => match job { Ok(job) => job, Err(_) => return },
             recv(shutdown) -> _ => return,
