@@ -43,10 +43,12 @@ fn copy_fixture() -> Copy {
     Copy { _tmp: tmp, dir }
 }
 
-/// Every file in `dir`, by name, with its bytes.
+/// Every file in `dir`, by name, with its bytes (directories such as
+/// `snapshots/` are left out).
 fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     fs::read_dir(dir)
         .unwrap()
+        .filter(|e| e.as_ref().is_ok_and(|e| e.path().is_file()))
         .map(|e| {
             let e = e.unwrap();
             let name = e.file_name().into_string().unwrap();
