@@ -94,6 +94,11 @@ impl CoreConfig {
     }
 }
 
+/// A follower being sent a snapshot that says nothing about it for this many
+/// maximum election timeouts is probed again (see
+/// [`Progress::tick_snapshot`]).
+const SNAPSHOT_SILENCE_TIMEOUTS: u32 = 10;
+
 /// Which of the three roles a node is in (§5.1), plus pre-candidate (§9.6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RoleKind {
@@ -348,6 +353,16 @@ impl RaftCore {
             return;
         };
         self.heartbeat_elapsed += 1;
+        let snapshot_limit = SNAPSHOT_SILENCE_TIMEOUTS * self.config.election_ticks_max;
+        for (&peer, pr) in progress.iter_mut() {
+            if pr.tick_snapshot(snapshot_limit) {
+                warn!(
+                    "node {}: no word from {peer} about its snapshot for {snapshot_limit} ticks; \
+                     starting over",
+                    self.config.id
+                );
+            }
+        }
         if self.heartbeat_elapsed >= self.config.heartbeat_ticks {
             // §5.2: leaders send periodic heartbeats to keep their authority
             // and prevent new elections. Each heartbeat starts a new round,

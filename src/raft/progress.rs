@@ -42,6 +42,9 @@ pub struct Progress {
     acked_round: u64,
     /// Heard from since the last check-quorum.
     recent_active: bool,
+    /// In snapshot state: ticks since the follower last answered about the
+    /// snapshot (or since it was asked for).
+    snapshot_silence: u32,
 }
 
 impl Progress {
@@ -58,6 +61,7 @@ impl Progress {
             commit_sent: 0,
             acked_round: 0,
             recent_active: false,
+            snapshot_silence: 0,
         }
     }
 
@@ -150,6 +154,29 @@ impl Progress {
     pub fn become_snapshot(&mut self) {
         self.state = ProgressState::Snapshot;
         self.probe_sent = false;
+        self.snapshot_silence = 0;
+    }
+
+    /// The follower reported how much of the snapshot it holds.
+    pub fn snapshot_answered(&mut self) {
+        self.snapshot_silence = 0;
+    }
+
+    /// One tick passes in snapshot state. A follower silent for more than
+    /// `limit` ticks may have restarted, or its answer may be lost with a
+    /// connection that nothing else would notice (no heartbeats go over a
+    /// snapshot stream): probe again, which starts the transfer over.
+    /// Returns whether it gave up.
+    pub fn tick_snapshot(&mut self, limit: u32) -> bool {
+        if self.state != ProgressState::Snapshot {
+            return false;
+        }
+        self.snapshot_silence += 1;
+        if self.snapshot_silence > limit {
+            self.become_probe();
+            return true;
+        }
+        false
     }
 
     /// The follower's state includes everything up to `index` (it installed
@@ -252,5 +279,17 @@ mod tests {
             (ProgressState::Probe, 7, 8)
         );
         assert!(pr.wants_send(9, 4));
+    }
+
+    #[test]
+    fn a_silent_snapshot_transfer_is_given_up() {
+        let mut pr = Progress::new(5);
+        pr.become_snapshot();
+        assert!(!pr.tick_snapshot(2));
+        pr.snapshot_answered();
+        assert!(!pr.tick_snapshot(2) && !pr.tick_snapshot(2));
+        assert!(pr.tick_snapshot(2), "three silent ticks");
+        assert_eq!(pr.state(), ProgressState::Probe);
+        assert!(!pr.tick_snapshot(2), "only in snapshot state");
     }
 }

@@ -286,6 +286,7 @@ impl RaftCore {
         };
         match result {
             SnapshotResult::Received { bytes } => {
+                pr.snapshot_answered();
                 debug!(
                     "node {}: {from} holds {bytes} bytes of the snapshot at {index}",
                     self.config.id

@@ -2701,3 +2701,37 @@ fn test_restart_from_snapshot_reapplies_only_committed_entries_7() {
     let core = restored((0, 0), 1, &[1, 1], 2);
     assert_eq!((core.log().first_index(), core.commit_index()), (1, 2));
 }
+
+/// No heartbeat goes over a snapshot stream, so a follower that restarted,
+/// or whose answer was lost with its connection, would never be noticed: a
+/// transfer the follower says nothing about for ten election timeouts is
+/// started over.
+#[test]
+fn test_a_silent_snapshot_transfer_starts_over_7() {
+    let mut leader = core_with_log(1, 3, &[1; 4], 1, None);
+    leader.config.snapshot_keep = 0;
+    make_leader(&mut leader);
+    let term = leader.current_term();
+    leader.persisted(5, term);
+    leader.step(success(3, 1, term, 5));
+    leader.snapshot_taken(5, term);
+    leader.take_ready();
+    assert_eq!(leader.append_for(2), Some(Outgoing::Snapshot { term }));
+    let limit = 10 * leader.config.election_ticks_max;
+    for _ in 0..limit {
+        leader.tick();
+        // Follower 3 keeps the leader in office.
+        leader.step(success(3, 1, term, 5));
+    }
+    assert!(
+        leader.sending_snapshot_to(2, term),
+        "still within the limit"
+    );
+    leader.tick();
+    assert!(!leader.sending_snapshot_to(2, term), "given up");
+    assert_eq!(
+        leader.append_for(2),
+        Some(Outgoing::Snapshot { term }),
+        "and asked for again"
+    );
+}
