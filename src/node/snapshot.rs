@@ -36,6 +36,9 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// A received snapshot is pushed to the disk every this many bytes.
+const SYNC_EVERY: u64 = 8 * 1024 * 1024;
+
 /// How often a leader logs the progress of a long transfer.
 const PROGRESS_EVERY: Duration = Duration::from_secs(3);
 
@@ -309,6 +312,11 @@ fn write_chunk(
         .seek(SeekFrom::Start(current.received))
         .and_then(|_| current.file.write_all(&chunk.data))
         .map_err(fail)?;
+    // Pushed to the disk as it comes, so the final fsync is short and does
+    // not stall the log's fsyncs behind a large flush.
+    if new_len / SYNC_EVERY > current.received / SYNC_EVERY {
+        current.file.sync_data().map_err(fail)?;
+    }
     current.received = new_len;
     if !chunk.done {
         return Ok(Received::Partial(new_len));

@@ -57,7 +57,15 @@ pub struct SnapshotWriter {
     file: BufWriter<File>,
     crc: crc32fast::Hasher,
     payload_len: u64,
+    /// Payload bytes written since the data was last pushed to the disk.
+    unsynced: u64,
 }
+
+/// While a snapshot is written, its data is pushed to the disk every this
+/// many bytes, so the final fsync has little left to do: one fsync of a
+/// hundred megabytes would stall the log's own fsyncs (and every write
+/// waiting on them) for as long as it takes.
+const SYNC_EVERY: u64 = 8 * 1024 * 1024;
 
 impl SnapshotWriter {
     /// Starts `path` (as `path.tmp`) for `meta`; the payload follows through
@@ -76,6 +84,7 @@ impl SnapshotWriter {
             file: BufWriter::with_capacity(256 * 1024, file),
             crc: crc32fast::Hasher::new(),
             payload_len: 0,
+            unsynced: 0,
         };
         let meta_len = (meta_bytes.len() as u32).to_be_bytes();
         writer.crc.update(&meta_len);
@@ -120,6 +129,12 @@ impl Write for SnapshotWriter {
         let n = self.file.write(buf)?;
         self.crc.update(&buf[..n]);
         self.payload_len += n as u64;
+        self.unsynced += n as u64;
+        if self.unsynced >= SYNC_EVERY {
+            self.unsynced = 0;
+            self.file.flush()?;
+            self.file.get_ref().sync_data()?;
+        }
         Ok(n)
     }
 
