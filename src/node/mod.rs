@@ -185,6 +185,7 @@ impl<S: StateMachine> Node<S> {
             recovered.commit_index,
             config.data_dir.display()
         );
+        let recovered_term = recovered.hard_state.current_term;
         let core = RaftCore::restore(
             core_config,
             Restored {
@@ -212,6 +213,7 @@ impl<S: StateMachine> Node<S> {
             config, core, to_writer, to_apply, outboxes, snapshots,
         ));
         shared.last_applied.store(snapshot.0, Ordering::Release);
+        (shared.durable_term).store(recovered_term, Ordering::Release);
         if let Some(info) = shared.snapshots.latest() {
             // LASTSAVE survives a restart: the snapshot's own time.
             let saved = std::fs::metadata(&info.path)
@@ -433,6 +435,14 @@ impl<S> Node<S> {
             last_save_unix: stats.last_save_unix.load(Ordering::Relaxed),
             sending: stats.sending.lock().clone(),
         }
+    }
+
+    /// The highest term this node's storage has made durable. A node may
+    /// adopt a term in memory and lose it in a crash before writing it
+    /// (that is safe: nothing that depends on it has left), so a restart
+    /// can only be held to this, not to [`Status::term`].
+    pub fn durable_term(&self) -> Term {
+        self.shared.durable_term.load(Ordering::Acquire)
     }
 
     /// Counters for INFO.

@@ -65,6 +65,8 @@ pub(crate) struct Shared {
     pub(crate) next_read_id: AtomicU64,
     pub(crate) reads_served: AtomicU64,
     pub(crate) last_applied: AtomicU64,
+    /// The term of the hard state storage last made durable.
+    pub(crate) durable_term: AtomicU64,
     pub(crate) to_writer: Sender<Ready>,
     pub(crate) to_apply: Sender<ApplyWork>,
     pub(crate) outboxes: BTreeMap<NodeId, Outbox>,
@@ -104,6 +106,7 @@ impl Shared {
             next_read_id: AtomicU64::new(1),
             reads_served: AtomicU64::new(0),
             last_applied: AtomicU64::new(0),
+            durable_term: AtomicU64::new(0),
             to_writer,
             to_apply,
             outboxes,

@@ -16,6 +16,7 @@ use crate::raft::message::{Index, Term};
 use crate::raft::Ready;
 use crate::storage::{LogStore, StorageError};
 use crossbeam_channel::{select, Receiver};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,6 +59,9 @@ pub(crate) fn run<L: LogStore>(
         batch.extend(jobs.try_iter());
         match persist(&mut store, &batch) {
             Ok((last_written, synced)) => {
+                if let Some(hs) = batch.iter().rev().find_map(|r| r.hard_state) {
+                    (shared.durable_term).fetch_max(hs.current_term, Ordering::Release);
+                }
                 let saved_commit = batch.iter().any(|r| r.commit_index.is_some());
                 commit_unsynced = (commit_unsynced || saved_commit) && !synced;
                 for ready in &mut batch {

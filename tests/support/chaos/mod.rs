@@ -77,7 +77,7 @@ struct Inner {
     leaders: Mutex<Leaders>,
     /// Every committed entry ever observed on any node: index -> (term, entry).
     committed: Mutex<BTreeMap<Index, Entry>>,
-    /// The highest term each node has been seen in.
+    /// The highest term each node has been seen to make durable.
     max_term: Mutex<BTreeMap<NodeId, Term>>,
     violations: Mutex<Vec<String>>,
     stop_clients: AtomicBool,
@@ -220,18 +220,20 @@ impl Chaos {
             return;
         };
         record_committed(&self.inner, &node);
-        self.inner
-            .max_term
-            .lock()
-            .entry(id)
-            .and_modify(|t| *t = (*t).max(node.status().term))
-            .or_insert(node.status().term);
         // The instant of the power failure; the halt then stops the threads
         // and lets the store lose what was never synced.
         if let Some(switch) = self.inner.switches.lock().get(&id) {
             switch.cut();
         }
         node.halt();
+        // A term adopted in memory but never written may be lost (nothing
+        // that depends on it left the node); a durable one never may.
+        self.inner
+            .max_term
+            .lock()
+            .entry(id)
+            .and_modify(|t| *t = (*t).max(node.durable_term()))
+            .or_insert(node.durable_term());
         if let Some(switch) = self.inner.switches.lock().get(&id) {
             switch.check();
         }
@@ -602,7 +604,7 @@ fn monitor(inner: Arc<Inner>) {
             {
                 let mut max_term = inner.max_term.lock();
                 let t = max_term.entry(id).or_insert(0);
-                *t = (*t).max(status.term);
+                *t = (*t).max(node.durable_term());
             }
             if sample_logs && !inner.paused.lock().contains(&id) {
                 record_committed(&inner, &node);
