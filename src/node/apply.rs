@@ -12,10 +12,10 @@
 //! thread to write out (see [`super::snapshot`]).
 
 use super::shared::{ApplyWork, Shared};
-use super::snapshot::SnapshotJob;
+use super::snapshot::{self, SnapshotJob};
 use super::state_machine::StateMachine;
 use crate::raft::message::{Entry, Index, Payload, Term};
-use crate::storage::{SnapshotMeta, SnapshotReader, StorageError};
+use crate::storage::{SnapshotMeta, StorageError};
 use crossbeam_channel::{select, Receiver, Sender};
 use log::info;
 use parking_lot::Mutex;
@@ -100,17 +100,7 @@ impl<S: StateMachine> Applier<S> {
                 path: self.shared.snapshots.dir().to_path_buf(),
             });
         };
-        let mut reader = SnapshotReader::open(&info.path)?;
-        let mut payload = reader.payload()?;
-        self.state
-            .lock()
-            .restore(&mut payload)
-            .map_err(|e| StorageError::Corrupt {
-                path: info.path.clone(),
-                offset: None,
-                reason: e.to_string(),
-            })?;
-        let meta = reader.meta();
+        let meta = snapshot::restore_from(&info, &mut *self.state.lock())?;
         self.applied = (meta.last_included_index, meta.last_included_term);
         self.snapshot_index = self.snapshot_index.max(self.applied.0);
         self.shared

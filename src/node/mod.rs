@@ -51,7 +51,7 @@ pub use state_machine::{RestoreError, StateMachine, StateSnapshot};
 
 use crate::raft::message::{Entry, Index, NodeId, Term};
 use crate::raft::{RaftCore, Restored, RoleKind};
-use crate::storage::{DiskStore, LogStore, SnapshotReader, SnapshotStore, StorageError};
+use crate::storage::{DiskStore, LogStore, SnapshotStore, StorageError};
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use log::info;
 use parking_lot::Mutex;
@@ -535,16 +535,8 @@ fn restore_snapshot<S: StateMachine>(
     let Some(info) = snapshots.latest() else {
         return Ok((0, 0));
     };
-    let mut reader = SnapshotReader::open(&info.path)?;
-    let mut payload = reader.payload()?;
-    state_machine
-        .restore(&mut payload)
-        .map_err(|e| StorageError::Corrupt {
-            path: info.path.clone(),
-            offset: None,
-            reason: e.to_string(),
-        })?;
-    Ok((info.meta.last_included_index, info.meta.last_included_term))
+    let meta = snapshot::restore_from(&info, state_machine)?;
+    Ok((meta.last_included_index, meta.last_included_term))
 }
 
 /// The log must continue the snapshot: entries before its first one exist

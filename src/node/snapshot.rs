@@ -22,11 +22,11 @@
 
 use super::shared::Shared;
 use super::snapshot_state::Incoming;
-use super::state_machine::StateSnapshot;
+use super::state_machine::{StateMachine, StateSnapshot};
 use super::wire;
 use crate::raft::message::{Envelope, Message, NodeId, Term};
 use crate::raft::SnapshotChunk;
-use crate::storage::{SnapshotInfo, SnapshotMeta, StorageError};
+use crate::storage::{SnapshotInfo, SnapshotMeta, SnapshotReader, StorageError};
 use crossbeam_channel::{select, Receiver};
 use log::{debug, error, info, warn};
 use std::fs::{File, OpenOptions};
@@ -99,6 +99,25 @@ fn write(shared: &Shared, job: SnapshotJob) -> Result<SnapshotInfo, StorageError
             source,
         })?;
     shared.snapshots.finish(writer, job.meta)
+}
+
+/// Replaces `state` with the snapshot `info` describes, reading the file
+/// (checked whole first) as a stream; returns what the snapshot stands for.
+/// A payload the state machine refuses is corruption of that file.
+pub(crate) fn restore_from<S: StateMachine + ?Sized>(
+    info: &SnapshotInfo,
+    state: &mut S,
+) -> Result<SnapshotMeta, StorageError> {
+    let mut reader = SnapshotReader::open(&info.path)?;
+    let mut payload = reader.payload()?;
+    state
+        .restore(&mut payload)
+        .map_err(|e| StorageError::Corrupt {
+            path: info.path.clone(),
+            offset: None,
+            reason: e.to_string(),
+        })?;
+    Ok(reader.meta().clone())
 }
 
 /// Streams the latest snapshot to `peer` as this node's leader of `term`.
