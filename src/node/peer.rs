@@ -213,8 +213,10 @@ impl Replicator {
                 Some(Outgoing::Snapshot { term }) => {
                     conn.stream.write_all(&self.buf)?;
                     self.buf.clear();
-                    snapshot::stream(&self.shared, peer, *term, &mut conn.stream)?;
-                    continue;
+                    // Nothing else goes to the peer until it answers; a
+                    // failed attempt is retried when the thread is next
+                    // woken, never in a loop here.
+                    return snapshot::stream(&self.shared, peer, *term, &mut conn.stream);
                 }
                 None => {}
             }
