@@ -5,7 +5,7 @@
 //! (`raft/core/snapshot.rs`); this module does the I/O they ask for.
 //!
 //! * **Taking.** The apply thread captures the state machine between two
-//!   entries ([`StateMachine::snapshot`](super::StateMachine::snapshot), a
+//!   entries ([`StateMachine::snapshot`], a
 //!   copy-on-write capture, cheap) and hands it to the **snapshot thread**
 //!   ([`run`]), which writes the file with neither the core lock nor the
 //!   state lock held: heartbeats, writes and reads go on meanwhile. Once the
