@@ -306,6 +306,26 @@ impl From<io::Error> for Defect {
     }
 }
 
+const PAST_THE_END: &str = "record runs past the end of the file";
+
+/// Reads a record's `len`-byte payload, which should end at `end`; `None`
+/// if the file stops first (a record cut short by a crash).
+fn read_payload(
+    reader: &mut impl Read,
+    len: usize,
+    end: u64,
+    file_len: u64,
+) -> Result<Option<Vec<u8>>, Defect> {
+    if end > file_len {
+        return Ok(None);
+    }
+    let mut payload = vec![0; len];
+    if read_full(reader, &mut payload)? < len {
+        return Ok(None);
+    }
+    Ok(Some(payload))
+}
+
 /// Reads the segment record at `pos` (the reader is there).
 fn next_record(reader: &mut impl Read, pos: u64, file_len: u64) -> Result<Step, Defect> {
     if pos == file_len {
@@ -338,17 +358,9 @@ fn next_record(reader: &mut impl Read, pos: u64, file_len: u64) -> Result<Step, 
         )));
     }
     let end = pos + 12 + len as u64;
-    if end > file_len {
-        return Ok(Step::Torn(
-            "record runs past the end of the file".to_string(),
-        ));
-    }
-    let mut payload = vec![0; len];
-    if read_full(reader, &mut payload)? < len {
-        return Ok(Step::Torn(
-            "record runs past the end of the file".to_string(),
-        ));
-    }
+    let Some(payload) = read_payload(reader, len, end, file_len)? else {
+        return Ok(Step::Torn(PAST_THE_END.to_string()));
+    };
     if crc32fast::hash(&payload) != u32::from_be_bytes([p0, p1, p2, p3]) {
         return if rest_is_zero(reader)? {
             Ok(Step::Torn("payload checksum mismatch".to_string()))
@@ -396,17 +408,9 @@ fn next_legacy_record(reader: &mut impl Read, pos: u64, file_len: u64) -> Result
     // Format 1 cannot tell a damaged length from a record cut short; the
     // self-checking header of format 2 exists for that.
     let end = pos + 8 + len as u64;
-    if end > file_len {
-        return Ok(Step::Torn(
-            "record runs past the end of the file".to_string(),
-        ));
-    }
-    let mut payload = vec![0; len];
-    if read_full(reader, &mut payload)? < len {
-        return Ok(Step::Torn(
-            "record runs past the end of the file".to_string(),
-        ));
-    }
+    let Some(payload) = read_payload(reader, len, end, file_len)? else {
+        return Ok(Step::Torn(PAST_THE_END.to_string()));
+    };
     if legacy_crc(&header[..4], &payload) != crc {
         return bad("checksum mismatch".to_string(), reader);
     }

@@ -367,6 +367,19 @@ impl SegmentLog {
         change(self).map_err(|e| self.poison(path, e))
     }
 
+    /// Makes the last file (at `path`) durable, and the directory if a file
+    /// was created or deleted since it was last synced.
+    fn sync_last_and_dir(&mut self, path: &Path) -> Result<(), StorageError> {
+        self.changing(path, |log| {
+            sync_file(&log.last_file, path)?;
+            if log.dir_unsynced {
+                sync_dir(&log.dir)?;
+                log.dir_unsynced = false;
+            }
+            Ok(())
+        })
+    }
+
     /// Makes a cut durable before anything is written after it (see
     /// `cut_unsynced`).
     fn settle_cut(&mut self) -> Result<(), StorageError> {
@@ -374,14 +387,7 @@ impl SegmentLog {
             return Ok(());
         }
         let path = self.last().path.clone();
-        self.changing(&path, |log| {
-            sync_file(&log.last_file, &path)?;
-            if log.dir_unsynced {
-                sync_dir(&log.dir)?;
-                log.dir_unsynced = false;
-            }
-            Ok(())
-        })?;
+        self.sync_last_and_dir(&path)?;
         self.cut_unsynced = false;
         Ok(())
     }
@@ -419,14 +425,7 @@ impl SegmentLog {
             // Only the last file may have a torn tail, and only the last
             // one's name may be lost: both must hold for the current last
             // one before a later one can exist.
-            self.changing(&old, |log| {
-                sync_file(&log.last_file, &old)?;
-                if log.dir_unsynced {
-                    sync_dir(&log.dir)?;
-                    log.dir_unsynced = false;
-                }
-                Ok(())
-            })?;
+            self.sync_last_and_dir(&old)?;
         }
         let file = self.changing(&path, |_| {
             let mut file = OpenOptions::new()
