@@ -559,20 +559,34 @@ impl SegmentLog {
             .map(|s| s.first_index)
     }
 
+    /// Deletes the segments after `keep`, newest first so that a crash
+    /// leaves a prefix of the log, and makes segment `keep` the one written.
+    fn drop_segments_after(&mut self, keep: usize) -> Result<(), StorageError> {
+        if self.segments.len() <= keep + 1 {
+            return Ok(());
+        }
+        while self.segments.len() > keep + 1 {
+            let path = self.last().path.clone();
+            self.remove_changing(&path)?;
+            self.segments.pop();
+        }
+        let kept = self.last().path.clone();
+        self.last_file = self.changing(&kept, |_| open_rw(&kept))?;
+        Ok(())
+    }
+
+    /// Deletes a file as part of a change to the log: a failure poisons the
+    /// store, and the directory needs an fsync.
+    fn remove_changing(&mut self, path: &Path) -> Result<(), StorageError> {
+        self.changing(path, |_| remove(path))?;
+        self.dir_unsynced = true;
+        Ok(())
+    }
+
     /// Deletes the segments after `keep` (newest first, so a crash leaves
     /// a prefix of the log) and cuts segment `keep` at `cut_at`.
     fn cut_segments(&mut self, keep: usize, cut_at: u64) -> Result<(), StorageError> {
-        while self.segments.len() > keep + 1 {
-            let path = self.last().path.clone();
-            self.changing(&path, |_| {
-                note("remove", &path);
-                fs::remove_file(&path).map_err(io_err(&path, "remove"))
-            })?;
-            self.segments.pop();
-            self.dir_unsynced = true;
-            let kept = self.last().path.clone();
-            self.last_file = self.changing(&kept, |_| open_rw(&kept))?;
-        }
+        self.drop_segments_after(keep)?;
         let path = self.last().path.clone();
         self.changing(&path, |log| {
             note("truncate", &path);
@@ -627,9 +641,8 @@ impl SegmentLog {
         let through = through.min(self.last_index.saturating_sub(1));
         while self.segments.len() > 1 && self.segments[0].covered_by(through) {
             let path = self.segments[0].path.clone();
-            note("remove", &path);
             // A failed deletion changes nothing: the file is still whole.
-            fs::remove_file(&path).map_err(io_err(&path, "remove"))?;
+            remove(&path)?;
             self.segments.remove(0);
         }
         Ok(())
@@ -642,25 +655,10 @@ impl SegmentLog {
     pub(super) fn reset(&mut self) -> Result<(), StorageError> {
         self.check_not_poisoned()?;
         for path in std::mem::take(&mut self.obsolete) {
-            self.changing(&path, |_| {
-                note("remove", &path);
-                fs::remove_file(&path).map_err(io_err(&path, "remove"))
-            })?;
-            self.dir_unsynced = true;
+            self.remove_changing(&path)?;
         }
         let first = self.segments[0].path.clone();
-        if self.segments.len() > 1 {
-            while self.segments.len() > 1 {
-                let path = self.last().path.clone();
-                self.changing(&path, |_| {
-                    note("remove", &path);
-                    fs::remove_file(&path).map_err(io_err(&path, "remove"))
-                })?;
-                self.segments.pop();
-                self.dir_unsynced = true;
-            }
-            self.last_file = self.changing(&first, |_| open_rw(&first))?;
-        }
+        self.drop_segments_after(0)?;
         let dir = self.dir.clone();
         self.changing(&dir, |log| {
             if log.dir_unsynced {
@@ -718,8 +716,7 @@ impl SegmentLog {
         }
         // The files that replaced these are durable now.
         for path in std::mem::take(&mut self.obsolete) {
-            note("remove", &path);
-            fs::remove_file(&path).map_err(io_err(&path, "remove"))?;
+            remove(&path)?;
         }
         Ok(())
     }
@@ -774,6 +771,12 @@ pub(super) fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 
 /// Records a change to the files, for tests that check what was made
 /// durable before what. Compiled away outside tests.
+/// Deletes a file (noted for the tests' trace of file operations).
+fn remove(path: &Path) -> Result<(), StorageError> {
+    note("remove", path);
+    fs::remove_file(path).map_err(io_err(path, "remove"))
+}
+
 #[cfg(not(test))]
 fn note(_what: &str, _path: &Path) {}
 
