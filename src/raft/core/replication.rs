@@ -61,7 +61,6 @@ impl RaftCore {
     /// the peer's replication thread when it is ready to write, so everything
     /// appended since its last call travels in this one message.
     pub fn append_for(&mut self, peer: NodeId) -> Option<Outgoing> {
-        let needs_snapshot = self.needs_snapshot(self.progress(peer)?.next_index() - 1);
         let Role::Leader { progress, reads } = &mut self.role else {
             return None;
         };
@@ -70,9 +69,9 @@ impl RaftCore {
         if !pr.wants_send(last_index, self.commit_index) {
             return None;
         }
-        if needs_snapshot {
-            // §7: the entries it needs are compacted; only the snapshot has
-            // them.
+        if self.log.is_compacted(pr.next_index() - 1) {
+            // §7: the entry before the ones it needs is compacted; only the
+            // snapshot has them.
             info!(
                 "node {}: {} needs entry {}, compacted; sending it the snapshot at {}",
                 self.config.id,

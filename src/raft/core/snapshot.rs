@@ -29,7 +29,7 @@
 //!   storage recovered, and re-applies committed entries without waiting
 //!   for a leader.
 
-use super::{RaftCore, Role, RoleKind};
+use super::{RaftCore, Role};
 use crate::raft::log::RaftLog;
 use crate::raft::message::{
     Entry, Envelope, HardState, Index, Message, NodeId, SnapshotResult, Term,
@@ -314,11 +314,5 @@ impl RaftCore {
                 }
             }
         }
-    }
-
-    /// On a leader: whether `peer` must be sent a snapshot because the entry
-    /// before its `next_index` is compacted.
-    pub(super) fn needs_snapshot(&self, prev_log_index: Index) -> bool {
-        self.role() == RoleKind::Leader && self.log.is_compacted(prev_log_index)
     }
 }
