@@ -165,6 +165,17 @@ impl SnapshotReader {
     /// end marker — reading it once, a buffer at a time. Any defect is
     /// [`StorageError::Corrupt`] naming the file and what is wrong.
     pub fn open(path: &Path) -> Result<SnapshotReader, StorageError> {
+        SnapshotReader::open_with(path, true)
+    }
+
+    /// Opens a snapshot this process has already checked whole with
+    /// [`SnapshotReader::open`], or wrote itself (the snapshot store lists
+    /// no other), reading only its header: the payload is not read twice.
+    pub fn open_checked_before(path: &Path) -> Result<SnapshotReader, StorageError> {
+        SnapshotReader::open_with(path, false)
+    }
+
+    fn open_with(path: &Path, check_payload: bool) -> Result<SnapshotReader, StorageError> {
         let corrupt = |offset: Option<u64>, reason: String| StorageError::Corrupt {
             path: path.to_path_buf(),
             offset,
@@ -197,39 +208,13 @@ impl SnapshotReader {
         reader
             .read_exact(&mut meta_bytes)
             .map_err(io_err(path, "read"))?;
-        let mut crc = crc32fast::Hasher::new();
-        crc.update(&meta_len_bytes);
-        crc.update(&meta_bytes);
         let payload_len = file_len - payload_start - TRAILER;
-        let copied = io::copy(&mut (&mut reader).take(payload_len), &mut CrcSink(&mut crc))
-            .map_err(io_err(path, "read"))?;
-        let mut trailer = [0u8; TRAILER as usize];
-        reader
-            .read_exact(&mut trailer)
-            .map_err(io_err(path, "read"))?;
-        let trailer_at = Some(payload_start + payload_len);
-        if copied != payload_len || &trailer[12..] != END {
-            return Err(corrupt(
-                trailer_at,
-                "no end marker (an unfinished write?)".into(),
-            ));
-        }
-        let stated_len = u64::from_be_bytes(trailer[..8].try_into().unwrap_or_default());
-        let stated_crc = u32::from_be_bytes(trailer[8..12].try_into().unwrap_or_default());
-        if stated_len != payload_len {
-            return Err(corrupt(
-                trailer_at,
-                format!(
-                    "the trailer says {stated_len} payload bytes, the file holds {payload_len}"
-                ),
-            ));
-        }
-        let crc = crc.finalize();
-        if crc != stated_crc {
-            return Err(corrupt(
-                None,
-                format!("checksum mismatch (stored {stated_crc:08x}, computed {crc:08x})"),
-            ));
+        if check_payload {
+            check_payload_and_trailer(&mut reader, &meta_len_bytes, &meta_bytes, payload_len)
+                .map_err(|(offset, reason)| match reason {
+                    Ok(reason) => corrupt(offset, reason),
+                    Err(e) => io_err(path, "read")(e),
+                })?;
         }
         // Decoded only now: bytes that failed the checksum are never parsed.
         let meta = codec::decode(&meta_bytes)
@@ -263,6 +248,55 @@ impl SnapshotReader {
             .map_err(io_err(&self.path, "seek"))?;
         Ok(BufReader::with_capacity(256 * 1024, &mut self.file).take(self.payload_len))
     }
+}
+
+/// Where a check failed (an offset, if one applies) and why — or the read
+/// error that stopped it.
+type CheckFailure = (Option<u64>, Result<String, io::Error>);
+
+/// Streams the payload through the checksum (which also covers the meta's
+/// length and bytes) and checks the trailer: stated length, checksum, end
+/// marker.
+fn check_payload_and_trailer(
+    reader: &mut impl Read,
+    meta_len_bytes: &[u8],
+    meta_bytes: &[u8],
+    payload_len: u64,
+) -> Result<(), CheckFailure> {
+    let io = |e: io::Error| (None, Err(e));
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(meta_len_bytes);
+    crc.update(meta_bytes);
+    let copied = io::copy(&mut reader.take(payload_len), &mut CrcSink(&mut crc)).map_err(io)?;
+    let mut trailer = [0u8; TRAILER as usize];
+    reader.read_exact(&mut trailer).map_err(io)?;
+    let trailer_at = Some(12 + meta_bytes.len() as u64 + payload_len);
+    if copied != payload_len || &trailer[12..] != END {
+        return Err((
+            trailer_at,
+            Ok("no end marker (an unfinished write?)".into()),
+        ));
+    }
+    let stated_len = u64::from_be_bytes(trailer[..8].try_into().unwrap_or_default());
+    let stated_crc = u32::from_be_bytes(trailer[8..12].try_into().unwrap_or_default());
+    if stated_len != payload_len {
+        return Err((
+            trailer_at,
+            Ok(format!(
+                "the trailer says {stated_len} payload bytes, the file holds {payload_len}"
+            )),
+        ));
+    }
+    let crc = crc.finalize();
+    if crc != stated_crc {
+        return Err((
+            None,
+            Ok(format!(
+                "checksum mismatch (stored {stated_crc:08x}, computed {crc:08x})"
+            )),
+        ));
+    }
+    Ok(())
 }
 
 /// A `Write` that only feeds a checksum.
