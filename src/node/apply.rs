@@ -136,6 +136,9 @@ fn apply_entries<S: StateMachine>(shared: &Shared, state: &Mutex<S>, entries: &[
             let reply = match &entry.payload {
                 // A new leader's no-op (§8): nothing for the state machine.
                 Payload::Noop => None,
+                // A configuration change: its proposer waits for this empty
+                // reply, which says the change is committed.
+                Payload::Config(_) => Some(Vec::new()),
                 Payload::Command(command) => Some(state.apply(entry.index, command)),
             };
             replies.push((entry.index, entry.term, reply));

@@ -4,6 +4,7 @@
 //! [`crate::raft::core`]; how they cross the network lives in [`crate::node::wire`]; how
 //! entries are laid out on disk lives in [`crate::storage`].
 
+use super::membership::Configuration;
 use serde::{Deserialize, Serialize};
 
 /// A node's identity within its cluster. Fixed for the life of the data dir.
@@ -31,6 +32,10 @@ pub enum Payload {
     Noop,
     /// An opaque command for the state machine.
     Command(Vec<u8>),
+    /// The cluster's new configuration, in force from the moment it is
+    /// appended to a log (§4.1 of the dissertation; see
+    /// [`crate::raft::membership`]).
+    Config(Configuration),
 }
 
 impl Entry {
@@ -39,6 +44,8 @@ impl Entry {
         match &self.payload {
             Payload::Noop => 16,
             Payload::Command(data) => 16 + data.len(),
+            // An estimate: addresses dominate.
+            Payload::Config(config) => 16 + 96 * (config.members.len() + config.removed.len()),
         }
     }
 }

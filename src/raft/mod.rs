@@ -143,6 +143,7 @@
 
 pub mod core;
 pub mod log;
+pub mod membership;
 pub mod message;
 pub mod progress;
 pub mod quorum;
