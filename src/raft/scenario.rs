@@ -1056,6 +1056,9 @@ fn show_node(id: Option<NodeId>) -> String {
 fn show_entry(entry: &Entry) -> String {
     match &entry.payload {
         Payload::Noop => format!("{}@{} noop", entry.index, entry.term),
+        Payload::Config(config) => {
+            format!("{}@{} config {}", entry.index, entry.term, config.describe())
+        }
         Payload::Command(data) => format!(
             "{}@{} {:?}",
             entry.index,

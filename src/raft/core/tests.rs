@@ -1635,7 +1635,7 @@ fn run_random_cluster(seed: u64, reorder: bool) {
         .iter()
         .filter_map(|e| match &e.payload {
             Payload::Command(c) => Some(c),
-            Payload::Noop => None,
+            Payload::Noop | Payload::Config(_) => None,
         })
         .collect();
     let distinct: BTreeSet<&Vec<u8>> = commands.iter().copied().collect();
