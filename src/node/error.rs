@@ -2,11 +2,14 @@
 
 use super::config::ConfigError;
 use crate::codec::CodecError;
-use crate::raft::message::NodeId;
+use crate::raft::membership::ChangeError;
+use crate::raft::message::{Index, NodeId};
+use crate::raft::TransferError;
 use crate::storage::StorageError;
 use std::fmt;
 use std::io;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// Why a request was not (or may not have been) carried out.
 #[derive(Debug, Clone)]
@@ -28,6 +31,16 @@ pub enum Error {
     /// A command or a reply could not be encoded or decoded: a bug, since
     /// both ends are this program. Nothing was proposed if encoding failed.
     Codec(CodecError),
+    /// The leader is handing its leadership to `target` (§3.10) and takes no
+    /// writes meanwhile; nothing was proposed. Retry shortly.
+    Transferring { target: NodeId },
+    /// A membership change was refused; nothing was proposed.
+    Change(ChangeError),
+    /// A leadership transfer could not start.
+    Transfer(TransferError),
+    /// A leadership transfer to `target` was started but `target` did not
+    /// take over within `within`; this node leads (and takes writes) again.
+    TransferTimedOut { target: NodeId, within: Duration },
 }
 
 impl fmt::Display for Error {
@@ -42,6 +55,16 @@ impl fmt::Display for Error {
             }
             Error::Storage(e) => write!(f, "storage failed, node stopped: {e}"),
             Error::Codec(e) => write!(f, "cannot encode or decode a command or reply: {e}"),
+            Error::Transferring { target } => {
+                write!(f, "leadership is being transferred to node {target}; retry")
+            }
+            Error::Change(e) => e.fmt(f),
+            Error::Transfer(e) => e.fmt(f),
+            Error::TransferTimedOut { target, within } => write!(
+                f,
+                "transfer to {target} did not complete within {} ms",
+                within.as_millis()
+            ),
         }
     }
 }
@@ -65,6 +88,11 @@ pub enum StartError {
     Storage(StorageError),
     /// The peer port could not be opened.
     Bind { addr: String, source: io::Error },
+    /// This data dir's node was removed from the cluster (by the entry at
+    /// `index`); it must not take part again under this identity.
+    Removed { id: NodeId, index: Index },
+    /// The data dir holds a log but no configuration, and none was given.
+    NoConfiguration { id: NodeId },
 }
 
 impl fmt::Display for StartError {
@@ -73,6 +101,16 @@ impl fmt::Display for StartError {
             StartError::Config(e) => write!(f, "invalid configuration: {e}"),
             StartError::Storage(e) => e.fmt(f),
             StartError::Bind { addr, source } => write!(f, "cannot listen on {addr}: {source}"),
+            StartError::Removed { id, index } => write!(
+                f,
+                "node {id} was removed from the cluster at index {index}; this data dir cannot \
+                 rejoin. To bring the machine back, start it with an empty data dir and --join"
+            ),
+            StartError::NoConfiguration { id } => write!(
+                f,
+                "node {id}'s data dir holds a log from a release that kept the members in \
+                 flags; start it once more with its --peer flags so they can be recorded"
+            ),
         }
     }
 }
@@ -83,6 +121,7 @@ impl std::error::Error for StartError {
             StartError::Config(e) => Some(e),
             StartError::Storage(e) => Some(e),
             StartError::Bind { source, .. } => Some(source),
+            StartError::Removed { .. } | StartError::NoConfiguration { .. } => None,
         }
     }
 }

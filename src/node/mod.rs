@@ -50,7 +50,7 @@ pub use error::{Error, StartError};
 pub use state_machine::{RestoreError, StateMachine, StateSnapshot};
 
 use crate::raft::message::{Entry, Index, NodeId, Term};
-use crate::raft::{RaftCore, Restored, RoleKind};
+use crate::raft::{ProposeError, RaftCore, Restored, RoleKind};
 use crate::storage::{DiskStore, LogStore, SnapshotStore, StorageError};
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use log::info;
@@ -191,6 +191,17 @@ impl<S: StateMachine> Node<S> {
             Restored {
                 hard_state: recovered.hard_state,
                 snapshot,
+                // TODO(membership): from the snapshot or the data dir.
+                config: (
+                    0,
+                    crate::raft::membership::Configuration::of_voters(
+                        config
+                            .peers
+                            .iter()
+                            .map(|(&id, a)| (id, a.clone()))
+                            .chain([(config.id, config.raft_addr.clone())]),
+                    ),
+                ),
                 entries: recovered.entries,
                 commit_index: recovered.commit_index,
             },
@@ -283,7 +294,10 @@ impl<S: StateMachine> Node<S> {
         let proposed = self.shared.with_core(|core| {
             let (index, term) = core
                 .propose(command)
-                .map_err(|e| Error::NotLeader { leader: e.leader })?;
+                .map_err(|e| match e {
+                    ProposeError::NotLeader(e) => Error::NotLeader { leader: e.leader },
+                    ProposeError::Transferring { target } => Error::Transferring { target },
+                })?;
             // Registered under the core lock, so it is in place before the
             // entry can possibly be applied.
             self.shared.waiters.lock().insert((index, term), tx);

@@ -255,13 +255,20 @@ pub(crate) fn receive(shared: &Shared, chunk: SnapshotChunk) {
         }
         Ok(Received::Whole(info)) => {
             let term = info.meta.last_included_term;
+            // TODO(membership): the snapshot's own configuration.
+            let config = (
+                0,
+                crate::raft::membership::Configuration::of_voters(
+                    info.meta.members.iter().map(|&m| (m, String::new())),
+                ),
+            );
             shared.snapshots.publish(info);
             shared
                 .snapshot_stats
                 .installed
                 .fetch_add(1, Ordering::Relaxed);
             shared.snapshot_stats.saved_now();
-            shared.with_core(|core| core.snapshot_received(leader, index, term));
+            shared.with_core(|core| core.snapshot_received(leader, index, term, config));
         }
         Err(reason) => {
             warn!("node {id}: snapshot at {index} from {leader} refused: {reason}");

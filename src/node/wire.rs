@@ -145,6 +145,7 @@ mod tests {
             message: Message::RequestVote {
                 last_log_index: 4,
                 last_log_term: 2,
+                leadership_transfer: false,
             },
         }
     }

@@ -21,19 +21,21 @@
 //!   [`RaftCore::append_for`].
 
 mod election;
+mod membership;
 mod reads;
 mod replication;
 mod snapshot;
 
+pub use membership::{ProposeError, TransferError};
 pub use snapshot::{Outgoing, Restored, SnapshotChunk};
 
 use super::log::RaftLog;
+use super::membership::{ConfigLog, Configuration};
 use super::message::{
     AppendResult, Entry, Envelope, HardState, Index, Message, NodeId, Payload, RejectHint,
     SnapshotResult, Term,
 };
 use super::progress::Progress;
-use super::quorum;
 use super::read_only::ReadOnly;
 use super::ready::Ready;
 use log::{debug, info, warn};
@@ -46,8 +48,13 @@ use std::fmt;
 #[derive(Debug, Clone)]
 pub struct CoreConfig {
     pub id: NodeId,
-    /// The other voting members of the cluster.
+    /// The other voters of a new cluster, for [`RaftCore::new`] (tests).
+    /// A node passes its configuration in [`Restored`] instead; from then
+    /// on membership comes from the log ([`crate::raft::membership`]).
     pub peers: Vec<NodeId>,
+    /// The incarnation of this node's data dir (0 if it has none), which
+    /// the leader records in the configuration.
+    pub incarnation: u64,
     /// The election timeout is drawn uniformly from `min..=max` ticks each time
     /// the timer is reset (§5.2).
     pub election_ticks_min: u32,
@@ -81,6 +88,7 @@ impl CoreConfig {
         CoreConfig {
             id,
             peers,
+            incarnation: 0,
             election_ticks_min: 15,
             election_ticks_max: 30,
             heartbeat_ticks: 5,
@@ -143,8 +151,12 @@ enum Role {
         votes: BTreeMap<NodeId, bool>,
     },
     Leader {
+        /// Every other member's, and for a while a removed member's (so it
+        /// learns it was removed; see `core/membership.rs`).
         progress: BTreeMap<NodeId, Progress>,
         reads: ReadOnly,
+        /// A leadership transfer under way (§3.10).
+        transfer: Option<membership::Transfer>,
     },
 }
 
@@ -156,6 +168,13 @@ pub struct RaftCore {
     current_term: Term,
     voted_for: Option<NodeId>,
     log: RaftLog,
+    /// The configurations the log holds; the latest is in force (§4.1).
+    configs: ConfigLog,
+    /// Incarnations of other members' data dirs, as the node learned them
+    /// from handshakes, for the leader to record.
+    incarnations: BTreeMap<NodeId, u64>,
+    /// This node's removal was reported in a [`Ready`].
+    removal_reported: bool,
     // Volatile state on all servers.
     commit_index: Index,
     /// The highest index handed out in [`Ready::committed`]; the state machine
@@ -197,11 +216,27 @@ impl RaftCore {
     /// index is volatile (Figure 2), so it starts at 0 and the node relearns it
     /// from the leader, re-applying the log to a fresh state machine.
     pub fn new(config: CoreConfig, hard_state: HardState, entries: Vec<Entry>) -> RaftCore {
-        RaftCore::with_log(config, hard_state, RaftLog::new(entries))
+        let voters = config.peers.iter().chain([&config.id]);
+        let bootstrap = Configuration::of_voters(voters.map(|&id| (id, String::new())));
+        let mut configs = ConfigLog::new(0, bootstrap);
+        for entry in &entries {
+            if let Payload::Config(c) = &entry.payload {
+                configs.push(entry.index, c.clone());
+            }
+        }
+        RaftCore::with_log(config, hard_state, RaftLog::new(entries), configs)
     }
 
-    fn with_log(config: CoreConfig, hard_state: HardState, log: RaftLog) -> RaftCore {
+    fn with_log(
+        config: CoreConfig,
+        hard_state: HardState,
+        log: RaftLog,
+        configs: ConfigLog,
+    ) -> RaftCore {
         let mut core = RaftCore {
+            configs,
+            incarnations: BTreeMap::new(),
+            removal_reported: false,
             rng: StdRng::seed_from_u64(config.seed),
             config,
             current_term: hard_state.current_term,
@@ -237,17 +272,36 @@ impl RaftCore {
         &self.config
     }
 
-    /// All voting members, this node included, in ascending order.
+    /// The voters of the configuration in force, in ascending order.
     pub fn members(&self) -> Vec<NodeId> {
-        let mut members: Vec<NodeId> = self.config.peers.clone();
-        members.push(self.config.id);
-        members.sort_unstable();
-        members.dedup();
-        members
+        self.configs.latest().voters().collect()
     }
 
+    /// Whether `id` is a member (voter or learner) of the configuration in
+    /// force.
     pub fn is_member(&self, id: NodeId) -> bool {
-        id == self.config.id || self.config.peers.contains(&id)
+        self.configs.latest().contains(id)
+    }
+
+    /// The configuration in force: the latest in the log (§4.1).
+    pub fn configuration(&self) -> &Configuration {
+        self.configs.latest()
+    }
+
+    /// The index of the entry that set the configuration in force (0: the
+    /// bootstrap configuration, or one from before the snapshot).
+    pub fn config_index(&self) -> Index {
+        self.configs.latest_index()
+    }
+
+    /// The configuration in force at `index`, and the index that set it.
+    pub fn configuration_at(&self, index: Index) -> (Index, &Configuration) {
+        self.configs.at(index)
+    }
+
+    /// Whether the configuration in force is not yet committed.
+    pub fn config_change_in_progress(&self) -> bool {
+        self.configs.latest_index() > self.commit_index
     }
 
     pub fn role(&self) -> RoleKind {
@@ -321,10 +375,16 @@ impl RaftCore {
         self.randomized_election_timeout
     }
 
-    /// The votes (or replicas) that make a majority of all voting members,
-    /// this node included.
-    fn quorum(&self) -> usize {
-        quorum::majority(self.config.peers.len() + 1)
+    /// The voters of the configuration in force (this node too, if it is
+    /// one).
+    fn voters(&self) -> Vec<NodeId> {
+        self.configs.latest().voters().collect()
+    }
+
+    /// Whether this node votes in the configuration in force: only voters
+    /// campaign, and only voters count towards majorities.
+    pub fn is_voter(&self) -> bool {
+        self.configs.latest().is_voter(self.config.id)
     }
 
     // ----- Inputs ----------------------------------------------------------
@@ -335,6 +395,10 @@ impl RaftCore {
         self.election_elapsed += 1;
         if self.role() == RoleKind::Leader {
             self.tick_leader();
+        } else if !self.is_voter() {
+            // A learner (or a node not yet, or no longer, a member) never
+            // starts an election (§4.2.1).
+            self.election_elapsed = self.election_elapsed.min(self.randomized_election_timeout);
         } else if self.election_elapsed >= self.randomized_election_timeout {
             // §5.2: no word from a leader and no vote granted for a whole
             // election timeout: start an election — first asking whether it
@@ -342,14 +406,19 @@ impl RaftCore {
             if self.config.pre_vote {
                 self.pre_campaign();
             } else {
-                self.campaign();
+                self.campaign(false);
             }
         }
     }
 
     fn tick_leader(&mut self) {
         let ticks = self.ticks;
-        let Role::Leader { progress, reads } = &mut self.role else {
+        self.tick_transfer();
+        self.propose_automatic_change();
+        let Role::Leader {
+            progress, reads, ..
+        } = &mut self.role
+        else {
             return;
         };
         self.heartbeat_elapsed += 1;
@@ -383,7 +452,10 @@ impl RaftCore {
 
     /// Processes one message from a peer.
     pub fn step(&mut self, env: Envelope) {
-        if env.to != self.config.id || !self.is_member(env.from) || env.from == self.config.id {
+        // Messages from non-members are not dropped: a leader added after
+        // this node last heard may need to catch it up. Only their vote
+        // requests are ignored (`ignores_vote_request`).
+        if env.to != self.config.id || env.from == self.config.id {
             warn!(
                 "node {}: dropping message from {} addressed to {}",
                 self.config.id, env.from, env.to
@@ -465,7 +537,9 @@ impl RaftCore {
                 last_included_index,
                 result: SnapshotResult::Failed,
             },
-            Message::RequestVoteResponse { .. }
+            // A stale leader's TimeoutNow: that leader is gone.
+            Message::TimeoutNow
+            | Message::RequestVoteResponse { .. }
             | Message::PreVoteResponse { .. }
             | Message::AppendEntriesResponse { .. }
             | Message::InstallSnapshotResponse { .. } => return,
@@ -480,7 +554,9 @@ impl RaftCore {
             Message::RequestVote {
                 last_log_index,
                 last_log_term,
+                ..
             } => self.handle_request_vote(from, last_log_index, last_log_term),
+            Message::TimeoutNow => self.handle_timeout_now(from),
             Message::RequestVoteResponse { vote_granted } => {
                 self.handle_vote_response(from, vote_granted)
             }
@@ -554,6 +630,10 @@ impl RaftCore {
             self.commit_saved = self.commit_index;
             ready.commit_index = Some(self.commit_index);
         }
+        if let Some(index) = self.removed_at().filter(|_| !self.removal_reported) {
+            self.removal_reported = true;
+            ready.removed = Some(index);
+        }
         if self.commit_index > self.last_applied {
             ready.committed = self
                 .log
@@ -589,8 +669,17 @@ impl RaftCore {
             self.hard_state_dirty = true;
         }
         let old_leader = self.leader_id();
-        if let Role::Leader { reads, .. } = &mut self.role {
+        if let Role::Leader {
+            reads, transfer, ..
+        } = &mut self.role
+        {
             self.ready.aborted_reads.extend(reads.abort_all());
+            if let Some(t) = transfer.take() {
+                info!(
+                    "node {}: stepped down in term {}; leadership transfer to {} ends here",
+                    self.config.id, term, t.target
+                );
+            }
         }
         self.role = Role::Follower { leader };
         self.reset_election_timer();
@@ -616,10 +705,13 @@ impl RaftCore {
 
     fn become_leader(&mut self) {
         let next_index = self.log.last_index() + 1;
+        // Learners too: they get the log, they just do not count.
         let progress = self
-            .config
-            .peers
-            .iter()
+            .configs
+            .latest()
+            .members
+            .keys()
+            .filter(|&&peer| peer != self.config.id)
             .map(|&peer| (peer, Progress::new(next_index)))
             .collect();
         // §8: commit an entry of our own term at once, which also commits every
@@ -629,7 +721,11 @@ impl RaftCore {
             // The first heartbeats start the first lease.
             reads.start_round(self.ticks);
         }
-        self.role = Role::Leader { progress, reads };
+        self.role = Role::Leader {
+            progress,
+            reads,
+            transfer: None,
+        };
         self.heartbeat_elapsed = 0;
         // Check-quorum measures a full election timeout from here.
         self.election_elapsed = 0;

@@ -47,6 +47,9 @@ pub struct RaftLog {
     storage_reset: bool,
     /// Storage has reported the log durable up to here.
     persisted: Index,
+    /// The lowest point a conflict truncated the log to since the core last
+    /// asked ([`RaftLog::take_truncation`]).
+    truncated: Option<Index>,
 }
 
 /// What storage must do, in this order, to catch up with the log.
@@ -100,6 +103,7 @@ impl RaftLog {
             storage_truncate: None,
             storage_reset: false,
             persisted: last,
+            truncated: None,
         }
     }
 
@@ -309,6 +313,7 @@ impl RaftLog {
         self.entries
             .truncate(last_kept.saturating_sub(self.offset) as usize);
         self.persisted = self.persisted.min(last_kept);
+        self.truncated = Some(self.truncated.map_or(last_kept, |t| t.min(last_kept)));
         if last_kept < self.handed_off {
             self.handed_off = last_kept;
             self.storage_truncate = Some(
@@ -316,6 +321,13 @@ impl RaftLog {
                     .map_or(last_kept, |t| t.min(last_kept)),
             );
         }
+    }
+
+    /// The lowest index a conflict truncated the log after since the last
+    /// call, if any: whatever the core derived from the dropped entries
+    /// (their configurations) is gone with them.
+    pub fn take_truncation(&mut self) -> Option<Index> {
+        self.truncated.take()
     }
 
     /// What storage must do next: drop its entries after the returned index

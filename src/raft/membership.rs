@@ -158,6 +158,9 @@ impl fmt::Display for ConfChange {
 /// Why a change cannot be made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ChangeError {
+    /// Only the leader changes the configuration; this is who it is, if
+    /// known.
+    NotLeader(Option<NodeId>),
     /// Another change is not yet committed, the leader has not yet
     /// committed an entry of its term, or leadership is being transferred:
     /// try again shortly.
@@ -177,6 +180,7 @@ pub enum ChangeError {
 impl fmt::Display for ChangeError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            ChangeError::NotLeader(_) => f.write_str("not the leader"),
             ChangeError::InProgress(why) => f.write_str(why),
             ChangeError::UnknownNode(id) => write!(f, "node {id} is not a member"),
             ChangeError::DuplicateId(id) => write!(f, "node {id} is already a member"),

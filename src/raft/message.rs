@@ -76,6 +76,10 @@ pub enum Message {
     RequestVote {
         last_log_index: Index,
         last_log_term: Term,
+        /// The candidate campaigns because the leader asked it to
+        /// ([`Message::TimeoutNow`]): voters answer even while they believe
+        /// that leader alive (§3.10 of the dissertation), which is the point.
+        leadership_transfer: bool,
     },
     /// Reply to [`Message::RequestVote`].
     RequestVoteResponse { vote_granted: bool },
@@ -122,6 +126,10 @@ pub enum Message {
         last_included_index: Index,
         result: SnapshotResult,
     },
+    /// Sent by a leader transferring its leadership to a follower whose log
+    /// it has brought up to date: start an election now, without waiting for
+    /// the election timeout or asking for pre-votes (§3.10).
+    TimeoutNow,
 }
 
 /// How a follower is getting on with a snapshot.
@@ -180,6 +188,7 @@ impl Message {
             Message::AppendEntriesResponse { .. } => "AppendEntriesResponse",
             Message::InstallSnapshot { .. } => "InstallSnapshot",
             Message::InstallSnapshotResponse { .. } => "InstallSnapshotResponse",
+            Message::TimeoutNow => "TimeoutNow",
         }
     }
 }

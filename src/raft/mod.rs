@@ -153,7 +153,8 @@ pub mod ready;
 mod scenario;
 
 pub use self::core::{
-    CoreConfig, NotLeader, Outgoing, RaftCore, Restored, RoleKind, SnapshotChunk,
+    CoreConfig, NotLeader, Outgoing, ProposeError, RaftCore, Restored, RoleKind, SnapshotChunk,
+    TransferError,
 };
 pub use progress::{Progress, ProgressState};
 pub use ready::{Ready, ReadyRead};

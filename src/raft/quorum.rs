@@ -16,13 +16,15 @@ pub fn majority(voters: usize) -> usize {
     voters / 2 + 1
 }
 
-/// The highest value that at least `majority` members have reached, given
-/// the other members' values and the node's own.
-pub fn reached_by_majority(others: impl Iterator<Item = u64>, own: u64, majority: usize) -> u64 {
-    let mut values: Vec<u64> = others.collect();
-    values.push(own);
+/// The highest value that a majority of the voters have reached, given
+/// every voter's value (the node's own included, if it votes); 0 without
+/// voters.
+pub fn reached_by_majority(mut values: Vec<u64>) -> u64 {
+    if values.is_empty() {
+        return 0;
+    }
     values.sort_unstable_by(|a, b| b.cmp(a));
-    values[majority - 1]
+    values[majority(values.len()) - 1]
 }
 
 /// Where an election (or a pre-vote) stands.
@@ -34,12 +36,19 @@ pub enum VoteResult {
     Pending,
 }
 
-/// Tallies the answers so far (the candidate's own vote included).
-pub fn tally(votes: &BTreeMap<NodeId, bool>, majority: usize) -> VoteResult {
-    let granted = votes.values().filter(|&&v| v).count();
-    if granted >= majority {
+/// Tallies the answers so far (the candidate's own vote included). Only the
+/// answers of `voters` count: a learner's or a former member's say nothing.
+pub fn tally(votes: &BTreeMap<NodeId, bool>, voters: &[NodeId]) -> VoteResult {
+    let needed = majority(voters.len());
+    let answer = |v: bool| {
+        voters
+            .iter()
+            .filter(|id| votes.get(id) == Some(&v))
+            .count()
+    };
+    if answer(true) >= needed {
         VoteResult::Won
-    } else if votes.len() - granted >= majority {
+    } else if answer(false) >= needed {
         VoteResult::Lost
     } else {
         VoteResult::Pending
@@ -60,24 +69,34 @@ mod tests {
 
     #[test]
     fn the_value_a_majority_reached() {
-        // Five members: the third highest of all values.
-        assert_eq!(reached_by_majority([9, 1, 7, 3].into_iter(), 5, 3), 5);
-        assert_eq!(reached_by_majority([9, 9, 1, 1].into_iter(), 1, 3), 1);
-        assert_eq!(reached_by_majority(std::iter::empty(), 4, 1), 4);
+        // Five voters: the third highest of all values.
+        assert_eq!(reached_by_majority(vec![9, 1, 7, 3, 5]), 5);
+        assert_eq!(reached_by_majority(vec![9, 9, 1, 1, 1]), 1);
+        assert_eq!(reached_by_majority(vec![4]), 4);
+        assert_eq!(reached_by_majority(Vec::new()), 0);
     }
 
     #[test]
-    fn tallies() {
+    fn tallies_count_only_voters() {
         let votes = |v: &[(NodeId, bool)]| v.iter().copied().collect::<BTreeMap<_, _>>();
-        assert_eq!(tally(&votes(&[(1, true)]), 2), VoteResult::Pending);
-        assert_eq!(tally(&votes(&[(1, true), (2, true)]), 2), VoteResult::Won);
+        let three = [1, 2, 3];
+        assert_eq!(tally(&votes(&[(1, true)]), &three), VoteResult::Pending);
         assert_eq!(
-            tally(&votes(&[(1, true), (2, false)]), 2),
+            tally(&votes(&[(1, true), (2, true)]), &three),
+            VoteResult::Won
+        );
+        assert_eq!(
+            tally(&votes(&[(1, true), (2, false)]), &three),
             VoteResult::Pending
         );
         assert_eq!(
-            tally(&votes(&[(1, true), (2, false), (3, false)]), 2),
+            tally(&votes(&[(1, true), (2, false), (3, false)]), &three),
             VoteResult::Lost
+        );
+        // A learner's (or a stranger's) grant does not make a majority.
+        assert_eq!(
+            tally(&votes(&[(1, true), (4, true), (5, true)]), &three),
+            VoteResult::Pending
         );
     }
 }

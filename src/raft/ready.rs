@@ -1,6 +1,7 @@
 //! The core's hand-off to the node: everything one batch of inputs asks the
 //! node to do, in the order it must be done.
 
+use super::membership::Configuration;
 use super::message::{Entry, Envelope, HardState, Index, NodeId, Term};
 
 /// What the node must do after feeding the core some input. The order matters:
@@ -29,6 +30,14 @@ pub struct Ready {
     /// (its file is durable): the state machine must be restored from it
     /// before applying any entry in `committed`, which all follow it.
     pub install: Option<(Index, Term)>,
+    /// The configuration in force changed (an entry was appended, or
+    /// truncated away, or a snapshot installed): the index that set it and
+    /// the configuration. The node dials the new members and stops dialing
+    /// the ones that left.
+    pub config: Option<(Index, Configuration)>,
+    /// This node was removed from the cluster by the committed entry at this
+    /// index: it must stop (and never come back on this data dir).
+    pub removed: Option<Index>,
     /// Messages to send once the above is durable.
     pub messages: Vec<Envelope>,
     /// Entries newly known to be committed, in index order, to apply.
@@ -61,6 +70,8 @@ impl Ready {
             && self.commit_index.is_none()
             && self.compact_through.is_none()
             && self.install.is_none()
+            && self.config.is_none()
+            && self.removed.is_none()
             && self.entries.is_empty()
             && self.messages.is_empty()
             && self.committed.is_empty()

@@ -111,7 +111,7 @@ use crate::raft::core::tests::NextAppend;
 use crate::raft::message::{
     AppendResult, Entry, Envelope, HardState, Index, Message, NodeId, Payload, RejectHint, Term,
 };
-use crate::raft::{CoreConfig, Progress, RaftCore, RoleKind};
+use crate::raft::{CoreConfig, Progress, ProposeError, RaftCore, RoleKind};
 use goldenscript::{ArgumentConsumer, Command};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::error::Error;
@@ -380,7 +380,12 @@ impl Cluster {
                 let data = &args.next_pos().ok_or("DATA not given")?.value;
                 args.reject_rest()?;
                 let result = self.node_mut(id)?.core_mut()?.propose(data.clone().into());
-                let (index, term) = result.map_err(|e| not_leader(id, e.leader))?;
+                let (index, term) = result.map_err(|e| match e {
+                    ProposeError::NotLeader(e) => not_leader(id, e.leader),
+                    ProposeError::Transferring { target } => {
+                        format!("n{id} is transferring its leadership to n{target}").into()
+                    }
+                })?;
                 self.say(format!("n{id} proposed {index}@{term} {data:?}"));
                 self.drive(id);
             }
@@ -1084,11 +1089,18 @@ fn describe(env: &Envelope) -> String {
         Message::RequestVote {
             last_log_index,
             last_log_term,
+            leadership_transfer: true,
+        } => format!("last={last_log_index}@{last_log_term} transfer"),
+        Message::RequestVote {
+            last_log_index,
+            last_log_term,
+            ..
         }
         | Message::PreVote {
             last_log_index,
             last_log_term,
         } => format!("last={last_log_index}@{last_log_term}"),
+        Message::TimeoutNow => String::new(),
         Message::RequestVoteResponse { vote_granted }
         | Message::PreVoteResponse { vote_granted } => granted(*vote_granted).to_string(),
         Message::AppendEntries {

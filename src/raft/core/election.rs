@@ -4,7 +4,6 @@
 
 use super::{RaftCore, Role};
 use crate::raft::message::{Envelope, Index, Message, NodeId, Term};
-use crate::raft::progress::Progress;
 use crate::raft::quorum::{self, VoteResult};
 use log::{debug, info};
 use std::collections::BTreeMap;
@@ -23,12 +22,13 @@ impl RaftCore {
             "node {}: asking for pre-votes for term {term}",
             self.config.id
         );
-        if self.quorum() == 1 {
-            self.campaign();
+        let voters = self.voters();
+        if quorum::tally(self.votes(), &voters) == VoteResult::Won {
+            self.campaign(false);
             return;
         }
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
-        for peer in self.config.peers.clone() {
+        for peer in voters.into_iter().filter(|&p| p != self.config.id) {
             // Stamped with the term we would campaign in, not our own.
             self.ready.messages.push(Envelope {
                 from: self.config.id,
@@ -42,8 +42,9 @@ impl RaftCore {
         }
     }
 
-    /// §5.2: become a candidate, vote for ourselves, and ask everyone else.
-    pub(super) fn campaign(&mut self) {
+    /// §5.2: become a candidate, vote for ourselves, and ask every other
+    /// voter. `leadership_transfer`: the leader asked for it (§3.10).
+    pub(super) fn campaign(&mut self, leadership_transfer: bool) {
         self.current_term += 1;
         self.voted_for = Some(self.config.id);
         self.hard_state_dirty = true;
@@ -55,19 +56,31 @@ impl RaftCore {
             "node {}: starting election for term {}",
             self.config.id, self.current_term
         );
-        if self.quorum() == 1 {
+        let voters = self.voters();
+        if quorum::tally(self.votes(), &voters) == VoteResult::Won {
             self.become_leader();
             return;
         }
         let (last_log_index, last_log_term) = (self.log.last_index(), self.log.last_term());
-        for peer in self.config.peers.clone() {
+        let id = self.config.id;
+        for peer in voters.into_iter().filter(|&p| p != id) {
             self.send(
                 peer,
                 Message::RequestVote {
                     last_log_index,
                     last_log_term,
+                    leadership_transfer,
                 },
             );
+        }
+    }
+
+    /// The answers of the election (or pre-vote) under way.
+    fn votes(&self) -> &BTreeMap<NodeId, bool> {
+        static NONE: BTreeMap<NodeId, bool> = BTreeMap::new();
+        match &self.role {
+            Role::PreCandidate { votes } | Role::Candidate { votes } => votes,
+            _ => &NONE,
         }
     }
 
@@ -131,7 +144,7 @@ impl RaftCore {
         term: Term,
         vote_granted: bool,
     ) {
-        let quorum = self.quorum();
+        let voters = self.voters();
         let next_term = self.current_term + 1;
         let Role::PreCandidate { votes } = &mut self.role else {
             return;
@@ -140,8 +153,8 @@ impl RaftCore {
             return; // a grant for an earlier pre-vote
         }
         *votes.entry(from).or_insert(false) |= vote_granted;
-        match quorum::tally(votes, quorum) {
-            VoteResult::Won => self.campaign(),
+        match quorum::tally(votes, &voters) {
+            VoteResult::Won => self.campaign(false),
             // No way to win: wait as a follower for the next timeout.
             VoteResult::Lost => self.become_follower(self.current_term, None),
             VoteResult::Pending => {}
@@ -149,14 +162,14 @@ impl RaftCore {
     }
 
     pub(super) fn handle_vote_response(&mut self, from: NodeId, vote_granted: bool) {
-        let quorum = self.quorum();
+        let voters = self.voters();
         let Role::Candidate { votes } = &mut self.role else {
             return;
         };
         // A grant is final for the term (the voter persisted it); a refusal
         // arriving later answers an older request and must not undo it.
         *votes.entry(from).or_insert(false) |= vote_granted;
-        if quorum::tally(votes, quorum) == VoteResult::Won {
+        if quorum::tally(votes, &voters) == VoteResult::Won {
             self.become_leader();
         }
     }
@@ -165,20 +178,30 @@ impl RaftCore {
     /// election timeout may be cut off from it, and a new leader may already
     /// lead; it steps down rather than keep clients waiting.
     pub(super) fn check_quorum(&mut self) {
-        let quorum = self.quorum();
+        let (id, voters) = (self.config.id, self.voters());
+        let latest = self.configs.latest().clone();
         let Role::Leader { progress, .. } = &mut self.role else {
             return;
         };
-        let active = 1 + progress
-            .values_mut()
-            .map(Progress::take_active)
-            .filter(|&active| active)
+        let mut active: Vec<NodeId> = Vec::new();
+        for (&peer, pr) in progress.iter_mut() {
+            if pr.take_active() {
+                active.push(peer);
+            }
+        }
+        // A removed member that stayed silent for a whole timeout will not
+        // hear of its removal from us: stop trying.
+        progress.retain(|peer, _| latest.contains(*peer) || active.contains(peer));
+        // Only voters count, this leader too if it is one (it is not while
+        // it removes itself, §4.2.2).
+        let heard = voters
+            .iter()
+            .filter(|&&v| v == id || active.contains(&v))
             .count();
-        if active < quorum {
+        if heard < crate::raft::quorum::majority(voters.len()) {
             info!(
-                "node {}: heard from only {active} of {} members in an election timeout; stepping down",
-                self.config.id,
-                self.config.peers.len() + 1
+                "node {id}: heard from only {heard} of {} voters in an election timeout; stepping down",
+                voters.len()
             );
             self.become_follower(self.current_term, None);
         }
@@ -193,7 +216,27 @@ impl RaftCore {
             env.message,
             Message::RequestVote { .. } | Message::PreVote { .. }
         );
-        let ignore = asks_for_vote && env.term > self.current_term && self.in_lease();
+        if asks_for_vote && !self.configs.latest().contains(env.from) {
+            // A removed node (or a stranger) must not disrupt the cluster:
+            // not even its term is adopted (§4.2.3).
+            debug!(
+                "node {}: ignoring {} from {}, not a member",
+                self.config.id,
+                env.message.name(),
+                env.from
+            );
+            return true;
+        }
+        // §3.10: a candidate the leader itself asked to campaign is heard
+        // even while that leader's lease holds.
+        let transfer = matches!(
+            env.message,
+            Message::RequestVote {
+                leadership_transfer: true,
+                ..
+            }
+        );
+        let ignore = asks_for_vote && !transfer && env.term > self.current_term && self.in_lease();
         if ignore {
             debug!(
                 "node {}: ignoring {} from {} for term {}: leader lease",

@@ -3,7 +3,10 @@
 //! [`crate::raft::read_only`].
 
 use super::{NotLeader, RaftCore, Role, RoleKind};
+use crate::raft::message::NodeId;
+use crate::raft::progress::Progress;
 use crate::raft::quorum;
+use std::collections::BTreeMap;
 use crate::raft::ready::ReadyRead;
 
 impl RaftCore {
@@ -32,7 +35,10 @@ impl RaftCore {
             return Ok(());
         }
         let (commit_index, ticks) = (self.commit_index, self.ticks);
-        if let Role::Leader { progress, reads } = &mut self.role {
+        if let Role::Leader {
+            progress, reads, ..
+        } = &mut self.role
+        {
             if reads.register(id, commit_index, ticks) {
                 self.read_rounds += 1;
             }
@@ -54,15 +60,17 @@ impl RaftCore {
         if !(self.config.lease_reads && self.config.check_quorum) {
             return false;
         }
-        let Role::Leader { progress, reads } = &self.role else {
+        let Role::Leader {
+            progress, reads, ..
+        } = &self.role
+        else {
             return false;
         };
         if self.commit_index < reads.term_start() {
             return false;
         }
         // The leader has seen its own latest round.
-        let acked = progress.values().map(|pr| pr.acked_round());
-        let quorum_round = quorum::reached_by_majority(acked, reads.round(), self.quorum());
+        let quorum_round = self.round_reached(progress, reads.round());
         // 10% for clock drift between nodes, and one tick of granularity.
         let lease = u64::from(self.config.election_ticks_min) * 9 / 10;
         reads.lease_holds(quorum_round, self.ticks, lease.saturating_sub(1))
@@ -71,16 +79,35 @@ impl RaftCore {
     /// Releases every pending read whose round a majority has answered and
     /// whose index is committed.
     pub(super) fn check_reads(&mut self) {
-        let quorum = self.quorum();
-        let Role::Leader { progress, reads } = &mut self.role else {
+        let Role::Leader {
+            progress, reads, ..
+        } = &self.role
+        else {
             return;
         };
         if !reads.has_pending() {
             return;
         }
         // The leader vouches for itself, in any round.
-        let acked = progress.values().map(|pr| pr.acked_round());
-        let confirmed = quorum::reached_by_majority(acked, u64::MAX, quorum);
-        reads.release(confirmed, self.commit_index, &mut self.ready.reads);
+        let confirmed = self.round_reached(progress, u64::MAX);
+        if let Role::Leader { reads, .. } = &mut self.role {
+            reads.release(confirmed, self.commit_index, &mut self.ready.reads);
+        }
+    }
+
+    /// The latest read round a majority of the voters answered, the leader
+    /// counting as `own` if it votes (learners and departing members say
+    /// nothing about who leads).
+    fn round_reached(&self, progress: &BTreeMap<NodeId, Progress>, own: u64) -> u64 {
+        let rounds = self
+            .configs
+            .latest()
+            .voters()
+            .map(|v| match v == self.config.id {
+                true => own,
+                false => progress.get(&v).map_or(0, |pr| pr.acked_round()),
+            })
+            .collect();
+        quorum::reached_by_majority(rounds)
     }
 }

@@ -2,8 +2,9 @@
 //! AppendEntries, a follower's answer, and how the leader learns what is
 //! committed.
 
-use super::{NotLeader, Outgoing, RaftCore, Role, RoleKind};
+use super::{NotLeader, Outgoing, ProposeError, RaftCore, Role, RoleKind};
 use crate::raft::log::MaybeAppend;
+use crate::raft::membership::Configuration;
 use crate::raft::message::{
     AppendResult, Entry, Envelope, Index, Message, NodeId, Payload, RejectHint, Term,
 };
@@ -15,11 +16,15 @@ impl RaftCore {
     /// Offers a client command. On the leader it is appended to the log and its
     /// (index, term) returned: the command is committed if and when the entry at
     /// that index, with that term, is.
-    pub fn propose(&mut self, command: Vec<u8>) -> Result<(Index, Term), NotLeader> {
+    /// A leader transferring its leadership takes no proposals (§3.10).
+    pub fn propose(&mut self, command: Vec<u8>) -> Result<(Index, Term), ProposeError> {
         if self.role() != RoleKind::Leader {
-            return Err(NotLeader {
+            return Err(ProposeError::NotLeader(NotLeader {
                 leader: self.leader_id(),
-            });
+            }));
+        }
+        if let Some(target) = self.transferring_to() {
+            return Err(ProposeError::Transferring { target });
         }
         let index = self.append_own(Payload::Command(command));
         Ok((index, self.current_term))
@@ -28,11 +33,19 @@ impl RaftCore {
     /// Appends an entry of the current term to the leader's own log.
     pub(super) fn append_own(&mut self, payload: Payload) -> Index {
         let index = self.log.last_index() + 1;
+        let config = match &payload {
+            Payload::Config(config) => Some(config.clone()),
+            _ => None,
+        };
         self.log.append(Entry {
             index,
             term: self.current_term,
             payload,
         });
+        if let Some(config) = config {
+            // §4.1: in force from the moment it is in the log.
+            self.config_appended(index, config);
+        }
         index
     }
 
@@ -61,7 +74,10 @@ impl RaftCore {
     /// the peer's replication thread when it is ready to write, so everything
     /// appended since its last call travels in this one message.
     pub fn append_for(&mut self, peer: NodeId) -> Option<Outgoing> {
-        let Role::Leader { progress, reads } = &mut self.role else {
+        let Role::Leader {
+            progress, reads, ..
+        } = &mut self.role
+        else {
             return None;
         };
         let pr = progress.get_mut(&peer)?;
@@ -101,8 +117,9 @@ impl RaftCore {
         let entries = self
             .log
             .entries_from(pr.next_index(), self.config.max_append_bytes);
-        pr.sent(prev_log_index + entries.len() as Index, self.commit_index);
-        Some(Outgoing::Append(Envelope {
+        let sent_through = prev_log_index + entries.len() as Index;
+        pr.sent(sent_through, self.commit_index);
+        let append = Envelope {
             from: self.config.id,
             to: peer,
             term: self.current_term,
@@ -113,7 +130,9 @@ impl RaftCore {
                 leader_commit: self.commit_index,
                 round: reads.send_round(),
             },
-        }))
+        };
+        self.release_departed(peer, sent_through);
+        Some(Outgoing::Append(append))
     }
 
     /// A follower's (or candidate's) side of AppendEntries from the leader of
@@ -141,6 +160,13 @@ impl RaftCore {
             return None;
         }
         let commit_index = self.commit_index;
+        let configs: Vec<(Index, Configuration)> = entries
+            .iter()
+            .filter_map(|e| match &e.payload {
+                Payload::Config(c) => Some((e.index, c.clone())),
+                _ => None,
+            })
+            .collect();
         match (self.log).maybe_append(prev_log_index, prev_log_term, entries, commit_index) {
             MaybeAppend::Mismatch(hint) => {
                 debug!(
@@ -160,6 +186,15 @@ impl RaftCore {
                 None
             }
             MaybeAppend::Matched { last_new } => {
+                // §4.1: configurations come and go with their entries.
+                if let Some(kept) = self.log.take_truncation() {
+                    self.configs_truncated(kept);
+                }
+                for (index, config) in configs {
+                    if index > self.configs.latest_index() && index > self.log.offset().0 {
+                        self.config_appended(index, config);
+                    }
+                }
                 // Step 5. `last_new` rather than our last index: entries past
                 // it came from an earlier message and may yet be replaced.
                 self.commit_index = self.commit_index.max(leader_commit.min(last_new));
@@ -241,6 +276,7 @@ impl RaftCore {
         }
         pr.accepted(match_index);
         self.maybe_commit();
+        self.maybe_send_timeout_now(from);
     }
 
     fn handle_append_reject(&mut self, from: NodeId, rejected_index: Index, hint: RejectHint) {
@@ -283,16 +319,23 @@ impl RaftCore {
         }
     }
 
-    /// §5.3, §5.4.2: commit the highest index stored on a majority, but only
-    /// if its entry is from the current term (Figure 8).
+    /// §5.3, §5.4.2: commit the highest index stored on a majority of the
+    /// voters, but only if its entry is from the current term (Figure 8).
+    /// The leader's own copy counts once durable, and only if it votes.
     pub(super) fn maybe_commit(&mut self) {
-        let quorum = self.quorum();
         let Role::Leader { progress, .. } = &self.role else {
             return;
         };
-        let matched = progress.values().map(|pr| pr.match_index());
-        let majority_index =
-            quorum::reached_by_majority(matched, self.log.persisted_index(), quorum);
+        let matched = self
+            .configs
+            .latest()
+            .voters()
+            .map(|v| match v == self.config.id {
+                true => self.log.persisted_index(),
+                false => progress.get(&v).map_or(0, |pr| pr.match_index()),
+            })
+            .collect();
+        let majority_index = quorum::reached_by_majority(matched);
         if majority_index > self.commit_index
             && self.log.term_at(majority_index) == Some(self.current_term)
         {
@@ -302,6 +345,7 @@ impl RaftCore {
             );
             self.commit_index = majority_index;
             self.check_reads();
+            self.step_down_if_removed();
         }
     }
 }

@@ -31,8 +31,9 @@
 
 use super::{RaftCore, Role};
 use crate::raft::log::RaftLog;
+use crate::raft::membership::{ConfigLog, Configuration};
 use crate::raft::message::{
-    Entry, Envelope, HardState, Index, Message, NodeId, SnapshotResult, Term,
+    Entry, Envelope, HardState, Index, Message, NodeId, Payload, SnapshotResult, Term,
 };
 use crate::raft::progress::ProgressState;
 use crate::raft::CoreConfig;
@@ -64,12 +65,15 @@ pub struct SnapshotChunk {
 }
 
 /// What a node recovered at start: its hard state, its latest snapshot's
-/// last included index and term ((0, 0) without one), the log storage
-/// holds, and the commit index storage saved.
+/// last included index and term ((0, 0) without one), the configuration in
+/// force there (the snapshot's, or the cluster's bootstrap configuration)
+/// with the index of the entry that set it, the log storage holds, and the
+/// commit index storage saved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Restored {
     pub hard_state: HardState,
     pub snapshot: (Index, Term),
+    pub config: (Index, Configuration),
     pub entries: Vec<Entry>,
     pub commit_index: Index,
 }
@@ -123,7 +127,16 @@ impl RaftCore {
             .commit_index
             .min(log.last_index())
             .max(snapshot_index);
-        let mut core = RaftCore::with_log(config, restored.hard_state, log);
+        // §4.1: the configuration in force is the latest in the log, which
+        // may be later than the snapshot's.
+        let (config_index, base) = restored.config;
+        let mut configs = ConfigLog::new(config_index, base);
+        for entry in log.slice(snapshot_index + 1, log.last_index()) {
+            if let Payload::Config(c) = &entry.payload {
+                configs.push(entry.index, c.clone());
+            }
+        }
+        let mut core = RaftCore::with_log(config, restored.hard_state, log, configs);
         core.snapshot = restored.snapshot;
         core.commit_index = commit_index;
         core.commit_saved = commit_index;
@@ -159,6 +172,7 @@ impl RaftCore {
                 self.config.id
             );
             self.log.compact(through);
+            self.configs.compact(through);
             self.ready.compact_through = Some(through);
         }
     }
@@ -221,9 +235,17 @@ impl RaftCore {
     }
 
     /// A snapshot from `leader` is whole, checked and durable: install it
-    /// (§7, receiver rules 6–8). The answer to the leader goes out once
-    /// storage has carried out the log change it implies.
-    pub fn snapshot_received(&mut self, leader: NodeId, index: Index, term: Term) {
+    /// (§7, receiver rules 6–8), with `config`, the configuration in force
+    /// at its last included index and the index that set it. The answer to
+    /// the leader goes out once storage has carried out the log change it
+    /// implies.
+    pub fn snapshot_received(
+        &mut self,
+        leader: NodeId,
+        index: Index,
+        term: Term,
+        config: (Index, Configuration),
+    ) {
         let installed = Message::InstallSnapshotResponse {
             last_included_index: index,
             result: SnapshotResult::Installed,
@@ -241,6 +263,18 @@ impl RaftCore {
         } else {
             // Rule 7: discard the entire log.
             self.log.restore(index, term);
+        }
+        // The snapshot's configuration, then any later ones the kept
+        // entries set (§4.1).
+        let before = (self.configs.latest_index(), self.configs.latest().clone());
+        self.configs.reset(config.0, config.1);
+        for entry in self.log.slice(index + 1, self.log.last_index()) {
+            if let Payload::Config(c) = &entry.payload {
+                self.configs.push(entry.index, c.clone());
+            }
+        }
+        if (self.configs.latest_index(), self.configs.latest()) != (before.0, &before.1) {
+            self.config_changed();
         }
         info!(
             "node {}: installed snapshot at index {index}, term {term} from {leader}",

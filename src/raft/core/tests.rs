@@ -7,6 +7,7 @@
 //! check rules that need several nodes to interact).
 
 use super::*;
+use crate::raft::membership::Configuration;
 use crate::raft::{ProgressState, ReadyRead};
 use std::collections::{BTreeSet, VecDeque};
 
@@ -169,6 +170,7 @@ fn vote_request(from: NodeId, to: NodeId, term: Term, last: (Index, Term)) -> En
         Message::RequestVote {
             last_log_index: last.0,
             last_log_term: last.1,
+            leadership_transfer: false,
         },
     )
 }
@@ -709,7 +711,8 @@ fn assert_campaign_ready(ready: &Ready, term: Term, last: (Index, Term)) {
             m.message,
             Message::RequestVote {
                 last_log_index: last.0,
-                last_log_term: last.1
+                last_log_term: last.1,
+                leadership_transfer: false,
             }
         );
     }
@@ -1708,12 +1711,23 @@ fn test_malformed_append_ignored() {
     assert_eq!(core.commit_index(), 0);
 }
 
-/// Messages from outside the cluster, or misaddressed, are dropped unread.
+/// Vote requests from outside the configuration (a removed node, §4.2.3)
+/// and misaddressed messages are dropped unread: not even their term is
+/// adopted. (AppendEntries from a non-member is heard: a leader added after
+/// this node last caught up must be able to catch it up.)
 #[test]
 fn test_non_member_message_dropped() {
     let messages = [
         vote_request(9, 1, 5, (9, 9)),
-        heartbeat(9, 1, 5),
+        env(
+            9,
+            1,
+            5,
+            Message::PreVote {
+                last_log_index: 9,
+                last_log_term: 9,
+            },
+        ),
         vote_request(2, 7, 5, (9, 9)),
         heartbeat(1, 1, 5),
     ];
@@ -2570,7 +2584,7 @@ fn test_follower_installs_snapshot_discarding_its_log_7() {
         follower.take_ready().messages.is_empty(),
         "nothing installed yet"
     );
-    follower.snapshot_received(1, 10, 3);
+    follower.snapshot_received(1, 10, 3, three_voters());
     let ready = follower.take_ready();
     assert!(ready.reset_log, "storage drops the old log");
     assert_eq!(ready.install, Some((10, 3)));
@@ -2603,7 +2617,7 @@ fn test_follower_keeps_the_log_suffix_past_a_matching_snapshot_7() {
     let mut follower = core_with_log(2, 3, &[1, 1, 2, 2, 2], 2, None);
     follower.step(install_chunk(1, 2, 2, (3, 2)));
     assert!(follower.take_snapshot_chunk().is_some());
-    follower.snapshot_received(1, 3, 2);
+    follower.snapshot_received(1, 3, 2, three_voters());
     let ready = follower.take_ready();
     assert!(!ready.reset_log);
     assert_eq!(ready.compact_through, Some(3));
@@ -2633,12 +2647,12 @@ fn test_stale_or_duplicate_snapshot_is_ignored_7() {
     // Installed once, the same snapshot again is a duplicate.
     follower.step(install_chunk(1, 2, 1, (9, 1)));
     assert!(follower.take_snapshot_chunk().is_some());
-    follower.snapshot_received(1, 9, 1);
+    follower.snapshot_received(1, 9, 1, three_voters());
     follower.take_ready();
     follower.step(install_chunk(1, 2, 1, (9, 1)));
     assert!(follower.take_snapshot_chunk().is_none());
     // Received again after being overtaken: acknowledged, not installed.
-    follower.snapshot_received(1, 9, 1);
+    follower.snapshot_received(1, 9, 1, three_voters());
     assert_eq!(follower.take_ready().install, None);
     // A stale term: refused, with our term, so the sender steps down.
     follower.step(install_chunk(3, 2, 0, (20, 0)));
@@ -2647,6 +2661,15 @@ fn test_stale_or_duplicate_snapshot_is_ignored_7() {
     let refusal = only_message(&ready);
     assert_eq!((refusal.to, refusal.term), (3, 1));
     assert_eq!(snapshot_result(refusal).1, SnapshotResult::Failed);
+}
+
+/// The configuration of [`config`]'s three-node clusters, as a snapshot
+/// carries it.
+fn three_voters() -> (Index, Configuration) {
+    (
+        0,
+        Configuration::of_voters((1..=3).map(|id| (id, String::new()))),
+    )
 }
 
 fn restored(snapshot: (Index, Term), first: Index, terms: &[Term], commit: Index) -> RaftCore {
@@ -2665,6 +2688,7 @@ fn restored(snapshot: (Index, Term), first: Index, terms: &[Term], commit: Index
                 voted_for: None,
             },
             snapshot,
+            config: three_voters(),
             entries,
             commit_index: commit,
         },
