@@ -292,12 +292,10 @@ impl<S: StateMachine> Node<S> {
         }
         let (tx, rx) = bounded(1);
         let proposed = self.shared.with_core(|core| {
-            let (index, term) = core
-                .propose(command)
-                .map_err(|e| match e {
-                    ProposeError::NotLeader(e) => Error::NotLeader { leader: e.leader },
-                    ProposeError::Transferring { target } => Error::Transferring { target },
-                })?;
+            let (index, term) = core.propose(command).map_err(|e| match e {
+                ProposeError::NotLeader(e) => Error::NotLeader { leader: e.leader },
+                ProposeError::Transferring { target } => Error::Transferring { target },
+            })?;
             // Registered under the core lock, so it is in place before the
             // entry can possibly be applied.
             self.shared.waiters.lock().insert((index, term), tx);

@@ -40,12 +40,7 @@ pub enum VoteResult {
 /// answers of `voters` count: a learner's or a former member's say nothing.
 pub fn tally(votes: &BTreeMap<NodeId, bool>, voters: &[NodeId]) -> VoteResult {
     let needed = majority(voters.len());
-    let answer = |v: bool| {
-        voters
-            .iter()
-            .filter(|id| votes.get(id) == Some(&v))
-            .count()
-    };
+    let answer = |v: bool| voters.iter().filter(|id| votes.get(id) == Some(&v)).count();
     if answer(true) >= needed {
         VoteResult::Won
     } else if answer(false) >= needed {

@@ -1062,7 +1062,12 @@ fn show_entry(entry: &Entry) -> String {
     match &entry.payload {
         Payload::Noop => format!("{}@{} noop", entry.index, entry.term),
         Payload::Config(config) => {
-            format!("{}@{} config {}", entry.index, entry.term, config.describe())
+            format!(
+                "{}@{} config {}",
+                entry.index,
+                entry.term,
+                config.describe()
+            )
         }
         Payload::Command(data) => format!(
             "{}@{} {:?}",

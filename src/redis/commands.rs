@@ -386,7 +386,8 @@ fn sequenced(port: &Port, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, Af
 /// just dropped its connection, waits up to two election timeouts for a
 /// reachable leader (the proposal or read was refused, so trying again is
 /// safe), which spares clients most `-TRYAGAIN`s — and redirects to a dead
-/// node — during a failover. Then a follower answers where to go instead:
+/// node — during a failover; a leader transferring its leadership is waited
+/// for likewise. Then a follower answers where to go instead:
 /// `-MOVED` with `slot`, the slot of the command's first key. A timeout's
 /// error says `TIMEOUT <timeout_note><why>`.
 fn on_leader<T>(
@@ -404,6 +405,14 @@ fn on_leader<T>(
                 std::thread::sleep(config.tick);
             }
             Err(Error::NotLeader { leader }) => return Err(redirect(node, leader, slot)),
+            // A leadership transfer pauses writes for at most an election
+            // timeout; then this node leads again, or redirects.
+            Err(Error::Transferring { .. }) if Instant::now() < deadline => {
+                std::thread::sleep(config.tick);
+            }
+            Err(e @ Error::Transferring { .. }) => {
+                return Err(Reply::Error(format!("TRYAGAIN {e}")))
+            }
             Err(e @ Error::CommandTooLarge { .. }) => return Err(err(&e.to_string())),
             // Timeout, shutdown and storage failure all leave the outcome unknown.
             Err(e) => return Err(Reply::Error(format!("TIMEOUT {timeout_note}{e}"))),

@@ -55,7 +55,9 @@ pub enum ProposeError {
     NotLeader(NotLeader),
     /// The leader is handing its leadership to `target` and takes no
     /// proposals meanwhile (§3.10); retry shortly.
-    Transferring { target: NodeId },
+    Transferring {
+        target: NodeId,
+    },
 }
 
 impl From<NotLeader> for ProposeError {
@@ -219,10 +221,21 @@ impl RaftCore {
     /// asking the most up-to-date voter to campaign at once, so the cluster
     /// does not wait out an election timeout.
     pub(super) fn step_down_if_removed(&mut self) {
-        if self.role() != RoleKind::Leader || self.configs.at(self.commit_index).1.is_voter(self.config.id) {
+        if self.role() != RoleKind::Leader
+            || self
+                .configs
+                .at(self.commit_index)
+                .1
+                .is_voter(self.config.id)
+        {
             return;
         }
-        if self.configs.at(self.commit_index).1.contains(self.config.id) {
+        if self
+            .configs
+            .at(self.commit_index)
+            .1
+            .contains(self.config.id)
+        {
             // Demoted to learner: a learner cannot lead either.
             info!(
                 "node {}: no longer a voter as of the committed configuration; stepping down",
@@ -297,7 +310,10 @@ impl RaftCore {
             .map(|(&id, _)| ConfChange::Promote { id });
         if let Some(change) = unrecorded.or(caught_up) {
             if let Err(e) = self.propose_change(change) {
-                warn!("node {}: automatic configuration change refused: {e}", self.config.id);
+                warn!(
+                    "node {}: automatic configuration change refused: {e}",
+                    self.config.id
+                );
             }
         }
     }
@@ -325,7 +341,9 @@ impl RaftCore {
                 return Err(TransferError::NotAVoter(id))
             }
             Some(id) => id,
-            None => self.most_up_to_date_voter().ok_or(TransferError::NoTarget)?,
+            None => self
+                .most_up_to_date_voter()
+                .ok_or(TransferError::NoTarget)?,
         };
         info!(
             "node {}: transferring leadership to {target} (§3.10); not taking proposals meanwhile",

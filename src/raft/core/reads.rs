@@ -6,8 +6,8 @@ use super::{NotLeader, RaftCore, Role, RoleKind};
 use crate::raft::message::NodeId;
 use crate::raft::progress::Progress;
 use crate::raft::quorum;
-use std::collections::BTreeMap;
 use crate::raft::ready::ReadyRead;
+use std::collections::BTreeMap;
 
 impl RaftCore {
     /// Starts a linearizable read with the caller's `id` (ReadIndex, §6.4 of

@@ -316,6 +316,10 @@ struct Network {
     applied: BTreeMap<NodeId, Vec<Entry>>,
     /// Every envelope actually stepped into a core, in order.
     delivered: Vec<Envelope>,
+    /// The nodes that were told they were removed, and at which index.
+    removed: BTreeMap<NodeId, Index>,
+    /// The reads each node released, in order.
+    reads: BTreeMap<NodeId, Vec<ReadyRead>>,
 }
 
 impl Network {
@@ -332,7 +336,15 @@ impl Network {
             ignored: BTreeSet::new(),
             drop_if: None,
             delivered: Vec::new(),
+            removed: BTreeMap::new(),
+            reads: BTreeMap::new(),
         }
+    }
+
+    /// Adds a node to the network (not to the cluster's configuration).
+    fn add_core(&mut self, core: RaftCore) {
+        self.applied.insert(core.id(), Vec::new());
+        self.cores.insert(core.id(), core);
     }
 
     fn core(&self, id: NodeId) -> &RaftCore {
@@ -396,6 +408,10 @@ impl Network {
                 core.persisted(last.index, last.term);
             }
             self.applied.get_mut(&id).unwrap().extend(ready.committed);
+            if let Some(index) = ready.removed {
+                self.removed.insert(id, index);
+            }
+            self.reads.entry(id).or_default().extend(ready.reads);
             self.queue.extend(ready.messages);
             for peer in ready.replicate {
                 while let Some(env) = core.next_append(peer) {
@@ -2759,3 +2775,5 @@ fn test_a_silent_snapshot_transfer_starts_over_7() {
         "and asked for again"
     );
 }
+
+mod membership;

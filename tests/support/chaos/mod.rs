@@ -643,10 +643,16 @@ fn recorded_read(
 /// anything that may have taken effect stays, with an unknown outcome.
 fn record_failure(history: &History, op: linearizability::OpId, e: &Error) {
     match e {
-        Error::NotLeader { .. } | Error::CommandTooLarge { .. } => history.fail(op),
-        Error::Timeout | Error::ShutDown | Error::Storage(_) | Error::Codec(_) => {
-            history.indefinite(op)
-        }
+        Error::NotLeader { .. }
+        | Error::CommandTooLarge { .. }
+        | Error::Transferring { .. }
+        | Error::Change(_)
+        | Error::Transfer(_) => history.fail(op),
+        Error::Timeout
+        | Error::ShutDown
+        | Error::Storage(_)
+        | Error::Codec(_)
+        | Error::TransferTimedOut { .. } => history.indefinite(op),
     }
 }
 
