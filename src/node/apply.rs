@@ -14,6 +14,7 @@
 use super::shared::{ApplyWork, Shared};
 use super::snapshot::{self, SnapshotJob};
 use super::state_machine::StateMachine;
+use crate::raft::membership::Configuration;
 use crate::raft::message::{Entry, Index, Payload, Term};
 use crate::storage::{SnapshotMeta, StorageError};
 use crossbeam_channel::{select, Receiver, Sender};
@@ -29,6 +30,9 @@ pub(crate) struct Applier<S> {
     pub(crate) snapshots: Sender<SnapshotJob>,
     /// The last entry applied (or the snapshot restored), and its term.
     pub(crate) applied: (Index, Term),
+    /// The configuration in force at `applied`, and the index that set it:
+    /// what a snapshot taken now records (§7).
+    pub(crate) config: (Index, Configuration),
     /// The last included index of the latest snapshot taken or installed.
     pub(crate) snapshot_index: Index,
 }
@@ -73,13 +77,11 @@ impl<S: StateMachine> Applier<S> {
         if self.applied.0 == 0 || stats.in_progress.swap(true, Ordering::AcqRel) {
             return;
         }
-        let mut members: Vec<_> = self.shared.config.peers.keys().copied().collect();
-        members.push(self.shared.config.id);
-        members.sort_unstable();
         let meta = SnapshotMeta {
             last_included_index: self.applied.0,
             last_included_term: self.applied.1,
-            members,
+            config_index: self.config.0,
+            config: self.config.1.clone(),
         };
         let job = SnapshotJob {
             meta,
@@ -102,6 +104,7 @@ impl<S: StateMachine> Applier<S> {
         };
         let meta = snapshot::restore_from(&info, &mut *self.state.lock())?;
         self.applied = (meta.last_included_index, meta.last_included_term);
+        self.config = (meta.config_index, meta.config);
         self.snapshot_index = self.snapshot_index.max(self.applied.0);
         self.shared
             .last_applied
@@ -123,6 +126,12 @@ impl<S: StateMachine> Applier<S> {
         let entries = &entries[skip..];
         if let Some(last) = entries.last() {
             self.applied = (last.index, last.term);
+        }
+        if let Some((index, config)) = entries.iter().rev().find_map(|e| match &e.payload {
+            Payload::Config(c) => Some((e.index, c)),
+            _ => None,
+        }) {
+            self.config = (index, config.clone());
         }
         apply_entries(&self.shared, &self.state, entries);
     }

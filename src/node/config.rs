@@ -39,8 +39,15 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Where this node listens for its peers.
     pub raft_addr: String,
-    /// The other members, and the address at which *this* node dials each.
+    /// Where *this* node dials other nodes, by id. When the data dir is new,
+    /// these are also the other members of the cluster the node forms (the
+    /// bootstrap configuration); after that membership comes from the data
+    /// dir, and these only override the configuration's addresses (a proxy
+    /// per link, say).
     pub peers: BTreeMap<NodeId, String>,
+    /// A new data dir joins an existing cluster instead of forming one: it
+    /// starts with no configuration and waits for a leader to add it.
+    pub join: bool,
     /// The address clients reach this node at, if it serves clients. Sent to
     /// peers in the connection handshake, so that any node can redirect
     /// clients to the leader with no further configuration.
@@ -86,6 +93,7 @@ impl Config {
             data_dir: data_dir.into(),
             raft_addr: "127.0.0.1:0".to_string(),
             peers: BTreeMap::new(),
+            join: false,
             client_addr: None,
             tick: Duration::from_millis(10),
             election_timeout_min: Duration::from_millis(150),

@@ -3,13 +3,15 @@
 //! into the core.
 //!
 //! The handshake is where foreign nodes are kept out: a connection whose
-//! [`Hello`] names another cluster, a node that is not a member, or a receiver
-//! other than this node is refused and logged, so such a sender can neither
-//! vote nor append. Each message must also come from the node the handshake
+//! [`Hello`] names another cluster or a receiver other than this node, comes
+//! from a data dir other than the one the cluster recorded for that id, or
+//! from a node whose removal is committed, is refused and logged (see
+//! `handshake.rs`). Each message must also come from the node the handshake
 //! named. A peer keeps at most one inbound connection: a new one from the same
 //! peer replaces the old, whose thread ends (a peer that vanished without
 //! closing its socket would otherwise hold a thread forever).
 
+use super::handshake;
 use super::shared::Shared;
 use super::snapshot;
 use super::sockets;
@@ -64,7 +66,7 @@ fn serve(shared: Arc<Shared>, current: Current, stream: TcpStream) {
     // The peer may have been down when this node introduced itself: nudge
     // our replicator, which dials it if it holds no connection (and sends
     // nothing new otherwise), so the peer learns our client address too.
-    if let Some(outbox) = shared.outboxes.get(&peer) {
+    if let Some(outbox) = shared.outbox(peer) {
         outbox.wake();
     }
     if let Ok(clone) = stream.try_clone() {
@@ -133,37 +135,18 @@ fn handshake(shared: &Shared, mut stream: &TcpStream) -> Result<NodeId, String> 
         .map_err(|e| e.to_string())?;
     let hello: Hello = wire::read_frame(&mut stream, config.max_frame)
         .map_err(|e| format!("bad handshake: {e}"))?;
-    let refusal = if hello.cluster_id != config.cluster_id {
-        Some(format!(
-            "node {} belongs to cluster {:?}, this is {:?}",
-            hello.from, hello.cluster_id, config.cluster_id
-        ))
-    } else if hello.to != config.id {
-        Some(format!(
-            "node {} meant to reach node {}, this is node {}",
-            hello.from, hello.to, config.id
-        ))
-    } else if !config.peers.contains_key(&hello.from) {
-        Some(format!(
-            "node {} is not a member of this cluster",
-            hello.from
-        ))
-    } else {
-        None
-    };
-    let reply = match &refusal {
-        None => HelloReply::Accepted,
-        Some(reason) => HelloReply::Refused {
-            reason: reason.clone(),
-        },
-    };
+    let reply = handshake::answer(shared, &hello);
     // Best effort: the refusal is logged here whether or not the peer hears it.
     let _ = wire::write_frame(&mut stream, &reply, config.max_frame);
-    if let Some(reason) = refusal {
-        return Err(reason);
-    }
-    if let Some(addr) = hello.client_addr {
-        shared.client_addrs.lock().insert(hello.from, addr);
+    match reply {
+        HelloReply::Accepted { .. } => {}
+        HelloReply::Refused { reason } => return Err(reason),
+        HelloReply::Removed { index } => {
+            return Err(format!(
+                "node {} was removed from the cluster at index {index} (told so)",
+                hello.from
+            ))
+        }
     }
     // From now on the connection may be idle for long stretches (followers
     // rarely talk to each other); a replacement connection ends it instead.

@@ -37,6 +37,7 @@ pub mod state_machine;
 pub mod wire;
 
 mod apply;
+mod handshake;
 mod listener;
 mod peer;
 mod shared;
@@ -49,11 +50,13 @@ pub use config::{Config, ConfigError, ReadMode};
 pub use error::{Error, StartError};
 pub use state_machine::{RestoreError, StateMachine, StateSnapshot};
 
-use crate::raft::message::{Entry, Index, NodeId, Term};
-use crate::raft::{ProposeError, RaftCore, Restored, RoleKind};
-use crate::storage::{DiskStore, LogStore, SnapshotStore, StorageError};
+use crate::raft::membership::Configuration;
+use crate::raft::message::{Entry, HardState, Index, NodeId, Payload, Term};
+use crate::raft::membership::{ChangeError, ConfChange, Suffrage};
+use crate::raft::{ProposeError, RaftCore, Restored, RoleKind, TransferError};
+use crate::storage::{DiskStore, LogStore, Recovered, SnapshotStore, StorageError};
 use crossbeam_channel::{bounded, unbounded, Receiver};
-use log::info;
+use log::{info, warn};
 use parking_lot::Mutex;
 use shared::Shared;
 use std::collections::BTreeMap;
@@ -61,7 +64,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Counters a node keeps for INFO.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,6 +105,41 @@ pub enum BgsaveError {
     ShutDown,
 }
 
+/// One member of the cluster as this node sees it, for RAFT.NODES.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberStatus {
+    pub id: NodeId,
+    /// Where it listens for peers, as the configuration says.
+    pub raft_addr: String,
+    /// Where it serves clients, if known.
+    pub client_addr: Option<String>,
+    pub suffrage: Suffrage,
+    /// A learner the leader will promote once it catches up.
+    pub auto_promote: bool,
+    /// Its data dir's incarnation, once recorded.
+    pub incarnation: Option<u64>,
+    /// On the leader: how far its log matches the leader's (for the leader
+    /// itself, its durable last index); `None` on other nodes.
+    pub match_index: Option<Index>,
+    /// On the leader: the entries it lacks.
+    pub lag: Option<Index>,
+    /// Whether this node can reach it (true for itself).
+    pub connected: bool,
+}
+
+/// The cluster's membership as this node sees it (§4.1: the latest
+/// configuration in its log, committed or not).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Membership {
+    /// The index of the entry that set it (0: the bootstrap configuration).
+    pub config_index: Index,
+    /// That entry is not yet committed.
+    pub change_in_progress: bool,
+    pub members: Vec<MemberStatus>,
+    /// A leadership transfer under way on this (leader) node: its target.
+    pub transferring_to: Option<NodeId>,
+}
+
 /// A snapshot of a node's Raft state, for INFO and tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Status {
@@ -112,7 +150,14 @@ pub struct Status {
     pub commit_index: Index,
     pub last_applied: Index,
     pub last_log_index: Index,
+    /// The voters of the configuration in force.
     pub members: Vec<NodeId>,
+    /// Its learners.
+    pub learners: Vec<NodeId>,
+    /// The index of the entry that set it, and whether that entry is not
+    /// yet committed.
+    pub config_index: Index,
+    pub config_change_in_progress: bool,
     /// On the leader, how much of each peer's log is known to match its
     /// own (§5.3); empty on other nodes.
     pub match_index: BTreeMap<NodeId, Index>,
@@ -164,18 +209,36 @@ impl<S: StateMachine> Node<S> {
         mut store: L,
         mut state_machine: S,
     ) -> Result<Node<S>, StartError> {
-        let core_config = config.core_config()?;
+        let mut core_config = config.core_config()?;
         let raft_addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: config.raft_addr.clone(),
             source,
         })?;
+        let mut config = config;
+        if config.raft_addr.ends_with(":0") {
+            // Advertise the port the OS chose.
+            config.raft_addr = raft_addr.to_string();
+        }
+        let incarnation = store.incarnation();
+        core_config.incarnation = incarnation;
         let snapshots = SnapshotStore::open(&config.data_dir.join("snapshots"))?;
         let recovered = store.recover()?;
-        let snapshot = restore_snapshot(&snapshots, &mut state_machine)?;
+        if let Some(index) = recovered.removed {
+            return Err(StartError::Removed {
+                id: config.id,
+                index,
+            });
+        }
+        let (snapshot, snapshot_config) = restore_snapshot(&snapshots, &mut state_machine)?;
         check_log_reaches(&snapshots, snapshot.0, &recovered.entries)?;
+        let base_config = match (snapshot_config, recovered.bootstrap.clone()) {
+            (Some(config), _) => config,
+            (None, Some(bootstrap)) => (0, bootstrap),
+            (None, None) => (0, first_configuration(&config, &recovered, &mut store)?),
+        };
         info!(
             "node {}: recovered term {}, vote {:?}, snapshot at {}, log entries {}..={}, \
-             commit index {} from {}",
+             commit index {}, data dir incarnation {incarnation:016x} from {}",
             config.id,
             recovered.hard_state.current_term,
             recovered.hard_state.voted_for,
@@ -191,21 +254,15 @@ impl<S: StateMachine> Node<S> {
             Restored {
                 hard_state: recovered.hard_state,
                 snapshot,
-                // TODO(membership): from the snapshot or the data dir.
-                config: (
-                    0,
-                    crate::raft::membership::Configuration::of_voters(
-                        config
-                            .peers
-                            .iter()
-                            .map(|(&id, a)| (id, a.clone()))
-                            .chain([(config.id, config.raft_addr.clone())]),
-                    ),
-                ),
+                config: base_config.clone(),
                 entries: recovered.entries,
                 commit_index: recovered.commit_index,
             },
         );
+        warn_about_flags(&config, core.configuration());
+        // The configuration in force at the snapshot, for the apply thread,
+        // which keeps it up to date as it applies entries.
+        let applied_config = base_config;
 
         let (shutdown_tx, shutdown_rx) = bounded::<()>(0);
         let (to_writer, writer_rx) = unbounded();
@@ -213,16 +270,14 @@ impl<S: StateMachine> Node<S> {
         // One job at a time: the apply thread starts one only when none is
         // being written.
         let (to_snapshot, snapshot_rx) = bounded(1);
-        let mut outboxes = BTreeMap::new();
-        let mut peer_inputs = Vec::new();
-        for (&id, addr) in &config.peers {
-            let (outbox, inputs) = peer::channel(id, addr.clone());
-            outboxes.insert(id, outbox);
-            peer_inputs.push(inputs);
-        }
-        let shared = Arc::new(Shared::new(
-            config, core, to_writer, to_apply, outboxes, snapshots,
-        ));
+        let members: Vec<NodeId> = core.configuration().members.keys().copied().collect();
+        let shared = Shared::new(
+            config,
+            core,
+            incarnation,
+            (to_writer, to_apply, shutdown_rx.clone()),
+            snapshots,
+        );
         shared.last_applied.store(snapshot.0, Ordering::Release);
         (shared.durable_term).store(recovered_term, Ordering::Release);
         if let Some(info) = shared.snapshots.latest() {
@@ -252,6 +307,7 @@ impl<S: StateMachine> Node<S> {
                         state,
                         snapshots: to_snapshot,
                         applied: snapshot,
+                        config: applied_config,
                         snapshot_index: snapshot.0,
                     };
                     apply::run(applier, apply_rx, rx)
@@ -263,9 +319,9 @@ impl<S: StateMachine> Node<S> {
                 |s, _| listener::run(s, listener, inbound)
             }),
         ];
-        for inputs in peer_inputs {
-            let name = format!("peer-{}", inputs.peer);
-            threads.push(spawner.spawn(&name, |s, rx| peer::run(s, inputs, rx)));
+        // Introduce this node to every member at once (see `peer.rs`).
+        for id in members {
+            shared.outbox(id);
         }
         Ok(Node {
             shared,
@@ -338,6 +394,72 @@ impl<S: StateMachine> Node<S> {
         })
     }
 
+    /// Changes the cluster's membership (§4.1, one server at a time) and
+    /// waits until the change is committed and applied; returns the index of
+    /// its entry. Only the leader can; a change while another is in flight
+    /// is refused ([`ChangeError::InProgress`]), as is one the configuration
+    /// forbids.
+    pub fn change_membership(&self, change: ConfChange) -> Result<Index, Error> {
+        if let Some(e) = self.shared.failure() {
+            return Err(e);
+        }
+        let (tx, rx) = bounded(1);
+        let proposed = self.shared.with_core(|core| {
+            let (index, term) = core.propose_change(change).map_err(|e| match e {
+                ChangeError::NotLeader(leader) => Error::NotLeader { leader },
+                e => Error::Change(e),
+            })?;
+            self.shared.waiters.lock().insert((index, term), tx);
+            Ok((index, term))
+        });
+        let key = match proposed {
+            None => return Err(self.shared.failure().unwrap_or(Error::ShutDown)),
+            Some(result) => result?,
+        };
+        self.await_answer(rx, || {
+            self.shared.waiters.lock().remove(&key);
+        })?;
+        Ok(key.0)
+    }
+
+    /// Hands this node's leadership to `target`, or to the most up-to-date
+    /// voter (§3.10), and waits until the target leads; returns it. While it
+    /// waits, the leader takes no writes; if the target has not taken over
+    /// within the maximum election timeout, the transfer is abandoned
+    /// ([`Error::TransferTimedOut`]) and this node takes writes again.
+    pub fn transfer_leadership(&self, target: Option<NodeId>) -> Result<NodeId, Error> {
+        let started = self.shared.with_core(|core| {
+            core.transfer_leadership(target).map_err(|e| match e {
+                TransferError::NotLeader(e) => Error::NotLeader { leader: e.leader },
+                e => Error::Transfer(e),
+            })
+        });
+        let target = match started {
+            None => return Err(self.shared.failure().unwrap_or(Error::ShutDown)),
+            Some(result) => result?,
+        };
+        let within = self.shared.config.election_timeout_max;
+        let deadline = Instant::now() + within + 2 * self.shared.config.tick;
+        loop {
+            let (leader, transferring) = {
+                let core = self.shared.core.lock();
+                (core.leader_id(), core.transferring_to())
+            };
+            if leader == Some(target) {
+                return Ok(target);
+            }
+            // The core gave up (an election timeout passed), or lost
+            // leadership to someone else.
+            if transferring.is_none() && leader == Some(self.id()) || Instant::now() > deadline {
+                return Err(Error::TransferTimedOut { target, within });
+            }
+            if leader.is_some() && leader != Some(self.id()) {
+                return Err(Error::NotLeader { leader });
+            }
+            thread::sleep(self.shared.config.tick);
+        }
+    }
+
     /// Runs `f` on this node's state machine as it is now: a *local* read,
     /// which on a follower, or on a leader deposed without knowing it, may
     /// miss recent writes. Use [`Node::query`] for a linearizable one.
@@ -361,12 +483,14 @@ impl<S> Node<S> {
     }
 
     /// Where node `id` serves clients, if known: this node's own from its
-    /// configuration, a peer's from its handshake.
+    /// configuration, a member's from the cluster's configuration, or else
+    /// from its handshake.
     pub fn client_addr_of(&self, id: NodeId) -> Option<String> {
         if id == self.id() {
             return self.shared.config.client_addr.clone();
         }
-        self.shared.client_addrs.lock().get(&id).cloned()
+        let recorded = self.shared.members.lock().members.get(&id).and_then(|m| m.client_addr.clone());
+        recorded.or_else(|| self.shared.client_addrs.lock().get(&id).cloned())
     }
 
     /// Whether this node believes it can reach peer `id`: no longer once
@@ -376,6 +500,45 @@ impl<S> Node<S> {
     /// heartbeats everyone, knows best.)
     pub fn peer_reachable(&self, id: NodeId) -> bool {
         !self.shared.unreachable_peers.lock().contains(&id)
+    }
+
+    /// The cluster's members as this node sees them; on the leader, with
+    /// each one's replication progress.
+    pub fn membership(&self) -> Membership {
+        let core = self.shared.core.lock();
+        let config = core.configuration();
+        let last_index = core.log().last_index();
+        let is_leader = core.role() == RoleKind::Leader;
+        let members = config
+            .members
+            .iter()
+            .map(|(&id, m)| {
+                let match_index = match id == self.id() {
+                    true => Some(core.persisted_index()).filter(|_| is_leader),
+                    false => core.progress(id).map(|pr| pr.match_index()),
+                };
+                MemberStatus {
+                    id,
+                    raft_addr: m.raft_addr.clone(),
+                    client_addr: m
+                        .client_addr
+                        .clone()
+                        .or_else(|| self.client_addr_of(id)),
+                    suffrage: m.suffrage,
+                    auto_promote: m.auto_promote,
+                    incarnation: m.incarnation,
+                    match_index,
+                    lag: match_index.map(|i| last_index.saturating_sub(i)),
+                    connected: id == self.id() || self.peer_reachable(id),
+                }
+            })
+            .collect();
+        Membership {
+            config_index: core.config_index(),
+            change_in_progress: core.config_change_in_progress(),
+            members,
+            transferring_to: core.transferring_to(),
+        }
     }
 
     /// The leader of the current term, as far as this node knows.
@@ -405,6 +568,9 @@ impl<S> Node<S> {
             last_applied: self.shared.last_applied.load(Ordering::Acquire),
             last_log_index: core.log().last_index(),
             members: core.members(),
+            learners: core.configuration().learners().collect(),
+            config_index: core.config_index(),
+            config_change_in_progress: core.config_change_in_progress(),
             match_index: core
                 .members()
                 .into_iter()
@@ -447,6 +613,27 @@ impl<S> Node<S> {
             last_save_unix: stats.last_save_unix.load(Ordering::Relaxed),
             sending: stats.sending.lock().clone(),
         }
+    }
+
+    /// The index of the entry that removed this node from the cluster, once
+    /// it learnt of it and recorded it (it then takes no further part).
+    pub fn removed(&self) -> Option<Index> {
+        *self.shared.removed.lock()
+    }
+
+    /// Waits up to `timeout` for this node to be removed from the cluster
+    /// (see [`Node::removed`]).
+    pub fn wait_removed(&self, timeout: Duration) -> Option<Index> {
+        let mut removed = self.shared.removed.lock();
+        if removed.is_none() {
+            let _ = self.shared.removed_signal.wait_for(&mut removed, timeout);
+        }
+        *removed
+    }
+
+    /// The incarnation of this node's data dir.
+    pub fn incarnation(&self) -> u64 {
+        self.shared.incarnation
     }
 
     /// The highest term this node's storage has made durable. A node may
@@ -522,6 +709,7 @@ impl<S> Node<S> {
         for handle in self.threads.lock().drain(..) {
             let _ = handle.join();
         }
+        self.shared.join_peer_threads();
         // The listener has exited, so no new inbound threads can appear.
         self.shared.sockets.shutdown_all();
         for handle in self.inbound.lock().drain(..) {
@@ -539,16 +727,88 @@ impl<S> Drop for Node<S> {
 }
 
 /// Restores `state_machine` from the latest snapshot, if any; returns its
-/// last included index and term ((0, 0) without one).
+/// last included index and term ((0, 0) without one), and the configuration
+/// in force there with the index that set it.
 fn restore_snapshot<S: StateMachine>(
     snapshots: &SnapshotStore,
     state_machine: &mut S,
-) -> Result<(Index, Term), StorageError> {
+) -> Result<((Index, Term), Option<(Index, Configuration)>), StorageError> {
     let Some(info) = snapshots.latest() else {
-        return Ok((0, 0));
+        return Ok(((0, 0), None));
     };
     let meta = snapshot::restore_from(&info, state_machine)?;
-    Ok((meta.last_included_index, meta.last_included_term))
+    Ok((
+        (meta.last_included_index, meta.last_included_term),
+        Some((meta.config_index, meta.config)),
+    ))
+}
+
+/// The configuration of a data dir that holds none yet (no snapshot, no
+/// bootstrap record), saved before the node starts: empty for a node that
+/// joins an existing cluster (its leader will send it one) or that already
+/// holds configuration entries; otherwise the cluster it forms from its
+/// flags — this node and its `--peer`s, all voters (§4.1: the bootstrap
+/// configuration). Once saved, the flags can never replace it.
+fn first_configuration<L: LogStore>(
+    config: &Config,
+    recovered: &Recovered,
+    store: &mut L,
+) -> Result<Configuration, StorageError> {
+    let holds_configs = (recovered.entries.iter()).any(|e| matches!(e.payload, Payload::Config(_)));
+    let fresh = recovered.entries.is_empty() && recovered.hard_state == HardState::default();
+    if config.join || holds_configs {
+        if config.join && fresh {
+            info!(
+                "node {}: new data dir; waiting to be added to the cluster",
+                config.id
+            );
+        }
+        let empty = Configuration::default();
+        store.save_bootstrap(&empty)?;
+        return Ok(empty);
+    }
+    let mut bootstrap = Configuration::of_voters(
+        (config.peers.iter().map(|(&id, addr)| (id, addr.clone())))
+            .chain([(config.id, config.raft_addr.clone())]),
+    );
+    if let Some(me) = bootstrap.members.get_mut(&config.id) {
+        me.client_addr = config.client_addr.clone();
+    }
+    if fresh {
+        info!(
+            "node {}: new data dir; forming a cluster of {}",
+            config.id,
+            bootstrap.describe()
+        );
+    } else {
+        warn!(
+            "node {}: this data dir predates membership in the log; recording the members \
+             given by the flags ({}) as its configuration",
+            config.id,
+            bootstrap.describe()
+        );
+    }
+    store.save_bootstrap(&bootstrap)?;
+    Ok(bootstrap)
+}
+
+/// Once a data dir holds a configuration, `--peer` flags only say where to
+/// dial members: a flag naming a non-member changes nothing, and says so.
+fn warn_about_flags(config: &Config, latest: &Configuration) {
+    let strangers: Vec<String> = (config.peers.keys())
+        .filter(|id| !latest.contains(**id))
+        .map(|id| id.to_string())
+        .collect();
+    if !strangers.is_empty() && !latest.is_empty() {
+        warn!(
+            "node {}: --peer {} not in the configuration of the data dir ({}); membership comes \
+             from the data dir and changes only through RAFT.NODE, so those flags are only dial \
+             addresses",
+            config.id,
+            strangers.join(", "),
+            latest.describe()
+        );
+    }
 }
 
 /// The log must continue the snapshot: entries before its first one exist

@@ -20,9 +20,10 @@
 //! elections), and the core is told the peer is unreachable so that it falls
 //! back to probing from the last known match.
 
+use super::handshake;
 use super::shared::{Outbox, Shared};
 use super::snapshot;
-use super::wire::{self, Hello, HelloReply};
+use super::wire::{self, HelloReply};
 use crate::raft::message::{Envelope, NodeId};
 use crate::raft::Outgoing;
 use crossbeam_channel::{bounded, select, unbounded, Receiver};
@@ -40,14 +41,12 @@ const MAX_BUFFERED: usize = 4 * 1024 * 1024;
 /// The receiving ends of a peer's [`Outbox`], moved into its thread.
 pub(crate) struct PeerInputs {
     pub(crate) peer: NodeId,
-    addr: String,
     messages: Receiver<Envelope>,
     wake: Receiver<()>,
 }
 
-/// The two ends of the channels to the replication thread for `peer`, which
-/// this node dials at `addr`.
-pub(crate) fn channel(peer: NodeId, addr: String) -> (Outbox, PeerInputs) {
+/// The two ends of the channels to the replication thread for `peer`.
+pub(crate) fn channel(peer: NodeId) -> (Outbox, PeerInputs) {
     let (messages_tx, messages) = unbounded();
     let (wake_tx, wake) = bounded(1);
     let outbox = Outbox {
@@ -56,7 +55,6 @@ pub(crate) fn channel(peer: NodeId, addr: String) -> (Outbox, PeerInputs) {
     };
     let inputs = PeerInputs {
         peer,
-        addr,
         messages,
         wake,
     };
@@ -125,12 +123,16 @@ pub(crate) fn run(shared: Arc<Shared>, inputs: PeerInputs, shutdown: Receiver<()
 }
 
 impl Replicator {
-    /// Waits for messages to send or a wake-up; `None` on shutdown.
+    /// Waits for messages to send or a wake-up; `None` on shutdown, or once
+    /// the node dropped this peer's outbox (it left the cluster).
     fn wait_for_work(&self) -> Option<Vec<Envelope>> {
         let mut pending = Vec::new();
         select! {
-            recv(self.inputs.messages) -> m => if let Ok(m) = m { pending.push(m) },
-            recv(self.inputs.wake) -> _ => {}
+            recv(self.inputs.messages) -> m => match m {
+                Ok(m) => pending.push(m),
+                Err(_) => return None,
+            },
+            recv(self.inputs.wake) -> w => if w.is_err() { return None },
             recv(self.shutdown) -> _ => return None,
         }
         pending.extend(self.inputs.messages.try_iter());
@@ -150,12 +152,10 @@ impl Replicator {
             }
             pending.extend(self.inputs.messages.try_iter());
         }
-        match dial(&self.shared, peer, &self.inputs.addr) {
+        let addr = self.shared.dial_addr(peer).unwrap_or_default();
+        match dial(&self.shared, peer, &addr) {
             Ok(stream) => {
-                info!(
-                    "node {id}: connected to peer {peer} at {}",
-                    self.inputs.addr
-                );
+                info!("node {id}: connected to peer {peer} at {addr}");
                 self.last_error.clear();
                 self.backoff = MIN_BACKOFF;
                 let socket_id = self.shared.sockets.register(&stream);
@@ -165,10 +165,7 @@ impl Replicator {
             }
             Err(e) => {
                 if e != self.last_error {
-                    warn!(
-                        "node {id}: cannot reach peer {peer} at {}: {e}",
-                        self.inputs.addr
-                    );
+                    warn!("node {id}: cannot reach peer {peer} at {addr}: {e}");
                     self.last_error = e;
                 } else {
                     debug!("node {id}: still cannot reach peer {peer}");
@@ -267,17 +264,20 @@ fn dial(shared: &Shared, peer: NodeId, addr: &str) -> Result<TcpStream, String> 
                     last = e.to_string();
                     continue;
                 }
-                let hello = Hello {
-                    cluster_id: config.cluster_id.clone(),
-                    from: config.id,
-                    to: peer,
-                    client_addr: config.client_addr.clone(),
-                };
-                wire::write_frame(&mut stream, &hello, config.max_frame)
+                wire::write_frame(&mut stream, &shared.hello(peer), config.max_frame)
                     .map_err(|e| format!("handshake: {e}"))?;
                 return match wire::read_frame::<HelloReply, _>(&mut stream, config.max_frame) {
-                    Ok(HelloReply::Accepted) => Ok(stream),
+                    Ok(HelloReply::Accepted { incarnation }) => {
+                        // The peer's data dir must be the one the cluster
+                        // recorded for it.
+                        handshake::check_incarnation(shared, peer, incarnation)?;
+                        Ok(stream)
+                    }
                     Ok(HelloReply::Refused { reason }) => Err(format!("refused: {reason}")),
+                    Ok(HelloReply::Removed { index }) => {
+                        handshake::told_removed(shared, peer, index);
+                        Err(format!("refused: this node was removed at index {index}"))
+                    }
                     Err(e) => Err(format!("handshake: {e}")),
                 };
             }

@@ -5,16 +5,19 @@
 use super::config::Config;
 use super::error::Error;
 use super::snapshot_state::{Incoming, SnapshotStats};
+use super::peer;
 use super::sockets::Sockets;
+use crate::raft::membership::Configuration;
 use crate::raft::message::{Entry, Envelope, Index, NodeId, Term};
 use crate::raft::{RaftCore, Ready};
 use crate::storage::{SnapshotStore, StorageError};
-use crossbeam_channel::Sender;
-use log::error;
-use parking_lot::Mutex;
+use crossbeam_channel::{Receiver, Sender};
+use log::{error, info};
+use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock, Weak};
+use std::thread::{self, JoinHandle};
 
 /// Where the apply thread sends a reply: `None` means the request definitely
 /// did not happen here (another entry took its place, or leadership was lost
@@ -34,7 +37,9 @@ pub(crate) enum ApplyWork {
     Reads(Vec<u64>),
 }
 
-/// How other threads reach one peer's replication thread.
+/// How other threads reach one peer's replication thread. Dropping every
+/// copy stops the thread.
+#[derive(Clone)]
 pub(crate) struct Outbox {
     /// Messages released by the writer, to send as they are.
     pub(crate) messages: Sender<Envelope>,
@@ -69,7 +74,25 @@ pub(crate) struct Shared {
     pub(crate) durable_term: AtomicU64,
     pub(crate) to_writer: Sender<Ready>,
     pub(crate) to_apply: Sender<ApplyWork>,
-    pub(crate) outboxes: BTreeMap<NodeId, Outbox>,
+    /// The replication threads, one per peer this node sends to.
+    peers: Mutex<BTreeMap<NodeId, Outbox>>,
+    peer_threads: Mutex<Vec<JoinHandle<()>>>,
+    /// What stops every thread, for the replication threads started later.
+    shutdown: Receiver<()>,
+    /// This `Shared` itself, for the threads it starts.
+    this: OnceLock<Weak<Shared>>,
+    /// The configuration in force (a copy of the core's), for addresses and
+    /// handshakes.
+    pub(crate) members: Mutex<Configuration>,
+    /// Raft addresses peers advertised in their handshakes: how a node not
+    /// yet told the configuration reaches its leader (a joining node).
+    pub(crate) advertised: Mutex<BTreeMap<NodeId, String>>,
+    /// Set once this node learnt it was removed from the cluster (the index
+    /// of the entry that removed it), and the record of it is durable.
+    pub(crate) removed: Mutex<Option<Index>>,
+    pub(crate) removed_signal: Condvar,
+    /// This node's data dir's incarnation.
+    pub(crate) incarnation: u64,
     /// Set once storage has failed: the node stops taking part (fail-stop).
     failure: Mutex<Option<Arc<StorageError>>>,
     failed: AtomicBool,
@@ -93,12 +116,22 @@ impl Shared {
     pub(crate) fn new(
         config: Config,
         core: RaftCore,
-        to_writer: Sender<Ready>,
-        to_apply: Sender<ApplyWork>,
-        outboxes: BTreeMap<NodeId, Outbox>,
+        incarnation: u64,
+        channels: (Sender<Ready>, Sender<ApplyWork>, Receiver<()>),
         snapshots: SnapshotStore,
-    ) -> Shared {
-        Shared {
+    ) -> Arc<Shared> {
+        let (to_writer, to_apply, shutdown) = channels;
+        let members = core.configuration().clone();
+        let shared = Arc::new(Shared {
+            peers: Mutex::new(BTreeMap::new()),
+            peer_threads: Mutex::new(Vec::new()),
+            shutdown,
+            this: OnceLock::new(),
+            members: Mutex::new(members),
+            advertised: Mutex::new(BTreeMap::new()),
+            removed: Mutex::new(None),
+            removed_signal: Condvar::new(),
+            incarnation,
             config,
             core: Mutex::new(core),
             waiters: Mutex::new(BTreeMap::new()),
@@ -109,7 +142,6 @@ impl Shared {
             durable_term: AtomicU64::new(0),
             to_writer,
             to_apply,
-            outboxes,
             failure: Mutex::new(None),
             failed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
@@ -119,6 +151,97 @@ impl Shared {
             snapshots,
             snapshot_stats: SnapshotStats::default(),
             incoming_snapshot: Mutex::new(None),
+        });
+        let _ = shared.this.set(Arc::downgrade(&shared));
+        shared
+    }
+
+    /// The replication thread for `peer`, started now if there is none and
+    /// an address to dial it at is known; `None` otherwise (the message is
+    /// dropped, as for an unreachable peer).
+    pub(crate) fn outbox(&self, peer: NodeId) -> Option<Outbox> {
+        if peer == self.config.id {
+            return None;
+        }
+        let mut peers = self.peers.lock();
+        if let Some(outbox) = peers.get(&peer) {
+            return Some(outbox.clone());
+        }
+        if self.is_stopping() || self.dial_addr(peer).is_none() {
+            return None;
+        }
+        let shared = self.this.get()?.upgrade()?;
+        let (outbox, inputs) = peer::channel(peer);
+        let shutdown = self.shutdown.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("raft-{}-peer-{peer}", self.config.id))
+            .spawn(move || peer::run(shared, inputs, shutdown));
+        match spawned {
+            Ok(handle) => {
+                self.peer_threads.lock().push(handle);
+                peers.insert(peer, outbox.clone());
+                Some(outbox)
+            }
+            Err(e) => {
+                error!(
+                    "node {}: cannot start the replication thread for {peer}: {e}",
+                    self.config.id
+                );
+                None
+            }
+        }
+    }
+
+    /// Where this node dials `peer`: the operator's `--peer` address for it
+    /// if there is one (it may be a proxy), else the configuration's, else
+    /// what the peer advertised.
+    pub(crate) fn dial_addr(&self, peer: NodeId) -> Option<String> {
+        if let Some(addr) = self.config.peers.get(&peer) {
+            return Some(addr.clone());
+        }
+        let configured = (self.members.lock().members.get(&peer))
+            .map(|m| m.raft_addr.clone())
+            .filter(|a| !a.is_empty());
+        configured.or_else(|| self.advertised.lock().get(&peer).cloned())
+    }
+
+    /// Stops the replication threads of nodes that have left: not in the
+    /// configuration, not being told of their removal, not leading.
+    pub(crate) fn prune_peers(&self, core: &RaftCore) {
+        let mut peers = self.peers.lock();
+        let gone: Vec<NodeId> = peers
+            .keys()
+            .copied()
+            .filter(|&p| {
+                !core.is_member(p) && core.progress(p).is_none() && core.leader_id() != Some(p)
+            })
+            .collect();
+        for peer in gone {
+            info!(
+                "node {}: no longer replicating to {peer}, which left the cluster",
+                self.config.id
+            );
+            // Dropping its only outbox ends the thread.
+            peers.remove(&peer);
+            self.client_addrs.lock().remove(&peer);
+            self.advertised.lock().remove(&peer);
+        }
+        let mut threads = self.peer_threads.lock();
+        let (done, running): (Vec<_>, Vec<_>) =
+            threads.drain(..).partition(|h| h.is_finished());
+        *threads = running;
+        for handle in done {
+            let _ = handle.join();
+        }
+    }
+
+    /// Joins every replication thread (the node is halting: they have been
+    /// told to stop).
+    pub(crate) fn join_peer_threads(&self) {
+        self.peers.lock().clear();
+        let threads: Vec<_> = self.peer_threads.lock().drain(..).collect();
+        for handle in threads {
+            let _ = handle.join();
         }
     }
 
@@ -161,13 +284,37 @@ impl Shared {
                 }
             }
         }
+        if let Some((_, config)) = ready.config.take() {
+            let ids: Vec<NodeId> = config.members.keys().copied().collect();
+            *self.members.lock() = config;
+            // New members are dialed at once (which also introduces this
+            // node to them); departed ones are stopped by `prune_peers`.
+            for id in ids {
+                self.outbox(id);
+            }
+        }
         for peer in std::mem::take(&mut ready.replicate) {
-            if let Some(outbox) = self.outboxes.get(&peer) {
+            if let Some(outbox) = self.outbox(peer) {
                 outbox.wake();
             }
         }
         if ready.has_storage_work() || !ready.messages.is_empty() {
             let _ = self.to_writer.send(ready);
+        }
+    }
+
+    /// This node's removal from the cluster (by the entry at `index`) is
+    /// durably recorded: it takes no further part, and whoever runs it is
+    /// told ([`super::Node::wait_removed`]).
+    pub(crate) fn mark_removed(&self, index: Index) {
+        let mut removed = self.removed.lock();
+        if removed.is_none() {
+            info!(
+                "node {}: removed from the cluster at index {index}",
+                self.config.id
+            );
+            *removed = Some(index);
+            self.removed_signal.notify_all();
         }
     }
 

@@ -255,13 +255,7 @@ pub(crate) fn receive(shared: &Shared, chunk: SnapshotChunk) {
         }
         Ok(Received::Whole(info)) => {
             let term = info.meta.last_included_term;
-            // TODO(membership): the snapshot's own configuration.
-            let config = (
-                0,
-                crate::raft::membership::Configuration::of_voters(
-                    info.meta.members.iter().map(|&m| (m, String::new())),
-                ),
-            );
+            let config = (info.meta.config_index, info.meta.config.clone());
             shared.snapshots.publish(info);
             shared
                 .snapshot_stats

@@ -7,19 +7,24 @@
 //! [`crate::codec`].
 //!
 //! The first frame on a connection is a [`Hello`] naming the cluster, the
-//! sender and the intended receiver. The receiver answers with one
-//! [`HelloReply`] and, if it accepted, from then on only reads
-//! [`Envelope`](crate::raft::message::Envelope)s. A sender that is not a member of
-//! the receiver's cluster is refused (and the refusal logged on both sides), so
-//! a misconfigured node or a node of another cluster can never cast a vote or
-//! append an entry.
+//! sender and the intended receiver, and the sender's addresses and data-dir
+//! incarnation. The receiver answers with one [`HelloReply`] and, if it
+//! accepted, from then on only reads
+//! [`Envelope`](crate::raft::message::Envelope)s. Refused (and the refusal
+//! logged on both sides): a node of another cluster; a node whose data dir
+//! is not the one the cluster recorded for its id (it was wiped: it forgot
+//! its votes and log, and must be removed and added back); and a node whose
+//! removal the receiver has committed, which is told so and stops. Nodes of
+//! the cluster that the receiver does not (yet) know as members are
+//! accepted — a leader added since this node last caught up must reach it —
+//! but cannot vote here (the core ignores their vote requests).
 //!
 //! Frames longer than the configured limit are refused before any allocation,
 //! and a payload that does not decode closes the connection: both come from a
 //! broken or hostile peer, and neither is allowed to crash the node.
 
 use crate::codec::{self, CodecError};
-use crate::raft::message::NodeId;
+use crate::raft::message::{Index, NodeId};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::fmt;
 use std::io::{self, Read, Write};
@@ -35,13 +40,29 @@ pub struct Hello {
     pub to: NodeId,
     /// Where the sender serves clients, if it does.
     pub client_addr: Option<String>,
+    /// Where the sender listens for peers: how a node that does not know
+    /// the configuration yet (it is joining) answers its leader.
+    pub raft_addr: String,
+    /// The incarnation of the sender's data dir, which must match the one
+    /// the cluster recorded for it.
+    pub incarnation: u64,
 }
 
 /// The receiver's answer to a [`Hello`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HelloReply {
-    Accepted,
-    Refused { reason: String },
+    /// Carries the receiver's incarnation, which the dialer checks likewise.
+    Accepted {
+        incarnation: u64,
+    },
+    Refused {
+        reason: String,
+    },
+    /// The sender was removed from the cluster by the entry at `index`,
+    /// which the receiver has committed: it must stop.
+    Removed {
+        index: Index,
+    },
 }
 
 #[derive(Debug)]
@@ -159,6 +180,8 @@ mod tests {
             from: 1,
             to: 2,
             client_addr: Some("127.0.0.1:7001".into()),
+            raft_addr: "127.0.0.1:7000".into(),
+            incarnation: 0x0123_4567_89ab_cdef,
         };
         encode_frame(&hello, DEFAULT_MAX_FRAME, &mut buf).unwrap();
         assert!(u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize + 4 < buf.len());

@@ -66,10 +66,13 @@ pub(crate) fn run<L: LogStore>(
                 commit_unsynced = (commit_unsynced || saved_commit) && !synced;
                 for ready in &mut batch {
                     for message in ready.messages.drain(..) {
-                        if let Some(outbox) = shared.outboxes.get(&message.to) {
+                        if let Some(outbox) = shared.outbox(message.to) {
                             outbox.send(message);
                         }
                     }
+                }
+                if let Some(index) = batch.iter().find_map(|r| r.removed) {
+                    shared.mark_removed(index);
                 }
                 if let Some((index, term)) = last_written {
                     shared.with_core(|core| core.persisted(index, term));
@@ -98,6 +101,10 @@ fn persist<L: LogStore>(
     let mut log_changed = false;
     let mut last_written = None;
     for ready in batch {
+        if let Some(index) = ready.removed {
+            // Durable on return: a restart on this data dir is refused.
+            store.save_removed(index)?;
+        }
         if ready.reset_log {
             // Durable on return: an installed snapshot replaced the log.
             store.reset()?;

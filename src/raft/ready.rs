@@ -88,5 +88,6 @@ impl Ready {
             || !self.entries.is_empty()
             || self.commit_index.is_some()
             || self.compact_through.is_some()
+            || self.removed.is_some()
     }
 }
