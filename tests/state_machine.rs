@@ -353,7 +353,7 @@ fn apply_sees_strictly_increasing_indexes_each_once() {
             .filter(|e| e.index <= commit)
             .filter_map(|e| match &e.payload {
                 Payload::Command(c) => Some((e.index, c.clone())),
-                Payload::Noop => None,
+                Payload::Noop | Payload::Config(_) => None,
             })
             .collect();
         let applied: Vec<(Index, Vec<u8>)> = indexes.into_iter().zip(lines).collect();
