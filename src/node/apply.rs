@@ -79,7 +79,12 @@ impl<S: StateMachine> Applier<S> {
         let meta = SnapshotMeta {
             last_included_index: self.applied.0,
             last_included_term: self.applied.1,
-            members,
+            // Placeholder until the node tracks its configuration: the
+            // static peers as voters, addresses unknown.
+            config_index: 0,
+            config: crate::raft::membership::Configuration::of_voters(
+                members.into_iter().map(|id| (id, String::new())),
+            ),
         };
         let job = SnapshotJob {
             meta,
