@@ -195,12 +195,22 @@ fn the_old_data_dir_recovers_and_replays_to_the_same_state() {
     assert_eq!(kv.duplicates_suppressed(), 1);
     assert_eq!(kv.sessions(), 1);
 
+    // The one write: the dir predates incarnations, so it gets one, in a
+    // line added to meta after the old ones.
+    let incarnation = store.incarnation();
+    assert_ne!(incarnation, 0);
     drop(store);
+    let mut expected = before;
+    let meta = expected.get_mut("meta").unwrap();
+    meta.extend_from_slice(format!("incarnation: {incarnation:016x}\n").as_bytes());
     assert_eq!(
         files(&copy.dir),
-        before,
-        "opening and recovering wrote nothing"
+        expected,
+        "opening and recovering wrote nothing but the incarnation"
     );
+    let mut store = DiskStore::open(&copy.dir, 1, CLUSTER).expect("the dir opens again");
+    assert_eq!(store.incarnation(), incarnation, "added once");
+    assert_eq!(store.recover().unwrap().entries.len(), ENTRIES);
 }
 
 #[test]
@@ -424,8 +434,16 @@ fn the_binary_serves_the_old_data_dir_and_keeps_new_writes_across_a_restart() {
     assert_eq!(get(&mut c, "seqd"), bulk(b"2"));
     assert_eq!(get(&mut c, "k42"), bulk(b"v42"));
     assert_eq!(get(&mut c, "gone"), Reply::NullBulk);
-    let meta = fs::read(copy.dir.join("meta")).unwrap();
-    assert_eq!(meta, fs::read(Path::new(FIXTURE).join("meta")).unwrap());
+    // Kept as it was, but for the incarnation the first start added.
+    let meta = fs::read_to_string(copy.dir.join("meta")).unwrap();
+    let old_meta = fs::read_to_string(Path::new(FIXTURE).join("meta")).unwrap();
+    let added = meta
+        .strip_prefix(&old_meta)
+        .unwrap_or_else(|| panic!("{meta}"));
+    assert!(
+        added.starts_with("incarnation: ") && added.len() == "incarnation: ".len() + 17,
+        "{meta}"
+    );
     let log_now = fs::read(copy.dir.join("log")).unwrap();
     let log_then = fs::read(Path::new(FIXTURE).join("log")).unwrap();
     assert_eq!(

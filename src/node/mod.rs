@@ -296,7 +296,7 @@ impl<S: StateMachine> Node<S> {
             shared: &shared,
             shutdown: &shutdown_rx,
         };
-        let mut threads = vec![
+        let threads = vec![
             spawner.spawn("timer", timer::run),
             spawner.spawn("writer", |s, rx| writer::run(s, store, writer_rx, rx)),
             spawner.spawn("apply", {

@@ -1,8 +1,10 @@
 //! The [`LogStore`] contract, run against every implementation: what was
-//! written and synced comes back from `recover`, and a refused append
-//! changes nothing.
+//! written and synced comes back from `recover`, a refused append changes
+//! nothing, and the incarnation, bootstrap configuration and removed marker
+//! last as long as the storage.
 
 use super::*;
+use crate::raft::membership::{ConfChange, Configuration};
 use crate::raft::message::{Entry, HardState, Index, Payload, Term};
 
 fn entry(index: Index, term: Term) -> Entry {
@@ -136,6 +138,49 @@ fn exercise_compaction_and_reset<S: LogStore>(mut store: S, reopen: impl Fn(S) -
     assert_eq!(store.last_index(), 8);
 }
 
+/// Drives a store through what membership keeps: its incarnation, the
+/// bootstrap configuration and the removed marker, each durable without a
+/// sync and kept across restarts and alongside the log; `reopen` stands
+/// for a restart.
+fn exercise_membership_state<S: LogStore>(mut store: S, reopen: impl Fn(S) -> S) {
+    let incarnation = store.incarnation();
+    assert_ne!(incarnation, 0);
+    let fresh = store.recover().unwrap();
+    assert_eq!((fresh.bootstrap, fresh.removed), (None, None));
+
+    let config = Configuration::of_voters((1..=3).map(|id| (id, format!("h{id}:7000"))))
+        .apply(
+            &ConfChange::AddLearner {
+                id: 4,
+                raft_addr: "h4:7000".into(),
+                client_addr: Some("h4:6379".into()),
+                auto_promote: true,
+            },
+            0,
+        )
+        .unwrap();
+    store.save_bootstrap(&config).unwrap();
+    store.append(&[entry(1, 1), entry(2, 1)]).unwrap();
+    store.sync().unwrap();
+    // Asked again without a restart, the store has it too.
+    assert_eq!(store.recover().unwrap().bootstrap.as_ref(), Some(&config));
+
+    let mut store = reopen(store);
+    assert_eq!(store.incarnation(), incarnation, "a restart keeps it");
+    let recovered = store.recover().unwrap();
+    assert_eq!(recovered.bootstrap.as_ref(), Some(&config));
+    assert_eq!(recovered.removed, None);
+    assert_eq!(recovered.entries, [entry(1, 1), entry(2, 1)]);
+
+    store.save_removed(2).unwrap();
+    let mut store = reopen(store);
+    let recovered = store.recover().unwrap();
+    assert_eq!(recovered.removed, Some(2));
+    assert_eq!(recovered.bootstrap, Some(config));
+    assert_eq!(recovered.entries.len(), 2);
+    assert_eq!(store.incarnation(), incarnation);
+}
+
 #[test]
 fn memory_store_keeps_the_contract() {
     exercise(MemStore::new(), |store| store);
@@ -183,4 +228,40 @@ fn a_memory_store_can_start_from_a_given_state() {
     // but not one with a gap.
     assert!(MemStore::with(hard_state, vec![entry(2, 1)]).is_ok());
     assert!(MemStore::with(hard_state, vec![entry(2, 1), entry(4, 1)]).is_err());
+}
+
+#[test]
+fn memory_store_keeps_the_membership_state_contract() {
+    // A clone is how a test restarts a node on the same memory store.
+    exercise_membership_state(MemStore::new(), |store| store.clone());
+    exercise_membership_state(MemStore::new(), |store| store);
+}
+
+#[test]
+fn disk_store_keeps_the_membership_state_contract_across_reopening() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    exercise_membership_state(DiskStore::open(&dir, 1, "c").unwrap(), |store| {
+        drop(store);
+        DiskStore::open(&dir, 1, "c").unwrap()
+    });
+}
+
+#[test]
+fn each_new_store_gets_its_own_incarnation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let disk: Vec<u64> = (1..=2)
+        .map(|i| {
+            let dir = tmp.path().join(i.to_string());
+            DiskStore::open(&dir, 1, "c").unwrap().incarnation()
+        })
+        .collect();
+    let memory = [MemStore::new().incarnation(), MemStore::new().incarnation()];
+    for pair in [disk.as_slice(), &memory] {
+        assert!(pair.iter().all(|&i| i != 0), "{pair:?}");
+        assert_ne!(pair[0], pair[1]);
+    }
+    // The state a memory store starts from is a new incarnation too.
+    let store = MemStore::with(HardState::default(), vec![entry(1, 1)]).unwrap();
+    assert_ne!(store.incarnation(), 0);
 }

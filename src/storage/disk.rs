@@ -12,22 +12,54 @@
 //! log file are implemented in [`super::log_file`], the sequence of log
 //! files in [`super::segment`]. A data dir holds:
 //!
-//! `meta`, a small text file written once, when the dir is initialized. It
-//! has one `key: value` line each for `format`, `node_id` (the decimal
-//! [`NodeId`]) and `cluster_id` (any one-line string, written verbatim after
-//! the `": "`). It is written last during initialization, so its presence is
-//! what marks the dir as initialized. Opening the dir as a different node or
-//! cluster is refused, because running a node on another node's log would
-//! make it vote and acknowledge on that node's behalf. `format` is `2` for a
-//! dir initialized now and `1` for one initialized by an earlier release;
-//! both are accepted, and it says how the dir began, not what it holds now:
-//! a format-1 dir gets segments as soon as anything is appended.
+//! `meta`, a small text file written when the dir is initialized. It has
+//! one `key: value` line each for `format`, `node_id` (the decimal
+//! [`NodeId`]), `cluster_id` (any one-line string, written verbatim after
+//! the `": "`) and `incarnation` (exactly 16 lowercase hex digits, not all
+//! zero: a random id drawn at initialization, which tells this dir from one
+//! wiped and initialized again for the same node; see
+//! [`LogStore::incarnation`]). It is written last during initialization, so
+//! its presence is what marks the dir as initialized. Opening the dir as a
+//! different node or cluster is refused, because running a node on another
+//! node's log would make it vote and acknowledge on that node's behalf.
+//! `format` is `2` for a dir initialized now and `1` for one initialized by
+//! an earlier release; both are accepted, and it says how the dir began, not
+//! what it holds now: a format-1 dir gets segments as soon as anything is
+//! appended.
+//!
+//! A dir initialized by an earlier release has no `incarnation` line (in
+//! either format). The first open that accepts it (right node, right
+//! cluster; a refused dir is left untouched) draws one and adds the line
+//! after the others, keeping every earlier byte: `meta` is then replaced
+//! the way `hard_state` is (below, through `meta.tmp`), and an info line is
+//! logged. That is the only time `meta` is ever rewritten; an incarnation
+//! once in `meta` never changes.
 //!
 //! `hard_state`, the codec-encoded [`HardState`] (see [`crate::codec`])
 //! followed by a 4-byte big-endian CRC-32 of those encoded bytes. It is never
 //! modified in place: a new version is written to `hard_state.tmp`, fsynced,
 //! renamed over `hard_state`, and then the directory is fsynced, so at every
 //! instant the file holds either the old or the new hard state, whole.
+//!
+//! `bootstrap`, only once the node has formed a cluster from its peer flags
+//! ([`save_bootstrap`](super::LogStore::save_bootstrap)): the codec-encoded
+//! [`Configuration`] it formed it with, followed by a 4-byte big-endian
+//! CRC-32 of those encoded bytes, written like `hard_state` (through
+//! `bootstrap.tmp`), so that later starts use it rather than the flags.
+//! The node writes it once; its absence means the node never bootstrapped a
+//! cluster.
+//!
+//! `removed`, only once the node has learned that it was removed from its
+//! cluster ([`save_removed`](super::LogStore::save_removed)): the
+//! codec-encoded [`Index`] (a u64) of the log entry that removed it,
+//! followed by a 4-byte big-endian CRC-32 of those encoded bytes, written
+//! like `hard_state` (through `removed.tmp`), so that starting the node
+//! again on this dir is refused.
+//!
+//! `hard_state`, `bootstrap` and `removed` only ever appear whole (renamed
+//! into place after an fsync), so one that is too short for its CRC, fails
+//! it or does not decode is [`StorageError::Corrupt`], naming the file; it
+//! is never taken for a torn write, nor ignored.
 //!
 //! The log, in segment files, and in a format-1 dir possibly the legacy file
 //! `log` before them (both below).
@@ -41,9 +73,9 @@
 //! module never looks inside it, and its presence does not make a dir
 //! without `meta` foreign.
 //!
-//! Transient files `hard_state.tmp` and `meta.tmp` may be left by a crash;
-//! they are ignored (and overwritten by the next write). Any other file is
-//! ignored too.
+//! Transient files `hard_state.tmp`, `meta.tmp`, `bootstrap.tmp` and
+//! `removed.tmp` may be left by a crash; they are ignored (and overwritten by
+//! the next write). Any other file is ignored too.
 //!
 //! # Segments
 //!
@@ -144,14 +176,18 @@
 //!
 //! A dir that does not exist, or has no `meta`, is initialized: the first
 //! segment (just its header) is written and fsynced with its name, then
-//! `hard_state` (default term and vote), then `meta`, each made durable
-//! before the next. A dir without `meta` is only initialized if it holds
-//! nothing but what an interrupted initialization leaves (`LOCK`,
-//! `meta.tmp`, log files holding at most a header, empty or default
-//! `hard_state` and `hard_state.tmp`) and a `snapshots` directory; anything
-//! else, in particular a log with records, is refused and left untouched.
-//! Once `meta` exists, a dir without `hard_state` or without any log file is
-//! an error, never a reason to start afresh.
+//! `hard_state` (default term and vote), then `meta` (with a freshly drawn
+//! incarnation), each made durable before the next. A dir without `meta` is
+//! only initialized if it holds nothing but what an interrupted
+//! initialization leaves (`LOCK`, `meta.tmp`, log files holding at most a
+//! header, empty or default `hard_state` and `hard_state.tmp`) and a
+//! `snapshots` directory; anything else is refused and left untouched: in
+//! particular a log with records, and `bootstrap`, `removed` or their `.tmp`
+//! files, which are only written once `meta` exists, so their presence
+//! means the dir held a node's state and lost its `meta`. Once `meta`
+//! exists, a dir without `hard_state` or without any log file is an error,
+//! never a reason to start afresh (`bootstrap` and `removed` may be absent:
+//! they are written only when their events happen).
 //!
 //! # Recovery
 //!
@@ -160,7 +196,8 @@
 //! before the store is used: a node killed after a write but before its
 //! fsync finds that write in the page cache, and it must be durable before
 //! the node acknowledges anything on the strength of it (the same goes for
-//! a `hard_state` renamed into place whose directory fsync never happened).
+//! a `hard_state`, `bootstrap` or `removed` renamed into place whose
+//! directory fsync never happened).
 //!
 //! Each file is read record by record, streaming. A crash in the middle of
 //! an append can only damage the end of what it was writing: it can cut the
@@ -205,10 +242,13 @@
 
 use super::error::{io_err, missing_or_io, StorageError};
 use super::log_file::{LEGACY_MAGIC, MAGIC};
-use super::log_store::{LogStore, Recovered};
+use super::log_store::{new_incarnation, LogStore, Recovered};
 use super::segment::{create_first, parse_segment_name, sync_dir, SegmentLog, LEGACY_NAME};
 use crate::codec::{decode, encode};
+use crate::raft::membership::Configuration;
 use crate::raft::message::{Entry, HardState, Index, NodeId};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -222,6 +262,10 @@ const META: &str = "meta";
 const META_TMP: &str = "meta.tmp";
 const HARD_STATE: &str = "hard_state";
 const HARD_STATE_TMP: &str = "hard_state.tmp";
+const BOOTSTRAP: &str = "bootstrap";
+const BOOTSTRAP_TMP: &str = "bootstrap.tmp";
+const REMOVED: &str = "removed";
+const REMOVED_TMP: &str = "removed.tmp";
 const LOCK: &str = "LOCK";
 /// Snapshot files live here; see the module docs.
 const SNAPSHOTS: &str = "snapshots";
@@ -249,6 +293,8 @@ pub struct DiskStore {
     options: DiskOptions,
     /// The `format` in `meta`, which says what a missing log was called.
     format: u32,
+    /// The `incarnation` in `meta`.
+    incarnation: u64,
     log: SegmentLog,
     /// What `open` read, until [`LogStore::recover`] hands it over.
     recovered: Option<Recovered>,
@@ -270,8 +316,8 @@ impl DiskStore {
         cluster_id: &str,
         options: DiskOptions,
     ) -> Result<DiskStore, StorageError> {
-        let (lock, meta) = prepare_dir(dir, node_id, cluster_id)?;
-        let (log, recovered) = read_state(dir, meta.format, options)?;
+        let opened = prepare_dir(dir, node_id, cluster_id)?;
+        let (log, recovered) = read_state(dir, opened.format, options)?;
         let last_term = recovered.entries.last().map_or(0, |e| e.term);
         if recovered.hard_state.current_term < last_term {
             // Every entry's term was once the current term of its writer, so
@@ -287,10 +333,11 @@ impl DiskStore {
         Ok(DiskStore {
             dir: dir.to_path_buf(),
             options,
-            format: meta.format,
+            format: opened.format,
+            incarnation: opened.incarnation,
             log,
             recovered: Some(recovered),
-            _lock: lock,
+            _lock: opened.lock,
         })
     }
 
@@ -313,13 +360,17 @@ impl DiskStore {
     }
 }
 
-/// Reads the hard state and the log and makes what was read durable.
+/// Reads the hard state, the log, `bootstrap` and `removed`, and makes what
+/// was read durable.
 fn read_state(
     dir: &Path,
     format: u32,
     options: DiskOptions,
 ) -> Result<(SegmentLog, Recovered), StorageError> {
     let hard_state = read_hard_state(&dir.join(HARD_STATE))?;
+    // Both are absent until the node writes them, so absence is no error.
+    let bootstrap = read_checked_if_any(&dir.join(BOOTSTRAP), "a configuration")?;
+    let removed = read_checked_if_any(&dir.join(REMOVED), "a log index")?;
     let missing = if format == LEGACY_META_FORMAT {
         LEGACY_NAME
     } else {
@@ -336,6 +387,8 @@ fn read_state(
             hard_state,
             entries: loaded.entries,
             commit_index: loaded.commit_index,
+            bootstrap,
+            removed,
         },
     ))
 }
@@ -387,19 +440,43 @@ impl LogStore for DiskStore {
     fn last_index(&self) -> Index {
         self.log.last_index()
     }
+
+    /// Read from `meta` when the store was opened.
+    fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Writes `bootstrap.tmp`, fsyncs it, renames it over `bootstrap` and
+    /// fsyncs the directory.
+    fn save_bootstrap(&mut self, config: &Configuration) -> Result<(), StorageError> {
+        write_checked(&self.dir, BOOTSTRAP_TMP, BOOTSTRAP, config)
+    }
+
+    /// Writes `removed.tmp`, fsyncs it, renames it over `removed` and fsyncs
+    /// the directory.
+    fn save_removed(&mut self, index: Index) -> Result<(), StorageError> {
+        write_checked(&self.dir, REMOVED_TMP, REMOVED, &index)
+    }
 }
 
 // ---------------------------------------------------------------------------
 // Opening the dir
 
+/// A data dir that is locked and known to belong to this node and cluster.
+struct OpenedDir {
+    /// Holds the dir's lock.
+    lock: File,
+    /// The `format` in `meta`.
+    format: u32,
+    /// The `incarnation` in `meta` (added by the open if it had none).
+    incarnation: u64,
+}
+
 /// Checks, creates or initializes the data dir and takes its lock; returns
-/// the lock and the dir's `meta` once the dir is known to belong to this
-/// node and cluster.
-fn prepare_dir(
-    dir: &Path,
-    node_id: NodeId,
-    cluster_id: &str,
-) -> Result<(File, Meta), StorageError> {
+/// the lock and what `meta` says once the dir is known to belong to this
+/// node and cluster, after giving the dir an incarnation if an earlier
+/// release initialized it without one.
+fn prepare_dir(dir: &Path, node_id: NodeId, cluster_id: &str) -> Result<OpenedDir, StorageError> {
     if cluster_id.is_empty() || cluster_id.contains(['\n', '\r']) {
         return Err(StorageError::InvalidClusterId {
             path: dir.to_path_buf(),
@@ -443,21 +520,42 @@ fn prepare_dir(
             found: meta.node_id,
         });
     }
-    Ok((lock, meta))
+    // Only now: a dir that is refused (another node's or cluster's) must be
+    // left exactly as it was.
+    let incarnation = match meta.incarnation {
+        Some(incarnation) => incarnation,
+        None => add_incarnation(dir, &meta)?,
+    };
+    Ok(OpenedDir {
+        lock,
+        format: meta.format,
+        incarnation,
+    })
 }
 
 // ---------------------------------------------------------------------------
-// Hard state
+// Hard state, bootstrap and removed: each one codec-encoded value followed
+// by its CRC-32, replaced atomically.
 
 fn write_hard_state(dir: &Path, hs: &HardState) -> Result<(), StorageError> {
-    let path = dir.join(HARD_STATE);
-    let mut bytes = encode(hs).map_err(|source| StorageError::Encode {
-        path: path.clone(),
+    write_checked(dir, HARD_STATE_TMP, HARD_STATE, hs)
+}
+
+/// Atomically replaces `dir/name` with the encoding of `value` followed by
+/// the big-endian CRC-32 of that encoding.
+fn write_checked<T: Serialize>(
+    dir: &Path,
+    tmp_name: &str,
+    name: &str,
+    value: &T,
+) -> Result<(), StorageError> {
+    let mut bytes = encode(value).map_err(|source| StorageError::Encode {
+        path: dir.join(name),
         source,
     })?;
     let crc = crc32fast::hash(&bytes);
     bytes.extend_from_slice(&crc.to_be_bytes());
-    replace_file(dir, HARD_STATE_TMP, HARD_STATE, &bytes)
+    replace_file(dir, tmp_name, name, &bytes)
 }
 
 /// Reads and checks `hard_state`; its absence is an error (see [`Missing`]).
@@ -465,25 +563,51 @@ fn write_hard_state(dir: &Path, hs: &HardState) -> Result<(), StorageError> {
 /// [`Missing`]: StorageError::Missing
 fn read_hard_state(path: &Path) -> Result<HardState, StorageError> {
     let bytes = fs::read(path).map_err(|e| missing_or_io(path, "read", e))?;
-    decode_hard_state(&bytes).map_err(|reason| StorageError::Corrupt {
-        path: path.to_path_buf(),
-        offset: None,
-        reason,
-    })
+    decode_hard_state(&bytes).map_err(corrupt_file(path))
+}
+
+/// Reads and checks a file written by [`write_checked`] holding `what`;
+/// `None` if there is no such file. A file that is there but does not check
+/// out is [`Corrupt`](StorageError::Corrupt): it was written whole (renamed
+/// into place only after an fsync), so damage is damage, not a torn write.
+fn read_checked_if_any<T: DeserializeOwned>(
+    path: &Path,
+    what: &str,
+) -> Result<Option<T>, StorageError> {
+    let bytes = match fs::read(path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(io_err(path, "read")(e)),
+    };
+    decode_checked(&bytes, what)
+        .map(Some)
+        .map_err(corrupt_file(path))
 }
 
 fn decode_hard_state(bytes: &[u8]) -> Result<HardState, String> {
+    decode_checked(bytes, "a hard state")
+}
+
+/// Checks the trailing CRC-32 of `bytes` and decodes what it covers, one
+/// `what` (for the error message).
+fn decode_checked<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, String> {
     if bytes.len() < 4 {
-        return Err(format!(
-            "only {} bytes, too short for a hard state",
-            bytes.len()
-        ));
+        return Err(format!("only {} bytes, too short for {what}", bytes.len()));
     }
     let (encoded, crc) = bytes.split_at(bytes.len() - 4);
     if crc32fast::hash(encoded).to_be_bytes() != crc {
         return Err("checksum mismatch".to_string());
     }
-    decode(encoded).map_err(|e| format!("undecodable hard state ({e})"))
+    decode(encoded).map_err(|e| format!("undecodable as {what} ({e})"))
+}
+
+/// Turns the reason a whole file is bad into the error naming it.
+fn corrupt_file(path: &Path) -> impl FnOnce(String) -> StorageError + '_ {
+    move |reason| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        offset: None,
+        reason,
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -493,19 +617,19 @@ struct Meta {
     format: u32,
     node_id: NodeId,
     cluster_id: String,
+    /// `None` in a dir initialized by a release before incarnations.
+    incarnation: Option<u64>,
+    /// The file as read, which [`add_incarnation`] extends.
+    text: String,
 }
 
 fn read_meta(path: &Path) -> Result<Meta, StorageError> {
     let text = fs::read_to_string(path).map_err(|e| missing_or_io(path, "read", e))?;
-    parse_meta(&text).map_err(|reason| StorageError::Corrupt {
-        path: path.to_path_buf(),
-        offset: None,
-        reason,
-    })
+    parse_meta(text).map_err(corrupt_file(path))
 }
 
-fn parse_meta(text: &str) -> Result<Meta, String> {
-    let (mut format, mut node_id, mut cluster_id) = (None, None, None);
+fn parse_meta(text: String) -> Result<Meta, String> {
+    let (mut format, mut node_id, mut cluster_id, mut incarnation) = (None, None, None, None);
     for line in text.lines() {
         let (key, value) = line
             .split_once(": ")
@@ -514,6 +638,7 @@ fn parse_meta(text: &str) -> Result<Meta, String> {
             "format" => format = Some(value),
             "node_id" => node_id = Some(value),
             "cluster_id" => cluster_id = Some(value),
+            "incarnation" => incarnation = Some(parse_incarnation(value)?),
             _ => return Err(format!("unknown key {key:?}")),
         }
     }
@@ -536,7 +661,50 @@ fn parse_meta(text: &str) -> Result<Meta, String> {
         format,
         node_id,
         cluster_id,
+        incarnation,
+        text,
     })
+}
+
+/// Exactly as written: 16 lowercase hex digits, not all zero. Anything else
+/// was not written by raftnode, and a misread incarnation would make the
+/// cluster take this dir for another one.
+fn parse_incarnation(value: &str) -> Result<u64, String> {
+    let well_formed = value.len() == 16
+        && value
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    match u64::from_str_radix(value, 16) {
+        Ok(incarnation) if well_formed && incarnation != 0 => Ok(incarnation),
+        _ => Err(format!(
+            "incarnation {value:?} is not 16 lowercase hex digits, not all zero"
+        )),
+    }
+}
+
+/// The `meta` line for an incarnation.
+fn incarnation_line(incarnation: u64) -> String {
+    format!("incarnation: {incarnation:016x}\n")
+}
+
+/// Gives a dir initialized by an earlier release its incarnation: `meta`
+/// is replaced (atomically, like every file here) by what it held plus an
+/// `incarnation` line, so every line the earlier release wrote stays as it
+/// was. Returns the new incarnation, durable.
+fn add_incarnation(dir: &Path, meta: &Meta) -> Result<u64, StorageError> {
+    let incarnation = new_incarnation();
+    let mut text = meta.text.clone();
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    text.push_str(&incarnation_line(incarnation));
+    replace_file(dir, META_TMP, META, text.as_bytes())?;
+    log::info!(
+        "data dir {} was initialized without an incarnation (by an earlier release); \
+         gave it incarnation {incarnation:016x}",
+        dir.display()
+    );
+    Ok(incarnation)
 }
 
 /// Checks that a dir without `meta` holds nothing but what an interrupted
@@ -575,6 +743,15 @@ fn check_uninitialized(dir: &Path) -> Result<(), StorageError> {
                         path.display()
                     )));
                 }
+            }
+            // Written only once the dir is initialized, so in a dir without
+            // meta they are someone else's (or meta was lost): never start
+            // afresh over them.
+            Some(BOOTSTRAP) | Some(BOOTSTRAP_TMP) | Some(REMOVED) | Some(REMOVED_TMP) => {
+                return Err(not_ours(format!(
+                    "it has {}, which only an initialized data dir has, but no meta",
+                    path.display()
+                )))
             }
             Some(HARD_STATE) | Some(HARD_STATE_TMP) => {
                 let bytes = fs::read(&path).map_err(io_err(&path, "read"))?;
@@ -620,10 +797,15 @@ fn initialize(dir: &Path, node_id: NodeId, cluster_id: &str) -> Result<(), Stora
 
     write_hard_state(dir, &HardState::default())?;
 
-    let meta = format!("format: {META_FORMAT}\nnode_id: {node_id}\ncluster_id: {cluster_id}\n");
+    let incarnation = new_incarnation();
+    let meta = format!(
+        "format: {META_FORMAT}\nnode_id: {node_id}\ncluster_id: {cluster_id}\n{}",
+        incarnation_line(incarnation)
+    );
     replace_file(dir, META_TMP, META, meta.as_bytes())?;
     log::info!(
-        "initialized data dir {} for node {node_id} of cluster {cluster_id:?}",
+        "initialized data dir {} for node {node_id} of cluster {cluster_id:?}, \
+         incarnation {incarnation:016x}",
         dir.display()
     );
     Ok(())

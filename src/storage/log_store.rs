@@ -1,7 +1,9 @@
 //! The interface between a node and its stable storage.
 
 use super::error::StorageError;
+use crate::raft::membership::Configuration;
 use crate::raft::message::{Entry, HardState, Index, Term};
+use rand::Rng;
 use std::path::Path;
 
 /// What storage gives back at start: everything it holds.
@@ -15,6 +17,14 @@ pub struct Recovered {
     /// was made durable (0 if none): a restarted node may apply up to here
     /// without waiting to hear from a leader.
     pub commit_index: Index,
+    /// The configuration this node formed its cluster with, if it ever did
+    /// (saved with [`LogStore::save_bootstrap`]): a restart uses it rather
+    /// than whatever peers it is given, which may have changed since.
+    pub bootstrap: Option<Configuration>,
+    /// The index of the log entry that removed this node from its cluster,
+    /// if it learned of it (saved with [`LogStore::save_removed`]): such a
+    /// node must not start again on this storage.
+    pub removed: Option<Index>,
 }
 
 /// Stable storage for one node's hard state and log, as the writer thread
@@ -65,6 +75,24 @@ pub trait LogStore: Send {
 
     /// The index of the last entry, synced or not; 0 if the log is empty.
     fn last_index(&self) -> Index;
+
+    /// A random non-zero id drawn when this storage was initialized, and
+    /// never changed after. A member whose storage was wiped comes back with
+    /// another one, which is how the cluster tells that it has forgotten its
+    /// votes and log (see [`crate::raft::membership`]).
+    fn incarnation(&self) -> u64;
+
+    /// Records the configuration the node forms its cluster with when it
+    /// starts for the first time, so that later starts use it (it comes back
+    /// in [`Recovered::bootstrap`]). The node saves it once, before anything
+    /// else of the cluster's. Durable when this returns: no sync needed.
+    fn save_bootstrap(&mut self, config: &Configuration) -> Result<(), StorageError>;
+
+    /// Records that the log entry at `index` removed this node from its
+    /// cluster, so that starting it again on this storage is refused (it
+    /// comes back in [`Recovered::removed`]). Durable when this returns: no
+    /// sync needed.
+    fn save_removed(&mut self, index: Index) -> Result<(), StorageError>;
 }
 
 /// Checks that `entries` may follow a log ending at `last_index` with
@@ -99,4 +127,10 @@ pub(super) fn check_continues(
         previous_term = entry.term;
     }
     Ok(())
+}
+
+/// A fresh random incarnation (see [`LogStore::incarnation`]). Never 0: 0 is
+/// left free to mean "no incarnation".
+pub(super) fn new_incarnation() -> u64 {
+    rand::thread_rng().gen_range(1..=u64::MAX)
 }

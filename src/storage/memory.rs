@@ -1,24 +1,48 @@
 //! [`MemStore`]: a [`LogStore`] that keeps everything in memory, for tests
 //! that need a node but no disk. It enforces the same rules as the data dir
 //! (an append must continue the log), so a node behaves the same on it.
+//!
+//! A test "restarts" a node on a `MemStore` by handing the new node the same
+//! store (or a clone of it): everything a data dir would keep, the
+//! incarnation included, lives in the store's fields, so it survives that.
 
 use super::error::StorageError;
-use super::log_store::{check_continues, LogStore, Recovered};
+use super::log_store::{check_continues, new_incarnation, LogStore, Recovered};
+use crate::raft::membership::Configuration;
 use crate::raft::message::{Entry, HardState, Index};
 use std::path::Path;
 
 /// Where a `MemStore`'s errors say they happened.
 const NAME: &str = "(memory)";
 
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct MemStore {
     hard_state: HardState,
     /// Consecutive, from wherever compaction left the log.
     entries: Vec<Entry>,
     commit_index: Index,
+    /// Drawn when the store is created; a clone (a restart) keeps it, a new
+    /// store (a wiped data dir) gets another.
+    incarnation: u64,
+    bootstrap: Option<Configuration>,
+    removed: Option<Index>,
+}
+
+impl Default for MemStore {
+    fn default() -> MemStore {
+        MemStore {
+            hard_state: HardState::default(),
+            entries: Vec::new(),
+            commit_index: 0,
+            incarnation: new_incarnation(),
+            bootstrap: None,
+            removed: None,
+        }
+    }
 }
 
 impl MemStore {
+    /// An empty store with a fresh incarnation.
     pub fn new() -> MemStore {
         MemStore::default()
     }
@@ -40,6 +64,8 @@ impl LogStore for MemStore {
             hard_state: self.hard_state,
             entries: self.entries.clone(),
             commit_index: self.commit_index,
+            bootstrap: self.bootstrap.clone(),
+            removed: self.removed,
         })
     }
 
@@ -83,5 +109,19 @@ impl LogStore for MemStore {
 
     fn last_index(&self) -> Index {
         self.entries.last().map_or(0, |e| e.index)
+    }
+
+    fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    fn save_bootstrap(&mut self, config: &Configuration) -> Result<(), StorageError> {
+        self.bootstrap = Some(config.clone());
+        Ok(())
+    }
+
+    fn save_removed(&mut self, index: Index) -> Result<(), StorageError> {
+        self.removed = Some(index);
+        Ok(())
     }
 }

@@ -11,7 +11,9 @@
 //! in the docs of `snapshot_file.rs`), kept in the data dir's `snapshots/`
 //! by [`SnapshotStore`].
 //!
-//! Dependencies: the Raft types ([`crate::raft::message`]) and the codec.
+//! Dependencies: the Raft types ([`crate::raft::message`], and the
+//! configuration of [`crate::raft::membership`], which a data dir and a
+//! snapshot record) and the codec.
 //! Nothing here knows about threads, the network or the state machine.
 
 mod disk;

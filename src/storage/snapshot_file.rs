@@ -2,18 +2,27 @@
 //! log index, written so that a crash at any moment leaves either the old
 //! snapshot or the new one, and a damaged file is never taken for a good one.
 //!
-//! The format, all integers big-endian:
+//! The format, version 2, all integers big-endian:
 //!
 //! ```text
-//! "RNSNAP1\n"                      8 bytes, the magic
+//! "RNSNAP2\n"                      8 bytes, the magic
 //! meta length                      u32
 //! meta                             codec-encoded SnapshotMeta: last included
-//!                                  index and term, the members at that index
+//!                                  index and term, the configuration in
+//!                                  force at that index and the index of the
+//!                                  entry that set it
 //! payload                          the state machine's bytes, any length
 //! payload length                   u64
 //! CRC32                            u32, over meta length, meta and payload
 //! "RNSNEND\n"                      8 bytes
 //! ```
+//!
+//! Version 1 (magic `"RNSNAP1\n"`, written by releases before membership
+//! changes) is the same but for the meta, which held the last included
+//! index and term and a list of member ids. Such files are still read: the
+//! meta becomes a version-2 one whose configuration is those ids as voters,
+//! with empty addresses (version 1 never recorded any), set by the
+//! bootstrap configuration (`config_index` 0). Only version 2 is written.
 //!
 //! The checksum sits in a trailer so the payload can be written as it is
 //! produced, never held whole in memory; a reader checks it in one streaming
@@ -26,27 +35,58 @@
 
 use super::error::{io_err, StorageError};
 use crate::codec;
+use crate::raft::membership::Configuration;
 use crate::raft::message::{Index, NodeId, Term};
 use serde::{Deserialize, Serialize};
 use std::fs::{self, File};
 use std::io::{self, BufReader, BufWriter, Read, Seek, SeekFrom, Take, Write};
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 8] = b"RNSNAP1\n";
+/// The magic of the files written now.
+const MAGIC: &[u8; 8] = b"RNSNAP2\n";
+/// The magic of files written before membership changes, still read.
+const MAGIC_V1: &[u8; 8] = b"RNSNAP1\n";
 const END: &[u8; 8] = b"RNSNEND\n";
 /// Payload length, CRC32 and the end marker.
 const TRAILER: u64 = 8 + 4 + 8;
-/// The largest meta a reader accepts: a member list, a few numbers.
+/// The largest meta a reader accepts: a configuration and a few numbers
+/// take far less.
 const MAX_META: u32 = 1024 * 1024;
 
 /// What a snapshot stands for: the log up to and including
-/// `last_included_index` (of `last_included_term`), applied, with
-/// `members` the cluster's configuration at that index (§7).
+/// `last_included_index` (of `last_included_term`), applied, with `config`
+/// the cluster's configuration in force at that index (§7), set by the
+/// entry at `config_index` (0 for the bootstrap configuration). The
+/// configuration travels with the snapshot because the entry that set it
+/// may be compacted away.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SnapshotMeta {
     pub last_included_index: Index,
     pub last_included_term: Term,
-    pub members: Vec<NodeId>,
+    pub config_index: Index,
+    pub config: Configuration,
+}
+
+/// The meta of a version-1 file, only ever decoded.
+#[derive(Deserialize)]
+struct SnapshotMetaV1 {
+    last_included_index: Index,
+    last_included_term: Term,
+    members: Vec<NodeId>,
+}
+
+impl From<SnapshotMetaV1> for SnapshotMeta {
+    /// Version 1 knew only the member ids: they were all voters, and no
+    /// address was recorded. Which entry set them is unknown, so they count
+    /// as the bootstrap configuration.
+    fn from(v1: SnapshotMetaV1) -> SnapshotMeta {
+        SnapshotMeta {
+            last_included_index: v1.last_included_index,
+            last_included_term: v1.last_included_term,
+            config_index: 0,
+            config: Configuration::of_voters(v1.members.into_iter().map(|id| (id, String::new()))),
+        }
+    }
 }
 
 /// A snapshot being written; nothing is a snapshot until
@@ -189,12 +229,16 @@ impl SnapshotReader {
             return Err(corrupt(None, format!("only {file_len} bytes long")));
         }
         reader.read_exact(&mut head).map_err(io_err(path, "read"))?;
-        if &head[..8] != MAGIC {
-            return Err(corrupt(
-                Some(0),
-                "not a raftnode snapshot (wrong magic)".into(),
-            ));
-        }
+        let version_1 = match &head[..8] {
+            magic if magic == MAGIC => false,
+            magic if magic == MAGIC_V1 => true,
+            _ => {
+                return Err(corrupt(
+                    Some(0),
+                    "not a raftnode snapshot (wrong magic)".into(),
+                ))
+            }
+        };
         let meta_len_bytes: [u8; 4] = [head[8], head[9], head[10], head[11]];
         let meta_len = u32::from_be_bytes(meta_len_bytes);
         let payload_start = 12 + u64::from(meta_len);
@@ -217,8 +261,12 @@ impl SnapshotReader {
                 })?;
         }
         // Decoded only now: bytes that failed the checksum are never parsed.
-        let meta = codec::decode(&meta_bytes)
-            .map_err(|e| corrupt(Some(12), format!("meta does not decode: {e}")))?;
+        let meta = if version_1 {
+            codec::decode::<SnapshotMetaV1>(&meta_bytes).map(SnapshotMeta::from)
+        } else {
+            codec::decode(&meta_bytes)
+        }
+        .map_err(|e| corrupt(Some(12), format!("meta does not decode: {e}")))?;
         Ok(SnapshotReader {
             path: path.to_path_buf(),
             meta,
@@ -316,12 +364,36 @@ impl Write for CrcSink<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft::membership::ConfChange;
 
+    /// A configuration with everything a version-1 meta could not hold:
+    /// addresses, a learner, a recorded incarnation, a removal.
     fn meta() -> SnapshotMeta {
+        let config = Configuration::of_voters((1..=3).map(|id| (id, format!("10.0.0.{id}:7000"))));
+        let changes = [
+            ConfChange::AddLearner {
+                id: 4,
+                raft_addr: "10.0.0.4:7000".into(),
+                client_addr: Some("10.0.0.4:6379".into()),
+                auto_promote: true,
+            },
+            ConfChange::RecordIncarnation {
+                id: 2,
+                incarnation: 0xdead_beef,
+            },
+            ConfChange::Remove { id: 3 },
+        ];
+        let config = changes
+            .iter()
+            .zip(30..)
+            .fold(config, |config, (change, at)| {
+                config.apply(change, at).unwrap()
+            });
         SnapshotMeta {
             last_included_index: 42,
             last_included_term: 3,
-            members: vec![1, 2, 3],
+            config_index: 32,
+            config,
         }
     }
 
@@ -346,8 +418,19 @@ mod tests {
         let payload: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
         let path = write(dir.path(), &payload);
         assert!(!tmp_path(&path).exists());
+        assert!(fs::read(&path).unwrap().starts_with(b"RNSNAP2\n"));
         let mut reader = SnapshotReader::open(&path).unwrap();
+        // The whole configuration comes back, addresses and all.
         assert_eq!(reader.meta(), &meta());
+        let config = &reader.meta().config;
+        assert_eq!(config.members[&1].raft_addr, "10.0.0.1:7000");
+        assert_eq!(
+            config.members[&4].client_addr.as_deref(),
+            Some("10.0.0.4:6379")
+        );
+        assert!(config.is_learner(4));
+        assert_eq!(config.members[&2].incarnation, Some(0xdead_beef));
+        assert_eq!(config.removed.get(&3), Some(&32));
         assert_eq!(reader.payload_len(), payload.len() as u64);
         assert_eq!(payload_of(&mut reader), payload);
         // An empty payload is a valid snapshot too.
@@ -405,5 +488,66 @@ mod tests {
         assert!(tmp_path(&path).exists());
         // Whatever made it to the tmp file is not a snapshot either.
         assert!(SnapshotReader::open(&tmp_path(&path)).is_err());
+    }
+
+    /// A version-1 file, byte by byte as the release before membership
+    /// changes wrote it: meta {index 42, term 3, members [1, 2, 3]}.
+    fn version_1_file(payload: &[u8]) -> Vec<u8> {
+        // The codec writes small integers as one byte each; the member list
+        // is its length, then the ids.
+        let meta: &[u8] = &[42, 3, 3, 1, 2, 3];
+        let meta_len = (meta.len() as u32).to_be_bytes();
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(&meta_len);
+        crc.update(meta);
+        crc.update(payload);
+        let mut file = b"RNSNAP1\n".to_vec();
+        file.extend_from_slice(&meta_len);
+        file.extend_from_slice(meta);
+        file.extend_from_slice(payload);
+        file.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+        file.extend_from_slice(&crc.finalize().to_be_bytes());
+        file.extend_from_slice(b"RNSNEND\n");
+        file
+    }
+
+    #[test]
+    fn a_version_1_file_is_read_and_its_members_become_voters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot");
+        fs::write(&path, version_1_file(b"old state")).unwrap();
+        for mut reader in [
+            SnapshotReader::open(&path).unwrap(),
+            SnapshotReader::open_checked_before(&path).unwrap(),
+        ] {
+            let expected = SnapshotMeta {
+                last_included_index: 42,
+                last_included_term: 3,
+                config_index: 0,
+                config: Configuration::of_voters([1, 2, 3].map(|id| (id, String::new()))),
+            };
+            assert_eq!(reader.meta(), &expected);
+            assert_eq!(reader.meta().config.voters().collect::<Vec<_>>(), [1, 2, 3]);
+            assert_eq!(payload_of(&mut reader), b"old state");
+        }
+    }
+
+    #[test]
+    fn a_damaged_version_1_file_is_still_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("snapshot");
+        let good = version_1_file(b"old state");
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x40;
+            fs::write(&path, &bad).unwrap();
+            assert!(
+                matches!(
+                    SnapshotReader::open(&path),
+                    Err(StorageError::Corrupt { .. })
+                ),
+                "byte {i} flipped"
+            );
+        }
     }
 }

@@ -237,13 +237,15 @@ fn sync_dir(dir: &Path) -> Result<(), StorageError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::raft::membership::Configuration;
     use std::io::Write;
 
     fn meta(index: Index, term: Term) -> SnapshotMeta {
         SnapshotMeta {
             last_included_index: index,
             last_included_term: term,
-            members: vec![1, 2, 3],
+            config_index: 0,
+            config: Configuration::of_voters((1..=3).map(|id| (id, format!("h:{id}")))),
         }
     }
 

@@ -192,7 +192,14 @@ fn fresh_open_gives_default_hard_state_and_empty_log() {
     assert_eq!(fs::read(seg(&dir, 1)).unwrap(), MAGIC);
     assert_eq!(s.segment_paths(), [seg(&dir, 1)]);
     let meta = fs::read_to_string(dir.join(META)).unwrap();
-    assert_eq!(meta, "format: 2\nnode_id: 1\ncluster_id: test\n");
+    assert_eq!(
+        meta,
+        format!(
+            "format: 2\nnode_id: 1\ncluster_id: test\nincarnation: {:016x}\n",
+            s.incarnation()
+        )
+    );
+    assert!(rec.bootstrap.is_none() && rec.removed.is_none());
     assert!(!dir.join(META_TMP).exists());
     assert!(!dir.join(HARD_STATE_TMP).exists());
 }
@@ -1098,6 +1105,7 @@ fn a_legacy_log_is_read_first_and_new_entries_go_to_segments_across_reopening() 
     make_legacy(dir, &entries(1..=5, 1));
     let legacy = fs::read(dir.join(LEGACY_NAME)).unwrap();
     let (mut s, rec) = open_small(dir, SMALL);
+    let incarnation = s.incarnation();
     assert_eq!(rec.entries, entries(1..=5, 1));
     assert_eq!(s.segment_paths(), [dir.join(LEGACY_NAME)]);
     s.append(&entries(6..=8, 2)).unwrap();
@@ -1127,10 +1135,11 @@ fn a_legacy_log_is_read_first_and_new_entries_go_to_segments_across_reopening() 
     expected.extend(entries(6..=14, 2));
     assert_eq!(rec.entries, expected);
     assert_eq!(rec.commit_index, 7);
+    assert_eq!(s.incarnation(), incarnation);
     assert_eq!(
         fs::read_to_string(dir.join(META)).unwrap(),
-        format!("format: 1\nnode_id: 1\ncluster_id: {CLUSTER}\n"),
-        "meta is written once"
+        format!("format: 1\nnode_id: 1\ncluster_id: {CLUSTER}\nincarnation: {incarnation:016x}\n"),
+        "meta is rewritten once, to add the incarnation, and keeps its format"
     );
 
     // Compaction deletes it like any segment once it is covered.
@@ -1397,4 +1406,287 @@ fn a_snapshots_directory_is_tolerated() {
     fs::write(other.path().join(SNAPSHOTS), b"x").unwrap();
     let err = open_err(other.path());
     assert!(matches!(err, StorageError::NotADataDir { .. }), "{err}");
+}
+
+// ---------------------------------------------------------------------------
+// Incarnation
+
+/// The incarnation in `dir`'s meta, read as text.
+fn incarnation_in_meta(dir: &Path) -> String {
+    let meta = fs::read_to_string(dir.join(META)).unwrap();
+    let lines: Vec<&str> = meta
+        .lines()
+        .filter_map(|l| l.strip_prefix("incarnation: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{meta}");
+    lines[0].to_string()
+}
+
+#[test]
+fn the_incarnation_is_random_nonzero_in_meta_and_kept_across_reopening() {
+    let tmp = tempdir().unwrap();
+    let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+    let (store_a, _) = open(&a);
+    let (store_b, _) = open(&b);
+    let (first_a, first_b) = (store_a.incarnation(), store_b.incarnation());
+    assert_ne!(first_a, 0);
+    assert_ne!(first_b, 0);
+    assert_ne!(first_a, first_b, "two fresh dirs, two incarnations");
+    assert_eq!(incarnation_in_meta(&a), format!("{first_a:016x}"));
+    drop((store_a, store_b));
+    for _ in 0..2 {
+        let (store, _) = open(&a);
+        assert_eq!(store.incarnation(), first_a);
+    }
+    assert_eq!(incarnation_in_meta(&a), format!("{first_a:016x}"));
+
+    // A wiped dir is a new incarnation of the same node.
+    fs::remove_dir_all(&a).unwrap();
+    let (store, _) = open(&a);
+    assert_ne!(store.incarnation(), first_a);
+}
+
+#[test]
+fn a_dir_initialized_without_an_incarnation_gets_one_once() {
+    for format in [1, 2] {
+        let tmp = tempdir().unwrap();
+        let dir = tmp.path();
+        // As an earlier release left it, with a log and a vote in it.
+        let (mut s, _) = open(dir);
+        s.append(&entries(1..=3, 1)).unwrap();
+        s.sync().unwrap();
+        let hard_state = HardState {
+            current_term: 2,
+            voted_for: Some(1),
+        };
+        s.save_hard_state(&hard_state).unwrap();
+        drop(s);
+        if format == 1 {
+            make_legacy(dir, &entries(1..=3, 1));
+        }
+        let old_meta = format!("format: {format}\nnode_id: 1\ncluster_id: {CLUSTER}\n");
+        fs::write(dir.join(META), &old_meta).unwrap();
+
+        let (s, rec) = open(dir);
+        let incarnation = s.incarnation();
+        assert_ne!(incarnation, 0);
+        assert_eq!(rec.entries, entries(1..=3, 1), "format {format}");
+        assert_eq!(rec.hard_state, hard_state);
+        assert_eq!(
+            fs::read_to_string(dir.join(META)).unwrap(),
+            format!("{old_meta}incarnation: {incarnation:016x}\n"),
+            "format {format}: the old lines kept, the new one after them"
+        );
+        assert!(!dir.join(META_TMP).exists());
+        drop(s);
+        let meta = fs::read(dir.join(META)).unwrap();
+        let (s, _) = open(dir);
+        assert_eq!(s.incarnation(), incarnation, "format {format}");
+        assert_eq!(fs::read(dir.join(META)).unwrap(), meta, "written once");
+    }
+}
+
+#[test]
+fn a_meta_without_a_final_newline_gets_the_incarnation_on_a_line_of_its_own() {
+    let tmp = tempdir().unwrap();
+    let dir = tmp.path();
+    drop(open(dir));
+    fs::write(
+        dir.join(META),
+        format!("format: 2\nnode_id: 1\ncluster_id: {CLUSTER}"),
+    )
+    .unwrap();
+    let (s, _) = open(dir);
+    assert_eq!(
+        fs::read_to_string(dir.join(META)).unwrap(),
+        format!(
+            "format: 2\nnode_id: 1\ncluster_id: {CLUSTER}\nincarnation: {:016x}\n",
+            s.incarnation()
+        )
+    );
+}
+
+#[test]
+fn a_refused_dir_without_an_incarnation_is_left_untouched() {
+    let tmp = tempdir().unwrap();
+    let dir = tmp.path();
+    drop(open(dir));
+    fs::write(
+        dir.join(META),
+        format!("format: 2\nnode_id: 1\ncluster_id: {CLUSTER}\n"),
+    )
+    .unwrap();
+    let before = snapshot_files(dir);
+    assert!(matches!(
+        DiskStore::open(dir, 2, CLUSTER),
+        Err(StorageError::WrongNode { .. })
+    ));
+    assert!(matches!(
+        DiskStore::open(dir, 1, "other"),
+        Err(StorageError::WrongCluster { .. })
+    ));
+    assert_eq!(snapshot_files(dir), before);
+}
+
+#[test]
+fn a_malformed_incarnation_is_corruption_of_meta() {
+    for bad in [
+        "0000000000000000",
+        "00000000000000001",
+        "000000000000001",
+        "00000000000000AB",
+        "+00000000000000a",
+        "000000000000000g",
+        "",
+    ] {
+        let tmp = tempdir().unwrap();
+        let dir = tmp.path();
+        drop(open(dir));
+        let meta = format!("format: 2\nnode_id: 1\ncluster_id: {CLUSTER}\nincarnation: {bad}\n");
+        fs::write(dir.join(META), &meta).unwrap();
+        let err = open_err(dir);
+        assert_corrupt_at(&err, &dir.join(META), None);
+        assert!(err.to_string().contains("incarnation"), "{bad:?}: {err}");
+        assert_eq!(fs::read_to_string(dir.join(META)).unwrap(), meta);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Bootstrap configuration and removed marker
+
+fn config() -> Configuration {
+    Configuration::of_voters([
+        (1, "10.0.0.1:7000".to_string()),
+        (2, "10.0.0.2:7000".to_string()),
+        (3, "10.0.0.3:7000".to_string()),
+    ])
+}
+
+#[test]
+fn the_bootstrap_configuration_is_durable_and_comes_back_after_reopening() {
+    let tmp = tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut s, rec) = open(dir);
+    assert_eq!(rec.bootstrap, None, "a fresh dir has none");
+    assert!(!dir.join(BOOTSTRAP).exists());
+    trace::take();
+    s.save_bootstrap(&config()).unwrap();
+    assert_eq!(
+        trace::take(),
+        [format!("fsync dir {}", dir.display())],
+        "durable when it returns"
+    );
+    assert!(!dir.join(BOOTSTRAP_TMP).exists());
+    // The format: the encoded configuration, then its CRC-32.
+    let bytes = fs::read(dir.join(BOOTSTRAP)).unwrap();
+    let (encoded, crc) = bytes.split_at(bytes.len() - 4);
+    assert_eq!(encoded, encode(&config()).unwrap());
+    assert_eq!(crc, crc32fast::hash(encoded).to_be_bytes());
+    assert_eq!(s.recover().unwrap().bootstrap, Some(config()));
+    drop(s);
+    let (_, rec) = open(dir);
+    assert_eq!(rec.bootstrap, Some(config()));
+    assert_eq!(rec.removed, None);
+}
+
+#[test]
+fn the_removed_marker_is_durable_and_comes_back_after_reopening() {
+    let tmp = tempdir().unwrap();
+    let dir = tmp.path();
+    let (mut s, rec) = open(dir);
+    assert_eq!(rec.removed, None, "a fresh dir has none");
+    s.save_bootstrap(&config()).unwrap();
+    trace::take();
+    s.save_removed(1234).unwrap();
+    assert_eq!(trace::take(), [format!("fsync dir {}", dir.display())]);
+    assert!(!dir.join(REMOVED_TMP).exists());
+    let bytes = fs::read(dir.join(REMOVED)).unwrap();
+    let (encoded, crc) = bytes.split_at(bytes.len() - 4);
+    assert_eq!(encoded, encode(&1234u64).unwrap());
+    assert_eq!(crc, crc32fast::hash(encoded).to_be_bytes());
+    assert_eq!(s.recover().unwrap().removed, Some(1234));
+    drop(s);
+    let (_, rec) = open(dir);
+    assert_eq!(rec.removed, Some(1234));
+    assert_eq!(rec.bootstrap, Some(config()));
+}
+
+/// Every way a `bootstrap` or `removed` file can be damaged is corruption
+/// naming it, and leaves it as it was.
+#[test]
+fn a_damaged_bootstrap_or_removed_is_corruption_naming_it() {
+    for name in [BOOTSTRAP, REMOVED] {
+        let tmp = tempdir().unwrap();
+        let dir = tmp.path();
+        let (mut s, _) = open(dir);
+        s.save_bootstrap(&config()).unwrap();
+        s.save_removed(77).unwrap();
+        drop(s);
+        let path = dir.join(name);
+        let good = fs::read(&path).unwrap();
+        // Garbage under a valid checksum: it is the decoding that fails.
+        let mut undecodable = vec![0xff; 9];
+        undecodable.extend_from_slice(&crc32fast::hash(&[0xff; 9]).to_be_bytes());
+        let mut damaged = vec![
+            (undecodable, "undecodable"),
+            (good[..3].to_vec(), "too short"),
+        ];
+        damaged.push((Vec::new(), "too short"));
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            damaged.push((bad, ""));
+        }
+        for (bytes, why) in damaged {
+            fs::write(&path, &bytes).unwrap();
+            let err = open_err(dir);
+            assert_corrupt_at(&err, &path, None);
+            assert!(err.to_string().contains(why), "{name}: {err}");
+            assert_eq!(fs::read(&path).unwrap(), bytes, "{name}: left alone");
+        }
+        fs::write(&path, &good).unwrap();
+        let (_, rec) = open(dir);
+        assert_eq!((rec.bootstrap, rec.removed), (Some(config()), Some(77)));
+    }
+}
+
+#[test]
+fn leftover_tmp_files_of_bootstrap_and_removed_are_ignored_and_overwritten() {
+    let tmp = tempdir().unwrap();
+    let dir = tmp.path();
+    drop(open(dir));
+    fs::write(dir.join(BOOTSTRAP_TMP), b"half a conf").unwrap();
+    fs::write(dir.join(REMOVED_TMP), b"").unwrap();
+    let (mut s, rec) = open(dir);
+    assert_eq!((rec.bootstrap, rec.removed), (None, None));
+    s.save_bootstrap(&config()).unwrap();
+    s.save_removed(5).unwrap();
+    assert!(!dir.join(BOOTSTRAP_TMP).exists());
+    assert!(!dir.join(REMOVED_TMP).exists());
+    drop(s);
+    let (_, rec) = open(dir);
+    assert_eq!((rec.bootstrap, rec.removed), (Some(config()), Some(5)));
+}
+
+#[test]
+fn bootstrap_or_removed_without_meta_is_refused() {
+    for name in [BOOTSTRAP, BOOTSTRAP_TMP, REMOVED, REMOVED_TMP] {
+        let tmp = tempdir().unwrap();
+        let dir = tmp.path();
+        // An initialized dir that lost its meta.
+        let (mut s, _) = open(dir);
+        s.save_bootstrap(&config()).unwrap();
+        s.save_removed(3).unwrap();
+        drop(s);
+        for other in [BOOTSTRAP, REMOVED] {
+            fs::remove_file(dir.join(other)).unwrap();
+        }
+        fs::remove_file(dir.join(META)).unwrap();
+        fs::write(dir.join(name), b"whatever it holds").unwrap();
+        let before = snapshot_files(dir);
+        let err = open_err(dir);
+        assert!(matches!(err, StorageError::NotADataDir { .. }), "{err}");
+        assert!(err.to_string().contains(name), "{err}");
+        assert_eq!(snapshot_files(dir), before, "{name}: nothing touched");
+    }
 }

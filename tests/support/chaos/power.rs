@@ -15,13 +15,15 @@
 //! durable is undone. A truncation or compaction that was not synced yet is
 //! kept: a real crash may keep or undo it, and either is safe. The hard
 //! state is replaced atomically (temp file, fsync, rename, directory fsync),
-//! and a reset is durable when it returns, so a cut leaves either the old
+//! and so are the bootstrap configuration and the removed marker; like a
+//! reset, each is durable when it returns, so a cut leaves either the old
 //! or the new one, as it would.
 //!
 //! Room for more: the same wrapper is where errors on write or fsync, or a
 //! full disk, can be injected.
 
 use parking_lot::Mutex;
+use raftnode::raft::membership::Configuration;
 use raftnode::raft::message::{Entry, HardState, Index};
 use raftnode::storage::{DiskStore, LogStore, Recovered, StorageError};
 use std::collections::BTreeMap;
@@ -192,6 +194,23 @@ impl LogStore for PowerCutStore {
     fn last_index(&self) -> Index {
         self.inner.last_index()
     }
+
+    fn incarnation(&self) -> u64 {
+        self.inner.incarnation()
+    }
+
+    /// Like the hard state: durable when it returns, so nothing to undo at
+    /// the cut.
+    fn save_bootstrap(&mut self, config: &Configuration) -> Result<(), StorageError> {
+        self.powered("write")?;
+        self.inner.save_bootstrap(config)
+    }
+
+    /// Like the hard state: durable when it returns.
+    fn save_removed(&mut self, index: Index) -> Result<(), StorageError> {
+        self.powered("write")?;
+        self.inner.save_removed(index)
+    }
 }
 
 impl Drop for PowerCutStore {
@@ -352,5 +371,24 @@ mod tests {
         drop(store);
         switch.check();
         assert_eq!(reopened_indexes(tmp.path()), Vec::<Index>::new());
+    }
+
+    #[test]
+    fn the_bootstrap_and_removed_files_are_durable_and_refused_after_the_cut() {
+        let tmp = tempfile::tempdir().unwrap();
+        let switch = PowerSwitch::default();
+        let mut store = open(tmp.path(), &switch);
+        let incarnation = store.incarnation();
+        let config = Configuration::of_voters([(1, "a:1".to_string()), (2, "b:2".to_string())]);
+        store.save_bootstrap(&config).unwrap();
+        switch.cut();
+        assert!(store.save_removed(9).is_err(), "no write after the cut");
+        drop(store);
+        switch.check();
+        let mut reopened = DiskStore::open(tmp.path(), 1, "power").unwrap();
+        let recovered = reopened.recover().unwrap();
+        assert_eq!(recovered.bootstrap, Some(config));
+        assert_eq!(recovered.removed, None);
+        assert_eq!(reopened.incarnation(), incarnation);
     }
 }
