@@ -6,6 +6,7 @@
 mod support;
 
 use raftnode::node::{RestoreError, StateMachine, StateSnapshot};
+use raftnode::raft::membership::ConfChange;
 use raftnode::raft::message::{Index, NodeId, Payload};
 use raftnode::storage::MemStore;
 use raftnode::{Config, Error, Node};
@@ -124,10 +125,13 @@ impl JournalCluster {
 
     /// Starts node `id` again at its address, as a new machine would: an
     /// empty log, no snapshot, an empty journal.
+    /// Starts `id` again with an empty data dir, joining the cluster (it
+    /// must have been added back as a new member).
     fn start_empty(&mut self, id: NodeId) {
         let dir = tempfile::tempdir().expect("a temp dir");
         let mut config = self.configs[&id].clone();
         config.data_dir = dir.path().to_path_buf();
+        config.join = true;
         self.dirs.push(dir);
         let listener = wait_for(WAIT, "the node's port to be free again", || {
             TcpListener::bind(&config.raft_addr).ok()
@@ -388,7 +392,25 @@ fn an_empty_node_catches_up_by_snapshot_then_by_log() {
         let status = leader.snapshot_status();
         (status.taken > 0 && status.log_first_index > 10).then_some(())
     });
+    // A node that lost its data dir must not come back under its old
+    // identity: it is removed and added back, and joins with the empty dir.
+    let raft_addr = cluster.configs[&absent].raft_addr.clone();
+    leader
+        .change_membership(ConfChange::Remove { id: absent })
+        .expect("remove the dead node");
+    leader
+        .change_membership(ConfChange::AddLearner {
+            id: absent,
+            raft_addr,
+            client_addr: None,
+            auto_promote: true,
+        })
+        .expect("add it back");
     cluster.start_empty(absent);
+    wait_for(WAIT, "the new node to be promoted", || {
+        let status = cluster.node(absent).status();
+        status.members.contains(&absent).then_some(())
+    });
     for n in 201..=210 {
         assert_eq!(cluster.append(&line(n)), n as u64);
         acknowledged.push(line(n));

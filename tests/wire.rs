@@ -1,4 +1,4 @@
-//! The peer port refuses what it must: foreign clusters, non-members, oversize
+//! The peer port refuses what it must: foreign clusters, wiped members, oversize
 //! and undecodable frames — and keeps serving the real cluster.
 
 mod support;
@@ -7,7 +7,7 @@ use raftnode::node::wire::{self, Hello, HelloReply};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
-use support::Cluster;
+use support::{wait_for, Cluster, WAIT};
 
 fn connect(cluster: &Cluster, id: u64) -> TcpStream {
     let addr = cluster.node(id).raft_addr();
@@ -19,11 +19,23 @@ fn connect(cluster: &Cluster, id: u64) -> TcpStream {
 }
 
 fn hello(stream: &mut TcpStream, cluster_id: &str, from: u64, to: u64) -> HelloReply {
+    hello_as(stream, cluster_id, from, to, 0x5eed)
+}
+
+fn hello_as(
+    stream: &mut TcpStream,
+    cluster_id: &str,
+    from: u64,
+    to: u64,
+    incarnation: u64,
+) -> HelloReply {
     let hello = Hello {
         cluster_id: cluster_id.into(),
         from,
         to,
         client_addr: None,
+        raft_addr: "127.0.0.1:1".into(),
+        incarnation,
     };
     wire::write_frame(stream, &hello, wire::DEFAULT_MAX_FRAME).unwrap();
     wire::read_frame(stream, wire::DEFAULT_MAX_FRAME).unwrap()
@@ -37,20 +49,31 @@ fn assert_closed(stream: &mut TcpStream) {
     }
 }
 
+/// Refused: another cluster, a misaddressed hello, and a member whose data
+/// dir is not the one the cluster recorded for it (it was wiped).
 #[test]
-fn handshake_refuses_other_clusters_and_non_members() {
+fn handshake_refuses_other_clusters_and_wiped_members() {
     let cluster = Cluster::new(3);
-    cluster.wait_for_leader();
+    let leader = cluster.wait_for_leader();
+    let member = if leader == 2 { 3 } else { 2 };
+    // The leader records every member's incarnation once it has met them.
+    wait_for(WAIT, "the incarnations to be recorded", || {
+        let m = cluster.node(1).membership();
+        m.members
+            .iter()
+            .all(|m| m.incarnation.is_some())
+            .then_some(())
+    });
     let cases = [
         ("other", 2, 1, "cluster"),
-        ("test", 9, 1, "not a member"),
         ("test", 2, 3, "meant to reach"),
+        ("test", member, 1, "was wiped or replaced"),
     ];
     for (cluster_id, from, to, why) in cases {
         let mut stream = connect(&cluster, 1);
         match hello(&mut stream, cluster_id, from, to) {
             HelloReply::Refused { reason } => assert!(reason.contains(why), "{reason}"),
-            HelloReply::Accepted => panic!("accepted {cluster_id}/{from}->{to}"),
+            other => panic!("{other:?} for {cluster_id}/{from}->{to}"),
         }
         assert_closed(&mut stream);
     }
@@ -65,18 +88,22 @@ fn oversize_and_garbage_frames_close_only_that_connection() {
     let leader = cluster.wait_for_leader();
     let target = if leader == 1 { 2 } else { 1 };
     // An impostor claiming to be the leader sends a frame header of 1 GiB.
+    let incarnation = cluster.node(leader).incarnation();
+    let accepted = HelloReply::Accepted {
+        incarnation: cluster.node(target).incarnation(),
+    };
     let mut stream = connect(&cluster, target);
     assert_eq!(
-        hello(&mut stream, "test", leader, target),
-        HelloReply::Accepted
+        hello_as(&mut stream, "test", leader, target, incarnation),
+        accepted
     );
     stream.write_all(&(1u32 << 30).to_be_bytes()).unwrap();
     assert_closed(&mut stream);
     // Then a well-sized frame that does not decode.
     let mut stream = connect(&cluster, target);
     assert_eq!(
-        hello(&mut stream, "test", leader, target),
-        HelloReply::Accepted
+        hello_as(&mut stream, "test", leader, target, incarnation),
+        accepted
     );
     stream
         .write_all(&[0, 0, 0, 4, 0xff, 0xff, 0xff, 0xff])

@@ -51,8 +51,8 @@ pub use error::{Error, StartError};
 pub use state_machine::{RestoreError, StateMachine, StateSnapshot};
 
 use crate::raft::membership::Configuration;
-use crate::raft::message::{Entry, HardState, Index, NodeId, Payload, Term};
 use crate::raft::membership::{ChangeError, ConfChange, Suffrage};
+use crate::raft::message::{Entry, HardState, Index, NodeId, Payload, Term};
 use crate::raft::{ProposeError, RaftCore, Restored, RoleKind, TransferError};
 use crate::storage::{DiskStore, LogStore, Recovered, SnapshotStore, StorageError};
 use crossbeam_channel::{bounded, unbounded, Receiver};
@@ -489,7 +489,13 @@ impl<S> Node<S> {
         if id == self.id() {
             return self.shared.config.client_addr.clone();
         }
-        let recorded = self.shared.members.lock().members.get(&id).and_then(|m| m.client_addr.clone());
+        let recorded = self
+            .shared
+            .members
+            .lock()
+            .members
+            .get(&id)
+            .and_then(|m| m.client_addr.clone());
         recorded.or_else(|| self.shared.client_addrs.lock().get(&id).cloned())
     }
 
@@ -520,10 +526,7 @@ impl<S> Node<S> {
                 MemberStatus {
                     id,
                     raft_addr: m.raft_addr.clone(),
-                    client_addr: m
-                        .client_addr
-                        .clone()
-                        .or_else(|| self.client_addr_of(id)),
+                    client_addr: m.client_addr.clone().or_else(|| self.client_addr_of(id)),
                     suffrage: m.suffrage,
                     auto_promote: m.auto_promote,
                     incarnation: m.incarnation,
@@ -726,13 +729,17 @@ impl<S> Drop for Node<S> {
     }
 }
 
+/// A snapshot's last included index and term, and the configuration in
+/// force there with the index that set it (none without a snapshot).
+type RestoredSnapshot = ((Index, Term), Option<(Index, Configuration)>);
+
 /// Restores `state_machine` from the latest snapshot, if any; returns its
 /// last included index and term ((0, 0) without one), and the configuration
 /// in force there with the index that set it.
 fn restore_snapshot<S: StateMachine>(
     snapshots: &SnapshotStore,
     state_machine: &mut S,
-) -> Result<((Index, Term), Option<(Index, Configuration)>), StorageError> {
+) -> Result<RestoredSnapshot, StorageError> {
     let Some(info) = snapshots.latest() else {
         return Ok(((0, 0), None));
     };

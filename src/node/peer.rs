@@ -27,10 +27,11 @@ use super::wire::{self, HelloReply};
 use crate::raft::message::{Envelope, NodeId};
 use crate::raft::Outgoing;
 use crossbeam_channel::{bounded, select, unbounded, Receiver};
-use log::{debug, info, warn};
+use log::{debug, error, info, warn};
 use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 const MIN_BACKOFF: Duration = Duration::from_millis(10);
@@ -59,6 +60,44 @@ pub(crate) fn channel(peer: NodeId) -> (Outbox, PeerInputs) {
         wake,
     };
     (outbox, inputs)
+}
+
+impl Shared {
+    /// The replication thread for `peer`, started now if there is none and
+    /// an address to dial it at is known; `None` otherwise (the message is
+    /// dropped, as for an unreachable peer).
+    pub(crate) fn outbox(&self, peer: NodeId) -> Option<Outbox> {
+        if peer == self.config.id {
+            return None;
+        }
+        let mut peers = self.peers.lock();
+        if let Some(outbox) = peers.get(&peer) {
+            return Some(outbox.clone());
+        }
+        if self.is_stopping() || self.dial_addr(peer).is_none() {
+            return None;
+        }
+        let shared = self.this.get()?.upgrade()?;
+        let (outbox, inputs) = channel(peer);
+        let shutdown = self.shutdown.clone();
+        let spawned = thread::Builder::new()
+            .name(format!("raft-{}-peer-{peer}", self.config.id))
+            .spawn(move || run(shared, inputs, shutdown));
+        match spawned {
+            Ok(handle) => {
+                self.peer_threads.lock().push(handle);
+                peers.insert(peer, outbox.clone());
+                Some(outbox)
+            }
+            Err(e) => {
+                error!(
+                    "node {}: cannot start the replication thread for {peer}: {e}",
+                    self.config.id
+                );
+                None
+            }
+        }
+    }
 }
 
 /// How a redial went.

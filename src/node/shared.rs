@@ -5,7 +5,6 @@
 use super::config::Config;
 use super::error::Error;
 use super::snapshot_state::{Incoming, SnapshotStats};
-use super::peer;
 use super::sockets::Sockets;
 use crate::raft::membership::Configuration;
 use crate::raft::message::{Entry, Envelope, Index, NodeId, Term};
@@ -17,7 +16,7 @@ use parking_lot::{Condvar, Mutex};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 
 /// Where the apply thread sends a reply: `None` means the request definitely
 /// did not happen here (another entry took its place, or leadership was lost
@@ -75,12 +74,12 @@ pub(crate) struct Shared {
     pub(crate) to_writer: Sender<Ready>,
     pub(crate) to_apply: Sender<ApplyWork>,
     /// The replication threads, one per peer this node sends to.
-    peers: Mutex<BTreeMap<NodeId, Outbox>>,
-    peer_threads: Mutex<Vec<JoinHandle<()>>>,
+    pub(crate) peers: Mutex<BTreeMap<NodeId, Outbox>>,
+    pub(crate) peer_threads: Mutex<Vec<JoinHandle<()>>>,
     /// What stops every thread, for the replication threads started later.
-    shutdown: Receiver<()>,
+    pub(crate) shutdown: Receiver<()>,
     /// This `Shared` itself, for the threads it starts.
-    this: OnceLock<Weak<Shared>>,
+    pub(crate) this: OnceLock<Weak<Shared>>,
     /// The configuration in force (a copy of the core's), for addresses and
     /// handshakes.
     pub(crate) members: Mutex<Configuration>,
@@ -156,42 +155,6 @@ impl Shared {
         shared
     }
 
-    /// The replication thread for `peer`, started now if there is none and
-    /// an address to dial it at is known; `None` otherwise (the message is
-    /// dropped, as for an unreachable peer).
-    pub(crate) fn outbox(&self, peer: NodeId) -> Option<Outbox> {
-        if peer == self.config.id {
-            return None;
-        }
-        let mut peers = self.peers.lock();
-        if let Some(outbox) = peers.get(&peer) {
-            return Some(outbox.clone());
-        }
-        if self.is_stopping() || self.dial_addr(peer).is_none() {
-            return None;
-        }
-        let shared = self.this.get()?.upgrade()?;
-        let (outbox, inputs) = peer::channel(peer);
-        let shutdown = self.shutdown.clone();
-        let spawned = thread::Builder::new()
-            .name(format!("raft-{}-peer-{peer}", self.config.id))
-            .spawn(move || peer::run(shared, inputs, shutdown));
-        match spawned {
-            Ok(handle) => {
-                self.peer_threads.lock().push(handle);
-                peers.insert(peer, outbox.clone());
-                Some(outbox)
-            }
-            Err(e) => {
-                error!(
-                    "node {}: cannot start the replication thread for {peer}: {e}",
-                    self.config.id
-                );
-                None
-            }
-        }
-    }
-
     /// Where this node dials `peer`: the operator's `--peer` address for it
     /// if there is one (it may be a proxy), else the configuration's, else
     /// what the peer advertised.
@@ -227,8 +190,7 @@ impl Shared {
             self.advertised.lock().remove(&peer);
         }
         let mut threads = self.peer_threads.lock();
-        let (done, running): (Vec<_>, Vec<_>) =
-            threads.drain(..).partition(|h| h.is_finished());
+        let (done, running): (Vec<_>, Vec<_>) = threads.drain(..).partition(|h| h.is_finished());
         *threads = running;
         for handle in done {
             let _ = handle.join();

@@ -42,43 +42,10 @@
 //! Removed ids are remembered too, so that a removed server that calls back
 //! is told it was removed.
 
+pub use super::message::{Configuration, Member, Suffrage};
 use super::message::{Index, NodeId};
-use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
-
-/// Whether a member votes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Suffrage {
-    Voter,
-    /// Receives the log, but does not vote and does not count for any
-    /// majority.
-    Learner,
-}
-
-impl fmt::Display for Suffrage {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Suffrage::Voter => "voter",
-            Suffrage::Learner => "learner",
-        })
-    }
-}
-
-/// One member of a configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Member {
-    /// Where the member listens for its peers (each node may dial another
-    /// address for it, such as a proxy; see the node's `--peer`).
-    pub raft_addr: String,
-    /// Where it serves clients, if known.
-    pub client_addr: Option<String>,
-    pub suffrage: Suffrage,
-    /// A learner the leader promotes to voter once it has caught up.
-    pub auto_promote: bool,
-    /// Its data dir's incarnation, once a leader has learned it.
-    pub incarnation: Option<u64>,
-}
 
 impl Member {
     /// A voter with nothing else known about it.
@@ -101,15 +68,6 @@ impl Member {
 /// forgotten first), so that the configuration stays small however many
 /// servers have come and gone.
 pub const REMEMBERED_REMOVALS: usize = 256;
-
-/// The members of the cluster as of some log index.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Configuration {
-    pub members: BTreeMap<NodeId, Member>,
-    /// Ids removed from the cluster, with the index of the entry that
-    /// removed each (at most [`REMEMBERED_REMOVALS`]).
-    pub removed: BTreeMap<NodeId, Index>,
-}
 
 /// A change an operator (or the leader itself) asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]

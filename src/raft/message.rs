@@ -4,8 +4,9 @@
 //! [`crate::raft::core`]; how they cross the network lives in [`crate::node::wire`]; how
 //! entries are laid out on disk lives in [`crate::storage`].
 
-use super::membership::Configuration;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
 
 /// A node's identity within its cluster. Fixed for the life of the data dir.
 pub type NodeId = u64;
@@ -191,4 +192,48 @@ impl Message {
             Message::TimeoutNow => "TimeoutNow",
         }
     }
+}
+
+// ----- Membership (the rules are in `crate::raft::membership`) -----------
+
+/// Whether a member votes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Suffrage {
+    Voter,
+    /// Receives the log, but does not vote and does not count for any
+    /// majority.
+    Learner,
+}
+
+impl fmt::Display for Suffrage {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Suffrage::Voter => "voter",
+            Suffrage::Learner => "learner",
+        })
+    }
+}
+
+/// One member of a configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    /// Where the member listens for its peers (each node may dial another
+    /// address for it, such as a proxy; see the node's `--peer`).
+    pub raft_addr: String,
+    /// Where it serves clients, if known.
+    pub client_addr: Option<String>,
+    pub suffrage: Suffrage,
+    /// A learner the leader promotes to voter once it has caught up.
+    pub auto_promote: bool,
+    /// Its data dir's incarnation, once a leader has learned it.
+    pub incarnation: Option<u64>,
+}
+
+/// The members of the cluster as of some log index.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Configuration {
+    pub members: BTreeMap<NodeId, Member>,
+    /// Ids removed from the cluster, with the index of the entry that
+    /// removed each (at most [`REMEMBERED_REMOVALS`](super::membership::REMEMBERED_REMOVALS)).
+    pub removed: BTreeMap<NodeId, Index>,
 }

@@ -174,6 +174,9 @@ impl RaftCore {
             latest.describe()
         );
         self.ready.config = Some((self.configs.latest_index(), latest.clone()));
+        // A member removed (and maybe added back with a new data dir) must
+        // have its new incarnation recorded, not the one learnt before.
+        self.incarnations.retain(|id, _| latest.contains(*id));
         let (id, next_index) = (self.config.id, self.log.last_index() + 1);
         if let Role::Leader { progress, .. } = &mut self.role {
             for &member in latest.members.keys().filter(|&&m| m != id) {
