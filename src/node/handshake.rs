@@ -62,7 +62,7 @@ pub(crate) fn answer(shared: &Shared, hello: &Hello) -> HelloReply {
 
 /// The index of the committed entry that removed `peer`, if one did (and
 /// it was not added back since).
-fn removed_at(shared: &Shared, peer: NodeId) -> Option<Index> {
+pub(crate) fn removed_at(shared: &Shared, peer: NodeId) -> Option<Index> {
     let core = shared.core.lock();
     let (_, committed) = core.configuration_at(core.commit_index());
     if committed.contains(peer) {

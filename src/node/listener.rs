@@ -16,7 +16,7 @@ use super::shared::Shared;
 use super::snapshot;
 use super::sockets;
 use super::wire::{self, Hello, HelloReply, WireError};
-use crate::raft::message::{Envelope, NodeId};
+use crate::raft::message::{Envelope, Message, NodeId};
 use log::{debug, info, warn};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -84,6 +84,19 @@ fn serve(shared: Arc<Shared>, current: Current, stream: TcpStream) {
                 );
             }
             Ok(envelope) => {
+                let asks_for_vote = matches!(
+                    envelope.message,
+                    Message::PreVote { .. } | Message::RequestVote { .. }
+                );
+                if asks_for_vote {
+                    // A removed node that never heard of its removal (it was
+                    // cut off when it was removed) keeps asking for votes,
+                    // which are ignored. Hang up: its next message redials,
+                    // and the handshake tells it it was removed.
+                    if let Some(index) = handshake::removed_at(&shared, peer) {
+                        break format!("it was removed from the cluster at index {index}");
+                    }
+                }
                 let stepped = shared.with_core(|core| {
                     core.step(envelope);
                     core.take_snapshot_chunk()

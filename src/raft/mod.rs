@@ -11,7 +11,10 @@
 //! * [`RaftCore`] ([`core`]) — one node's state machine: inputs (`step`,
 //!   `tick`, `propose`, `read_index`, `persisted`) in, a [`Ready`] out. Its
 //!   rules are split by topic: `core/election.rs` (§5.2, §5.4.1, §9.6),
-//!   `core/replication.rs` (§5.3, §5.4.2), `core/reads.rs` (§6.4).
+//!   `core/replication.rs` (§5.3, §5.4.2), `core/reads.rs` (§6.4),
+//!   `core/snapshot.rs` (§7), `core/membership.rs` (chapter 4 of the
+//!   dissertation, and leadership transfer, §3.10).
+//! * [`membership`] — configurations and how one becomes the next.
 //! * [`message`] — the entries and RPCs nodes exchange and store.
 //! * [`log`] — the in-memory log and its own rules (the consistency check,
 //!   conflicts, up-to-dateness).
@@ -125,11 +128,25 @@
 //! with the key-value store, in [`crate::kv::session`]; the Raft layer only
 //! guarantees the order and uniqueness of application it relies on.
 //!
-//! # Not yet here
+//! # Snapshots (§7)
 //!
-//! Snapshots and log compaction (§7) and membership changes (§6 of the paper,
-//! chapter 4 of the dissertation) come next; the log and progress types are
-//! where they will plug in.
+//! A node snapshots its state machine now and then and drops the log the
+//! snapshot covers, keeping a tail; a follower that needs a dropped entry is
+//! sent the snapshot instead. See `core/snapshot.rs`.
+//!
+//! # Membership changes (chapter 4 of the dissertation)
+//!
+//! The cluster's configuration — its voters and learners, with their
+//! addresses — lives in the log: a change is an entry carrying the whole new
+//! configuration, in force on each server from the moment it is appended,
+//! and one voter at a time, so that old and new majorities always overlap
+//! (§4.1). A leader proposes one change at a time, and none before it has
+//! committed an entry of its own term (the fix for the single-server bug).
+//! Learners get the log but never vote or count; a new server is added as
+//! one and promoted once caught up. A leader that removes itself steps down
+//! once the change commits (§4.2.2), and a leader can hand its leadership
+//! to a chosen voter with TimeoutNow (§3.10). See [`membership`] for the
+//! method and `core/membership.rs` for the rules.
 //!
 //! # Testing
 //!
