@@ -346,24 +346,13 @@ impl<S: StateMachine> Node<S> {
                 limit,
             });
         }
-        let (tx, rx) = bounded(1);
-        let proposed = self.shared.with_core(|core| {
-            let (index, term) = core.propose(command).map_err(|e| match e {
+        let (_, answer) = self.append_and_wait(|core| {
+            core.propose(command).map_err(|e| match e {
                 ProposeError::NotLeader(e) => Error::NotLeader { leader: e.leader },
                 ProposeError::Transferring { target } => Error::Transferring { target },
-            })?;
-            // Registered under the core lock, so it is in place before the
-            // entry can possibly be applied.
-            self.shared.waiters.lock().insert((index, term), tx);
-            Ok((index, term))
-        });
-        let key = match proposed {
-            None => return Err(self.shared.failure().unwrap_or(Error::ShutDown)),
-            Some(result) => result?,
-        };
-        self.await_answer(rx, || {
-            self.shared.waiters.lock().remove(&key);
-        })
+            })
+        })?;
+        Ok(answer)
     }
 
     /// Answers `query` linearizably: the answer reflects every write
@@ -403,23 +392,38 @@ impl<S: StateMachine> Node<S> {
         if let Some(e) = self.shared.failure() {
             return Err(e);
         }
-        let (tx, rx) = bounded(1);
-        let proposed = self.shared.with_core(|core| {
-            let (index, term) = core.propose_change(change).map_err(|e| match e {
+        let (index, _) = self.append_and_wait(|core| {
+            core.propose_change(change).map_err(|e| match e {
                 ChangeError::NotLeader(leader) => Error::NotLeader { leader },
                 e => Error::Change(e),
-            })?;
-            self.shared.waiters.lock().insert((index, term), tx);
-            Ok((index, term))
+            })
+        })?;
+        Ok(index)
+    }
+
+    /// Has the core append an entry (`append` returns its index and term)
+    /// and waits until it is committed and applied; returns its index and
+    /// the state machine's reply.
+    fn append_and_wait(
+        &self,
+        append: impl FnOnce(&mut RaftCore) -> Result<(Index, Term), Error>,
+    ) -> Result<(Index, Vec<u8>), Error> {
+        let (tx, rx) = bounded(1);
+        let appended = self.shared.with_core(|core| {
+            let key = append(core)?;
+            // Registered under the core lock, so it is in place before the
+            // entry can possibly be applied.
+            self.shared.waiters.lock().insert(key, tx);
+            Ok(key)
         });
-        let key = match proposed {
+        let key = match appended {
             None => return Err(self.shared.failure().unwrap_or(Error::ShutDown)),
             Some(result) => result?,
         };
-        self.await_answer(rx, || {
+        let answer = self.await_answer(rx, || {
             self.shared.waiters.lock().remove(&key);
         })?;
-        Ok(key.0)
+        Ok((key.0, answer))
     }
 
     /// Hands this node's leadership to `target`, or to the most up-to-date
