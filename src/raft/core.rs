@@ -175,6 +175,10 @@ pub struct RaftCore {
     incarnations: BTreeMap<NodeId, u64>,
     /// This node's removal was reported in a [`Ready`].
     removal_reported: bool,
+    /// The term in which this node, as leader, last sent a TimeoutNow: from
+    /// then on its followers may vote for another leader in spite of their
+    /// lease, so its own lease means nothing for the rest of that term.
+    timeout_now_term: Term,
     // Volatile state on all servers.
     commit_index: Index,
     /// The highest index handed out in [`Ready::committed`]; the state machine
@@ -237,6 +241,7 @@ impl RaftCore {
             configs,
             incarnations: BTreeMap::new(),
             removal_reported: false,
+            timeout_now_term: 0,
             rng: StdRng::seed_from_u64(config.seed),
             config,
             current_term: hard_state.current_term,

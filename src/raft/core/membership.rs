@@ -255,6 +255,7 @@ impl RaftCore {
                 .progress(successor)
                 .is_some_and(|pr| pr.match_index() == self.log.last_index());
             if caught_up {
+                self.timeout_now_term = self.current_term;
                 self.send(successor, Message::TimeoutNow);
             }
         }
@@ -398,6 +399,7 @@ impl RaftCore {
             return;
         }
         t.timeout_now_sent = true;
+        self.timeout_now_term = self.current_term;
         info!(
             "node {}: {peer} is up to date; sending it TimeoutNow",
             self.config.id

@@ -60,6 +60,14 @@ impl RaftCore {
         if !(self.config.lease_reads && self.config.check_quorum) {
             return false;
         }
+        if self.timeout_now_term == self.current_term {
+            // §3.10: a TimeoutNow lets its target win votes in spite of the
+            // followers' stickiness, so the lease no longer says that no
+            // other leader can exist — even if this node still believes it
+            // leads (the transfer may have been abandoned here and succeeded
+            // there).
+            return false;
+        }
         let Role::Leader {
             progress, reads, ..
         } = &self.role

@@ -628,3 +628,42 @@ fn test_snapshot_and_restart_carry_the_configuration_7() {
     assert_eq!(restarted.configuration_at(11), (8, &four));
     assert!(restarted.config_change_in_progress());
 }
+
+/// A leader that sent a TimeoutNow may already be deposed — its followers
+/// vote for the target in spite of its lease — so it serves no more lease
+/// reads in that term, even once it abandoned the transfer; ReadIndex rounds
+/// still work (a follower of the new leader would refuse them).
+#[test]
+fn test_no_lease_reads_after_timeout_now_3_10() {
+    let mut cores: Vec<RaftCore> = (1..=3)
+        .map(|id| {
+            let mut cfg = extended_config(id, 3);
+            cfg.lease_reads = true;
+            RaftCore::new(cfg, HardState::default(), Vec::new())
+        })
+        .collect();
+    let mut net = Network::from_cores(cores);
+    net.elect(1);
+    net.heartbeat(1);
+    net.core_mut(1).read_index(1).unwrap();
+    net.deliver_all();
+    assert_eq!(net.core(1).lease_reads_served(), 1, "the lease holds");
+    // The TimeoutNow goes out; the target never hears it (lost), and the
+    // transfer is abandoned an election timeout later.
+    net.drop_if = Some(Box::new(|m: &Envelope| m.message == Message::TimeoutNow));
+    net.core_mut(1).transfer_leadership(Some(3)).unwrap();
+    net.deliver_all();
+    for _ in 0..net.core(1).config().election_ticks_max {
+        net.tick(1);
+        net.deliver_all();
+    }
+    assert_eq!(net.core(1).transferring_to(), None);
+    assert_eq!(net.core(1).role(), RoleKind::Leader);
+    net.core_mut(1).read_index(2).unwrap();
+    net.deliver_all();
+    assert_eq!(net.core(1).lease_reads_served(), 1, "no lease read any more");
+    assert!(
+        net.reads[&1].iter().any(|r| r.id == 2),
+        "served by a ReadIndex round instead"
+    );
+}
