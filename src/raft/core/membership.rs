@@ -143,8 +143,9 @@ impl RaftCore {
     /// A configuration entry was appended to this node's log at `index`
     /// (by this leader, or from its leader): it is in force from now on.
     pub(super) fn config_appended(&mut self, index: Index, config: Configuration) {
+        let previous = self.configs.latest().clone();
         self.configs.push(index, config);
-        self.config_changed();
+        self.config_changed(Some(&previous));
     }
 
     /// Entries after `index` were truncated away: so were any
@@ -159,13 +160,13 @@ impl RaftCore {
                 self.configs.latest_index(),
                 self.configs.latest().describe()
             );
-            self.config_changed();
+            self.config_changed(None);
         }
     }
 
-    /// The configuration in force changed: tell the node, and as leader
-    /// track the new members.
-    pub(super) fn config_changed(&mut self) {
+    /// The configuration in force changed from `previous` (if known): tell
+    /// the node, and as leader track the new members.
+    pub(super) fn config_changed(&mut self, previous: Option<&Configuration>) {
         let latest = self.configs.latest().clone();
         info!(
             "node {}: configuration of entry {} in force: {}",
@@ -180,9 +181,19 @@ impl RaftCore {
         let (id, next_index) = (self.config.id, self.log.last_index() + 1);
         if let Role::Leader { progress, .. } = &mut self.role {
             for &member in latest.members.keys().filter(|&&m| m != id) {
-                progress
-                    .entry(member)
-                    .or_insert_with(|| Progress::new(next_index));
+                // A member that was not in the previous configuration starts
+                // afresh, even if a progress of it is still held (it was
+                // removed and is being told so): it is a new data dir, whose
+                // log matches ours nowhere yet. Keeping the old match index
+                // would count entries it does not have.
+                let new = previous.is_some_and(|p| !p.contains(member));
+                if new {
+                    progress.insert(member, Progress::new(next_index));
+                } else {
+                    progress
+                        .entry(member)
+                        .or_insert_with(|| Progress::new(next_index));
+                }
             }
             // A removed member keeps its progress until it has been sent the
             // commit of its removal (`release_departed`), unless the
@@ -220,46 +231,58 @@ impl RaftCore {
         committed.removed.get(&self.config.id).copied()
     }
 
-    /// §4.2.2: a leader whose removal is committed steps down — first
-    /// asking the most up-to-date voter to campaign at once, so the cluster
-    /// does not wait out an election timeout.
+    /// §4.2.2: a leader whose removal is committed steps down. It first
+    /// hands its leadership to the most up-to-date voter (§3.10): it takes
+    /// no more proposals, brings that voter's log up to date and sends it a
+    /// TimeoutNow, so the cluster does not wait out an election timeout;
+    /// then, or if that has not happened within an election timeout, it
+    /// steps down.
     pub(super) fn step_down_if_removed(&mut self) {
-        if self.role() != RoleKind::Leader
-            || self
-                .configs
-                .at(self.commit_index)
-                .1
-                .is_voter(self.config.id)
-        {
+        if self.role() != RoleKind::Leader || !self.removed_as_voter() {
             return;
         }
-        if self
-            .configs
-            .at(self.commit_index)
-            .1
-            .contains(self.config.id)
-        {
-            // Demoted to learner: a learner cannot lead either.
+        let Some(successor) = self
+            .transferring_to()
+            .or_else(|| self.most_up_to_date_voter())
+        else {
             info!(
                 "node {}: no longer a voter as of the committed configuration; stepping down",
                 self.config.id
             );
-        } else {
-            info!(
-                "node {}: my removal is committed; stepping down (§4.2.2)",
-                self.config.id
-            );
-        }
-        if let Some(successor) = self.most_up_to_date_voter() {
-            let caught_up = self
-                .progress(successor)
-                .is_some_and(|pr| pr.match_index() == self.log.last_index());
-            if caught_up {
-                self.timeout_now_term = self.current_term;
-                self.send(successor, Message::TimeoutNow);
+            self.become_follower(self.current_term, None);
+            return;
+        };
+        if let Role::Leader {
+            transfer, progress, ..
+        } = &mut self.role
+        {
+            if transfer.is_none() {
+                info!(
+                    "node {}: no longer a voter as of the committed configuration (§4.2.2); \
+                     handing leadership to {successor} before stepping down",
+                    self.config.id
+                );
+                *transfer = Some(Transfer {
+                    target: successor,
+                    elapsed: 0,
+                    timeout_now_sent: false,
+                });
+                if let Some(pr) = progress.get_mut(&successor) {
+                    pr.heartbeat_due();
+                }
             }
         }
-        self.become_follower(self.current_term, None);
+        self.maybe_send_timeout_now(successor);
+    }
+
+    /// Whether the committed configuration no longer counts this node as a
+    /// voter (it was removed, or demoted).
+    fn removed_as_voter(&self) -> bool {
+        !self
+            .configs
+            .at(self.commit_index)
+            .1
+            .is_voter(self.config.id)
     }
 
     /// The other voter whose log matches the leader's furthest (the lowest
@@ -405,6 +428,10 @@ impl RaftCore {
             self.config.id
         );
         self.send(peer, Message::TimeoutNow);
+        if self.removed_as_voter() {
+            // §4.2.2: the hand-over is under way; step down now.
+            self.become_follower(self.current_term, None);
+        }
     }
 
     /// Abandons a transfer that has not completed within an election
@@ -425,6 +452,9 @@ impl RaftCore {
                 self.config.id, t.target
             );
             *transfer = None;
+            if self.removed_as_voter() {
+                self.become_follower(self.current_term, None);
+            }
         }
     }
 

@@ -274,7 +274,7 @@ impl RaftCore {
             }
         }
         if (self.configs.latest_index(), self.configs.latest()) != (before.0, &before.1) {
-            self.config_changed();
+            self.config_changed(None);
         }
         info!(
             "node {}: installed snapshot at index {index}, term {term} from {leader}",

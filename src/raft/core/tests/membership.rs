@@ -635,7 +635,7 @@ fn test_snapshot_and_restart_carry_the_configuration_7() {
 /// still work (a follower of the new leader would refuse them).
 #[test]
 fn test_no_lease_reads_after_timeout_now_3_10() {
-    let mut cores: Vec<RaftCore> = (1..=3)
+    let cores: Vec<RaftCore> = (1..=3)
         .map(|id| {
             let mut cfg = extended_config(id, 3);
             cfg.lease_reads = true;
@@ -661,9 +661,68 @@ fn test_no_lease_reads_after_timeout_now_3_10() {
     assert_eq!(net.core(1).role(), RoleKind::Leader);
     net.core_mut(1).read_index(2).unwrap();
     net.deliver_all();
-    assert_eq!(net.core(1).lease_reads_served(), 1, "no lease read any more");
+    assert_eq!(
+        net.core(1).lease_reads_served(),
+        1,
+        "no lease read any more"
+    );
     assert!(
         net.reads[&1].iter().any(|r| r.id == 2),
         "served by a ReadIndex round instead"
     );
+}
+
+/// §4.2.2 with §3.10: a leader whose removal commits while its successor
+/// still lacks entries takes no more proposals, catches it up, hands over
+/// with TimeoutNow and only then steps down.
+#[test]
+fn test_removed_leader_catches_its_successor_up_before_handing_over_4_2_2() {
+    let mut net = network_with_leader(3);
+    // 2 and 3 fall behind by one entry each time 1 proposes: the removal
+    // commits on their acknowledgement of it, but 1 appends more meanwhile.
+    let (at, _) = net
+        .core_mut(1)
+        .propose_change(ConfChange::Remove { id: 1 })
+        .unwrap();
+    net.flush();
+    net.core_mut(1).propose(b"after".to_vec()).unwrap();
+    net.ignore("TimeoutNow");
+    net.ignore("AppendEntries");
+    // Deliver just the removal's acknowledgements.
+    let (last, term) = (net.core(1).log().last_index(), net.core(1).current_term());
+    for peer in [2, 3] {
+        net.core_mut(1).step(success(peer, 1, term, at));
+    }
+    assert!(net.core(1).commit_index() >= at);
+    assert_eq!(net.core(1).role(), RoleKind::Leader, "hands over first");
+    let successor = net.core(1).transferring_to().expect("a hand-over");
+    assert!(matches!(
+        net.core_mut(1).propose(b"x".to_vec()),
+        Err(ProposeError::Transferring { .. })
+    ));
+    net.heal();
+    net.deliver_all();
+    assert_ne!(net.core(1).role(), RoleKind::Leader);
+    assert_eq!(net.leader(), Some(successor));
+    assert!(net.core(successor).log().get(last).is_some());
+}
+
+/// A member removed and added back (a new data dir under the same id)
+/// starts from nothing on the leader, even if the leader still held its old
+/// progress to tell it of its removal.
+#[test]
+fn test_member_added_back_starts_with_fresh_progress_4_1() {
+    let mut leader = steady_leader(3, &[1, 1, 1], 2);
+    let term = leader.current_term();
+    assert!(leader.progress(3).unwrap().match_index() >= 4);
+    // Removed while its replication thread sends it nothing (it is down).
+    let (at, _) = leader.propose_change(ConfChange::Remove { id: 3 }).unwrap();
+    leader.persisted(at, term);
+    leader.step(success(2, 1, term, at));
+    assert_eq!(leader.commit_index(), at);
+    assert!(leader.progress(3).is_some(), "still to be told");
+    let (again, _) = leader.propose_change(add_learner(3, true)).unwrap();
+    let pr = leader.progress(3).unwrap();
+    assert_eq!(pr.match_index(), 0, "nothing of the old match is kept");
+    assert_eq!(pr.next_index(), again + 1);
 }
