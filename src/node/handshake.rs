@@ -48,7 +48,7 @@ pub(crate) fn answer(shared: &Shared, hello: &Hello) -> HelloReply {
     if hello.from == config.id {
         return refuse(format!("node {} is this node's own id", hello.from));
     }
-    if let Some(index) = removed_at(shared, hello.from) {
+    if let Some(index) = removed_at(shared, hello.from, hello.incarnation) {
         return HelloReply::Removed { index };
     }
     if let Err(reason) = check_incarnation(shared, hello.from, hello.incarnation) {
@@ -60,15 +60,16 @@ pub(crate) fn answer(shared: &Shared, hello: &Hello) -> HelloReply {
     }
 }
 
-/// The index of the committed entry that removed `peer`, if one did (and
-/// it was not added back since).
-pub(crate) fn removed_at(shared: &Shared, peer: NodeId) -> Option<Index> {
+/// The index of the committed entry that removed `peer`, whose data dir
+/// has `incarnation` (0: unknown), if one did and it was not added back
+/// since.
+pub(crate) fn removed_at(shared: &Shared, peer: NodeId, incarnation: u64) -> Option<Index> {
     let core = shared.core.lock();
     let (_, committed) = core.configuration_at(core.commit_index());
-    if committed.contains(peer) {
+    if core.configuration().contains(peer) {
         return None;
     }
-    committed.removed.get(&peer).copied()
+    committed.removal_of(peer, incarnation)
 }
 
 /// Whether `incarnation` is the one the configuration recorded for `peer`

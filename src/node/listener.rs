@@ -93,7 +93,7 @@ fn serve(shared: Arc<Shared>, current: Current, stream: TcpStream) {
                     // cut off when it was removed) keeps asking for votes,
                     // which are ignored. Hang up: its next message redials,
                     // and the handshake tells it it was removed.
-                    if let Some(index) = handshake::removed_at(&shared, peer) {
+                    if let Some(index) = handshake::removed_at(&shared, peer, 0) {
                         break format!("it was removed from the cluster at index {index}");
                     }
                 }

@@ -42,7 +42,7 @@
 //! Removed ids are remembered too, so that a removed server that calls back
 //! is told it was removed.
 
-pub use super::message::{Configuration, Member, Suffrage};
+pub use super::message::{Configuration, Member, Removal, Suffrage};
 use super::message::{Index, NodeId};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -259,10 +259,11 @@ impl Configuration {
                 if self.is_voter(*id) && self.voter_count() == 1 {
                     return Err(ChangeError::LastVoter(*id));
                 }
-                next.members.remove(id);
-                next.removed.insert(*id, index);
+                let removed = next.members.remove(id);
+                let incarnation = removed.and_then(|m| m.incarnation);
+                next.removed.insert(*id, Removal { index, incarnation });
                 while next.removed.len() > REMEMBERED_REMOVALS {
-                    let oldest = next.removed.iter().min_by_key(|(_, &at)| at);
+                    let oldest = next.removed.iter().min_by_key(|(_, r)| r.index);
                     let Some((&oldest, _)) = oldest else { break };
                     next.removed.remove(&oldest);
                 }
@@ -276,6 +277,21 @@ impl Configuration {
             }
         }
         Ok(next)
+    }
+
+    /// Whether the node `id`, whose data dir has `incarnation` (0: unknown),
+    /// was removed from this configuration: the index of the entry that
+    /// removed it. A node added back under a removed id has a new data dir,
+    /// so a removal that recorded another incarnation is not its own.
+    pub fn removal_of(&self, id: NodeId, incarnation: u64) -> Option<Index> {
+        if self.contains(id) {
+            return None;
+        }
+        let removal = self.removed.get(&id)?;
+        match removal.incarnation {
+            Some(recorded) if incarnation != 0 && recorded != incarnation => None,
+            _ => Some(removal.index),
+        }
     }
 
     /// One line for logs and INFO: `1,2,3 (learners 4)`.
@@ -401,7 +417,11 @@ mod tests {
         assert!(!c.members[&4].auto_promote);
         let c = c.apply(&ConfChange::Remove { id: 1 }, 12).unwrap();
         assert_eq!(c.voters().collect::<Vec<_>>(), [2, 3, 4]);
-        assert_eq!(c.removed, BTreeMap::from([(1, 12)]));
+        let removal = Removal {
+            index: 12,
+            incarnation: None,
+        };
+        assert_eq!(c.removed, BTreeMap::from([(1, removal)]));
         // Adding it back forgets the removal.
         let c = c.apply(&add(1), 13).unwrap();
         assert!(c.removed.is_empty() && c.is_learner(1));

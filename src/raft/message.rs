@@ -235,5 +235,15 @@ pub struct Configuration {
     pub members: BTreeMap<NodeId, Member>,
     /// Ids removed from the cluster, with the index of the entry that
     /// removed each (at most [`REMEMBERED_REMOVALS`](super::membership::REMEMBERED_REMOVALS)).
-    pub removed: BTreeMap<NodeId, Index>,
+    pub removed: BTreeMap<NodeId, Removal>,
+}
+
+/// A member's removal, as a configuration remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Removal {
+    /// The index of the entry that removed it.
+    pub index: Index,
+    /// The incarnation of its data dir then, if it was recorded: a node
+    /// added back under the same id (a new data dir) is not the one removed.
+    pub incarnation: Option<u64>,
 }

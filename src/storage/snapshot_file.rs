@@ -430,7 +430,7 @@ mod tests {
         );
         assert!(config.is_learner(4));
         assert_eq!(config.members[&2].incarnation, Some(0xdead_beef));
-        assert_eq!(config.removed.get(&3), Some(&32));
+        assert_eq!(config.removed.get(&3).map(|r| r.index), Some(32));
         assert_eq!(reader.payload_len(), payload.len() as u64);
         assert_eq!(payload_of(&mut reader), payload);
         // An empty payload is a valid snapshot too.

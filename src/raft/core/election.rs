@@ -216,11 +216,14 @@ impl RaftCore {
             env.message,
             Message::RequestVote { .. } | Message::PreVote { .. }
         );
-        if asks_for_vote && !self.configs.latest().contains(env.from) {
-            // A removed node (or a stranger) must not disrupt the cluster:
-            // not even its term is adopted (§4.2.3).
+        let latest = self.configs.latest();
+        if asks_for_vote && !latest.contains(env.from) && latest.removed.contains_key(&env.from) {
+            // A removed node must not disrupt the cluster: not even its term
+            // is adopted (§4.2.3). (A node merely unknown here is heard: it
+            // may be a voter added by entries this node has yet to receive,
+            // whose vote an election may need.)
             debug!(
-                "node {}: ignoring {} from {}, not a member",
+                "node {}: ignoring {} from {}, removed from the cluster",
                 self.config.id,
                 env.message.name(),
                 env.from

@@ -209,7 +209,7 @@ impl RaftCore {
         if latest.contains(peer) {
             return;
         }
-        let removal = latest.removed.get(&peer).copied().unwrap_or(0);
+        let removal = latest.removed.get(&peer).map_or(0, |r| r.index);
         if self.commit_index >= removal && sent_through >= removal {
             if let Role::Leader { progress, .. } = &mut self.role {
                 if progress.remove(&peer).is_some() {
@@ -223,12 +223,17 @@ impl RaftCore {
     }
 
     /// The index of the committed entry that removed this node, if one did.
+    /// A node added back under a removed id (a new data dir) meets its
+    /// predecessor's removal as it catches up: that one is not its own when
+    /// it recorded another incarnation, or when a later entry of the log
+    /// already adds this node back.
     pub(super) fn removed_at(&self) -> Option<Index> {
         let (_, committed) = self.configs.at(self.commit_index);
-        if committed.contains(self.config.id) {
-            return None;
+        let index = committed.removal_of(self.config.id, self.config.incarnation)?;
+        match self.configs.latest().contains(self.config.id) {
+            true => None,
+            false => Some(index),
         }
-        committed.removed.get(&self.config.id).copied()
     }
 
     /// §4.2.2: a leader whose removal is committed steps down. It first

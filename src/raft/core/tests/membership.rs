@@ -726,3 +726,63 @@ fn test_member_added_back_starts_with_fresh_progress_4_1() {
     assert_eq!(pr.match_index(), 0, "nothing of the old match is kept");
     assert_eq!(pr.next_index(), again + 1);
 }
+
+/// A removed node's vote requests are ignored, term and all (§4.2.3); a
+/// node merely unknown here is heard, since it may be a voter added by
+/// entries this node has not received yet, whose election needs its vote.
+#[test]
+fn test_removed_nodes_vote_requests_ignored_unknown_nodes_heard_4_2_3() {
+    let mut net = network_with_leader(3);
+    change(&mut net, 1, ConfChange::Remove { id: 3 });
+    // (No check-quorum here, so no leader stickiness to get past.)
+    let term = net.core(2).current_term();
+    let mut two = net.cores.remove(&2).unwrap();
+    two.step(vote_request(3, 2, term + 5, (100, 100)));
+    two.step(pre_vote(3, 2, term + 5, (100, 100)));
+    assert_eq!(two.current_term(), term);
+    assert!(two.take_ready().messages.is_empty(), "no answer at all");
+    two.step(vote_request(9, 2, term + 1, (100, 100)));
+    assert_eq!(two.current_term(), term + 1, "a stranger is heard");
+    assert!(vote_granted(only_message(&two.take_ready())));
+}
+
+/// A node added back under a removed id (a new data dir) meets the old
+/// removal as it catches up, one entry at a time here: it is not its own.
+#[test]
+fn test_node_added_back_does_not_take_the_old_removal_for_its_own_4_1() {
+    let cores: Vec<RaftCore> = (1..=3)
+        .map(|id| {
+            let mut cfg = config(id, 3);
+            cfg.incarnation = 0x100 + id;
+            cfg.max_append_bytes = 0; // one entry per message
+            RaftCore::new(cfg, HardState::default(), Vec::new())
+        })
+        .collect();
+    let mut net = Network::from_cores(cores);
+    net.elect(1);
+    net.core_mut(1).learn_incarnation(3, 0x103);
+    for _ in 0..3 {
+        net.tick(1);
+        net.deliver_all();
+    }
+    assert_eq!(
+        net.core(1).configuration().members[&3].incarnation,
+        Some(0x103)
+    );
+    let removal = change(&mut net, 1, ConfChange::Remove { id: 3 });
+    assert_eq!(net.removed.remove(&3), Some(removal));
+    net.cores.remove(&3);
+    change(&mut net, 1, add_learner(3, true));
+    let mut again = joining(3);
+    again.config.incarnation = 0x203;
+    again.config.max_append_bytes = 0;
+    net.add_core(again);
+    for _ in 0..4 {
+        net.heartbeat(1);
+    }
+    assert!(
+        !net.removed.contains_key(&3),
+        "took the old removal for its own"
+    );
+    assert!(net.core(3).is_voter());
+}
