@@ -49,25 +49,44 @@ pub fn accept_each(
 #[derive(Default)]
 pub struct Sockets {
     next: AtomicU64,
-    open: Mutex<HashMap<u64, TcpStream>>,
+    open: Mutex<Open>,
+}
+
+#[derive(Default)]
+struct Open {
+    streams: HashMap<u64, TcpStream>,
+    /// Set by the first [`Sockets::shutdown_all`]: a socket registered
+    /// afterwards (its thread was preempted between accepting and
+    /// registering) is shut down at once, or the halt could wait forever
+    /// for a thread blocked reading it.
+    closed: bool,
 }
 
 impl Sockets {
     pub fn register(&self, stream: &TcpStream) -> Option<u64> {
+        let mut open = self.open.lock();
+        if open.closed {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return None;
+        }
         let clone = stream.try_clone().ok()?;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        self.open.lock().insert(id, clone);
+        open.streams.insert(id, clone);
         Some(id)
     }
 
     pub fn unregister(&self, id: Option<u64>) {
         if let Some(id) = id {
-            self.open.lock().remove(&id);
+            self.open.lock().streams.remove(&id);
         }
     }
 
+    /// Shuts down every registered socket, and every one registered from
+    /// now on.
     pub fn shutdown_all(&self) {
-        for (_, stream) in self.open.lock().drain() {
+        let mut open = self.open.lock();
+        open.closed = true;
+        for (_, stream) in open.streams.drain() {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
     }
