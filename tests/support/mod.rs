@@ -257,8 +257,11 @@ impl Cluster {
 
     /// Proposes `change` on whichever node leads, retrying while leadership
     /// moves or another change is in flight; returns the index of its entry
-    /// once committed. Any other error fails the test.
+    /// once committed. A change that timed out (outcome unknown) is retried
+    /// too: if the retry finds it already made, the index of the
+    /// configuration in force is returned. Any other error fails the test.
     pub fn change(&self, change: ConfChange) -> Index {
+        let mut uncertain = false;
         wait_for(WAIT, &format!("the change {change} to commit"), || {
             let Some(leader) = self.live_leader() else {
                 std::thread::sleep(Duration::from_millis(10));
@@ -269,6 +272,13 @@ impl Cluster {
                 Err(Error::NotLeader { .. }) | Err(Error::Change(ChangeError::InProgress(_))) => {
                     std::thread::sleep(Duration::from_millis(10));
                     None
+                }
+                Err(Error::Timeout) => {
+                    uncertain = true;
+                    None
+                }
+                Err(Error::Change(e)) if uncertain && already_made(&change, &e) => {
+                    Some(leader.status().config_index)
                 }
                 Err(e) => panic!("the change {change} failed: {e:?}"),
             }
@@ -422,6 +432,16 @@ impl Drop for Cluster {
         for node in self.nodes.values_mut().filter_map(Option::take) {
             node.halt();
         }
+    }
+}
+
+/// Whether `refused` says that `change` is already in force.
+fn already_made(change: &ConfChange, refused: &ChangeError) -> bool {
+    match (change, refused) {
+        (ConfChange::AddLearner { id, .. }, ChangeError::DuplicateId(other)) => id == other,
+        (ConfChange::Promote { id }, ChangeError::AlreadyVoter(other)) => id == other,
+        (ConfChange::Remove { id }, ChangeError::UnknownNode(other)) => id == other,
+        _ => false,
     }
 }
 
