@@ -47,23 +47,21 @@ fn unused_addr() -> String {
 /// Asks `id` (the leader) to remove itself, retrying while a change the
 /// leader made by itself is in flight.
 fn remove_self(cluster: &Cluster, id: NodeId) -> u64 {
-    wait_for(
-        WAIT,
-        &format!("node {id} to remove itself"),
-        || match cluster
-            .node(id)
-            .change_membership(ConfChange::Remove { id })
-        {
-            Ok(index) => Some(index),
-            Err(Error::Change(ChangeError::InProgress(_))) => None,
-            Err(e) => panic!("node {id} could not remove itself: {e:?}"),
-        },
-    )
+    let node = cluster.node(id);
+    wait_for(WAIT, &format!("node {id} to remove itself"), || match node
+        .change_membership(ConfChange::Remove { id })
+    {
+        Ok(index) => Some(index),
+        Err(Error::Change(ChangeError::InProgress(_))) => None,
+        Err(e) => panic!("node {id} could not remove itself: {e:?}"),
+    })
 }
 
 #[test]
 fn a_cluster_grows_from_one_to_five_and_shrinks_to_three_under_writes() {
-    let mut cluster = Cluster::new(1);
+    // Writes in flight on a leader that removes itself are answered only
+    // by the proposal timeout (their fate is decided after its removal).
+    let mut cluster = Cluster::with_timeout(1, Duration::from_secs(1));
     cluster.wait_for_leader();
     let writers = Writers::start(cluster.live(), 2);
     writers.wait_for_more(20);
@@ -103,35 +101,29 @@ fn a_cluster_grows_from_one_to_five_and_shrinks_to_three_under_writes() {
 }
 
 #[test]
-fn a_change_while_another_is_in_flight_is_refused() {
-    // Without check-quorum a leader cut off from its followers goes on
-    // leading, so its change stays in flight.
-    let mut cluster = Cluster::with_config(3, Duration::from_secs(1), |c| c.check_quorum = false);
-    let leader_id = cluster.wait_for_leader();
+fn changes_proposed_at_once_either_commit_or_are_refused_as_in_progress() {
+    let cluster = Cluster::new(3);
+    let leader = cluster.node(cluster.wait_for_leader());
     wait_settled(&cluster);
-
-    // Two changes proposed at once: each commits or is refused as in
-    // progress, and exactly the ones that committed are in force.
-    let leader = cluster.node(leader_id);
+    // Each of the two commits or is refused as in progress (it may also
+    // come after the other committed), and exactly the ones that committed
+    // are in force.
     let barrier = Barrier::new(2);
     let results: Vec<(NodeId, Result<u64, Error>)> = std::thread::scope(|s| {
-        let handles: Vec<_> = [10, 11]
-            .map(|id| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    let change = ConfChange::AddLearner {
-                        id,
-                        raft_addr: unused_addr(),
-                        client_addr: None,
-                        auto_promote: false,
-                    };
-                    barrier.wait();
-                    (id, leader.change_membership(change))
-                })
+        let handles = [10, 11].map(|id| {
+            let barrier = &barrier;
+            s.spawn(move || {
+                let change = ConfChange::AddLearner {
+                    id,
+                    raft_addr: unused_addr(),
+                    client_addr: None,
+                    auto_promote: false,
+                };
+                barrier.wait();
+                (id, leader.change_membership(change))
             })
-            .into_iter()
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        handles.map(|h| h.join().unwrap()).into()
     });
     let mut added = Vec::new();
     for (id, result) in &results {
@@ -142,58 +134,72 @@ fn a_change_while_another_is_in_flight_is_refused() {
         }
     }
     assert!(!added.is_empty(), "{results:?}");
-    assert_eq!(leader.status().learners, added, "{results:?}");
+    for id in cluster.ids() {
+        wait_for(
+            WAIT,
+            &format!("node {id} to see learners {added:?}"),
+            || {
+                let status = cluster.node(id).status();
+                (status.members == [1, 2, 3] && status.learners == added).then_some(())
+            },
+        );
+    }
+}
 
-    // A change that cannot commit (no follower is up) stays in flight, and
-    // any other change is refused meanwhile.
-    let followers: Vec<NodeId> = cluster
-        .ids()
-        .into_iter()
+#[test]
+fn a_change_that_cannot_commit_blocks_the_next_until_it_does() {
+    // Without check-quorum a leader cut off from its followers goes on
+    // leading, so its change stays in flight. (Nor do followers then keep
+    // a leader they hear from: leadership may move once they are back.)
+    let mut cluster = Cluster::with_config(3, Duration::from_secs(1), |c| c.check_quorum = false);
+    cluster.wait_for_leader();
+    wait_settled(&cluster);
+    let leader_id = cluster.wait_for_leader();
+    let followers: Vec<NodeId> = (cluster.ids().into_iter())
         .filter(|&id| id != leader_id)
         .collect();
     for &id in &followers {
         cluster.halt(id);
     }
     let leader = cluster.node(leader_id);
-    let first = leader.change_membership(ConfChange::AddLearner {
+    let add = ConfChange::AddLearner {
         id: 4,
         raft_addr: unused_addr(),
         client_addr: None,
         auto_promote: false,
-    });
+    };
+    let first = leader.change_membership(add.clone());
     assert!(matches!(first, Err(Error::Timeout)), "{first:?}");
     let status = leader.status();
     assert_eq!(status.role, RoleKind::Leader);
     assert!(status.config_change_in_progress, "{status:?}");
-    assert!(
-        status.learners.contains(&4),
-        "in force on append: {status:?}"
-    );
-    let second = leader.change_membership(ConfChange::Remove { id: added[0] });
-    assert!(
-        matches!(second, Err(Error::Change(ChangeError::InProgress(_)))),
-        "{second:?}"
-    );
+    assert_eq!(status.learners, [4], "in force on append: {status:?}");
+    for refused in [
+        ConfChange::Promote { id: 4 },
+        ConfChange::Remove { id: followers[0] },
+        add,
+    ] {
+        let second = leader.change_membership(refused.clone());
+        assert!(
+            matches!(second, Err(Error::Change(ChangeError::InProgress(_)))),
+            "{refused}: {second:?}"
+        );
+    }
 
-    // Once a follower is back, the first change commits (that follower
-    // alone cannot win an election: the leader's log is longer) and the
+    // Once one follower is back the first change commits (whoever leads
+    // then: a leader needs this leader's vote, so holds its entry) and the
     // next one goes through.
     cluster.restart(followers[0]);
-    let leader = cluster.node(leader_id);
     wait_for(WAIT, "the first change to commit", || {
-        let status = leader.status();
-        (!status.config_change_in_progress).then_some(())
+        let status = cluster.live_leader()?.status();
+        (status.learners == [4] && !status.config_change_in_progress).then_some(())
     });
-    assert!(leader.status().learners.contains(&4));
     cluster.restart(followers[1]);
-    assert_eq!(cluster.wait_for_leader(), leader_id);
-    cluster.change(ConfChange::Remove { id: added[0] });
     cluster.change(ConfChange::Remove { id: 4 });
     for id in cluster.ids() {
         wait_for(WAIT, &format!("node {id} to see the changes"), || {
             let status = cluster.node(id).status();
-            let learners: Vec<NodeId> = added[1..].to_vec();
-            (status.members == [1, 2, 3] && status.learners == learners).then_some(())
+            (status.members == [1, 2, 3] && status.learners.is_empty()).then_some(())
         });
     }
 }
@@ -242,8 +248,10 @@ fn leadership_moves_under_writes_and_a_transfer_to_a_halted_node_times_out() {
 }
 
 #[test]
-fn the_leader_removes_itself_under_writes_and_hands_over_at_once() {
-    let mut cluster = Cluster::new(3);
+fn the_leader_removes_itself_under_writes_and_a_remaining_voter_takes_over() {
+    // Writes in flight on the leader when it steps down are answered only
+    // by the proposal timeout (their fate is decided after its removal).
+    let mut cluster = Cluster::with_timeout(3, Duration::from_secs(1));
     let old = cluster.wait_for_leader();
     let old_term = cluster.node(old).status().term;
     let writers = Writers::start(cluster.live(), 2);
@@ -255,12 +263,17 @@ fn the_leader_removes_itself_under_writes_and_hands_over_at_once() {
     let new = cluster.wait_for_leader_among(&rest);
     let took = removed_at.elapsed();
     assert_ne!(new, old);
+    // A few milliseconds when the old leader hands over with TimeoutNow;
+    // an election timeout (150-300 ms), or a few after split votes, when it
+    // does not (see the ignored test below: under writes it mostly does
+    // not).
     assert!(
-        took < Duration::from_millis(1000),
+        took < Duration::from_secs(2),
         "a new leader took {took:?} after the old one's removal"
     );
     assert_eq!(cluster.node(old).wait_removed(WAIT), Some(index));
-    assert_ne!(cluster.node(old).status().role, RoleKind::Leader);
+    let old_status = cluster.node(old).status();
+    assert_ne!(old_status.role, RoleKind::Leader);
     writers.wait_for_more(50);
 
     let log = writers.stop();
@@ -268,8 +281,11 @@ fn the_leader_removes_itself_under_writes_and_hands_over_at_once() {
     wait_members(&cluster, &rest, &rest);
     cluster.check_acknowledged(&rest, &log.acked);
     assert!(cluster.node(new).status().term > old_term);
-    // The removed node stays out: still not leading, nothing new applied.
-    assert_ne!(cluster.node(old).status().role, RoleKind::Leader);
+    // The removed node stays out: not leading, and nothing was appended to
+    // its log since it learnt of its removal.
+    let status = cluster.node(old).status();
+    assert_ne!(status.role, RoleKind::Leader);
+    assert_eq!(status.last_log_index, old_status.last_log_index);
     cluster.halt(old);
 }
 
