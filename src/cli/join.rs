@@ -26,11 +26,14 @@ use log::{debug, error, info, warn};
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The first wait after a failure; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A new member normally hears from the leader within a heartbeat; a much
+/// longer silence is worth a warning.
+const REPLICATION_EXPECTED_WITHIN: Duration = Duration::from_secs(10);
 
 /// What to ask for, and whom.
 #[derive(Debug, Clone)]
@@ -111,6 +114,7 @@ fn join(node: &KvNode, request: &Request) -> Result<(), CliError> {
                     "node {id}: joined the cluster via {}; waiting to be promoted",
                     request.via
                 );
+                await_first_entries(node, id);
                 return Ok(());
             }
             Attempt::Refused(reason) => {
@@ -147,6 +151,28 @@ fn join(node: &KvNode, request: &Request) -> Result<(), CliError> {
             return Ok(());
         }
     }
+}
+
+/// Waits for the leader to replicate the configuration that adds this node;
+/// says so if it does not come soon. The leader answers an ADD of a node
+/// that is already a member at the same addresses with `+OK` — also for a
+/// data dir wiped and restarted under its old id, which the cluster then
+/// refuses (its peers tell it why, in this log): the operator must
+/// RAFT.NODE REMOVE it first.
+fn await_first_entries(node: &KvNode, id: NodeId) {
+    let deadline = Instant::now() + REPLICATION_EXPECTED_WITHIN;
+    while Instant::now() < deadline {
+        if is_member(node, id) {
+            return;
+        }
+        thread::sleep(FIRST_BACKOFF);
+    }
+    warn!(
+        "node {id}: the cluster added this node, but after {} s no leader has replicated to it; \
+         if peers refuse this data dir (see above), remove the node (RAFT.NODE REMOVE {id}) and \
+         start it again with an empty data dir and --join",
+        REPLICATION_EXPECTED_WITHIN.as_secs()
+    );
 }
 
 /// Sorts an answer to RAFT.NODE ADD into done, worth retrying, or refused.
