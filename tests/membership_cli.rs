@@ -5,8 +5,9 @@ mod support;
 
 use raftnode::redis::cluster::node_name;
 use raftnode::redis::resp::Reply;
+use std::process::Command;
 use std::time::{Duration, Instant};
-use support::process::{bulk, error_starting, free_port, ok, ProcCluster, Resp, Start};
+use support::process::{bulk, error_starting, free_port, ok, ProcCluster, Resp, Start, BIN};
 use support::{wait_for, WAIT};
 
 /// RAFT.NODES as the fields of each line.
@@ -90,6 +91,16 @@ fn raft_commands_answer_and_refuse_clearly() {
         assert_eq!(f[4], flags, "{f:?}");
     }
     assert_eq!(line_of(&lines, leader).unwrap()[2], leader_addr);
+    // raftnode cli shows the same as a table.
+    let out = Command::new(BIN)
+        .args(["cli", "--addr", &leader_addr, "RAFT.NODES"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout).into_owned();
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(rows.len(), 4, "{table}");
+    assert!(rows[0].starts_with("ID  RAFT ADDR"), "{table}");
+    assert!(rows[0].ends_with("MATCH  LAG  CONNECTED"), "{table}");
     // On a follower: its own view, without progress.
     let mut f = cluster.client(follower);
     let lines = nodes(&mut f);
@@ -111,7 +122,12 @@ fn raft_commands_answer_and_refuse_clearly() {
     assert_eq!(l.call(&add4), ok());
     let four = line_of(&nodes(&mut l), 4).expect("node 4 listed");
     assert_eq!(four[1..5], [&raft4, &client4, "learner", "-"]);
-    assert_eq!(four[7], "disconnected");
+    // (A peer counts as reachable until a dial fails: the leader needs a
+    // moment to find out that nothing listens there.)
+    wait_for(WAIT, "node 4 to be seen unreachable", || {
+        let four = line_of(&nodes(&mut l), 4)?;
+        (four[7] == "disconnected").then_some(())
+    });
     // Cluster clients see it as a replica.
     let Reply::Bulk(text) = l.call(&["CLUSTER", "NODES"]) else {
         panic!("CLUSTER NODES is text")
@@ -559,4 +575,63 @@ fn a_join_waits_for_the_cluster_to_elect_a_leader() {
         (four[3] == "voter").then_some(())
     });
     assert!(cluster.log(4).contains("waiting to be promoted"));
+}
+
+/// The procedure the node's own messages advise for a wiped or dead node:
+/// remove it, then start it under the same id with an empty data dir and
+/// `--join`. Ignored because, today, most runs of three rounds fail in one
+/// of two ways, both below the client port:
+///
+/// * the new node exits, removed: while the entry adding the id back is not
+///   yet committed, the leader answers its handshake with "removed"
+///   (`removed_at` in src/node/handshake.rs looks at the committed
+///   configuration only, and `told_removed` believes any such answer);
+/// * the new node stays a learner at the old node's match index forever:
+///   the leader kept the removed id's progress (match 1, next 2) and
+///   reuses it for the empty newcomer, whose rejections at index 1 it then
+///   ignores as stale ("stale rejection at 1 from 2 (match 1, next 2)",
+///   src/raft/core/replication.rs).
+///
+/// A new id avoids both (see the replacement test above).
+#[test]
+#[ignore = "re-adding a removed id fails in src/node and src/raft (see the comment)"]
+fn a_removed_id_comes_back_with_an_empty_data_dir_and_join() {
+    let mut cluster = ProcCluster::start(3);
+    let leader = cluster.wait_for_leader();
+    let victim = followers(&cluster, leader)[0];
+    let others: Vec<u64> = (1..=3).filter(|&id| id != victim).collect();
+    for round in 0..3 {
+        cluster.kill(victim);
+        std::fs::remove_dir_all(cluster.data_dir(victim)).unwrap();
+        let leader = cluster.wait_for_leader_among(&others);
+        let remove = victim.to_string();
+        assert_eq!(
+            retrying(&cluster, leader, &["RAFT.NODE", "REMOVE", &remove]),
+            ok()
+        );
+        cluster.nodes.get_mut(&victim).unwrap().start = Start::Join(leader);
+        cluster.start_node(victim);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = cluster.exited(victim) {
+                panic!(
+                    "round {round}: node {victim} exited ({status}): {}",
+                    cluster.log(victim)
+                );
+            }
+            let lines = nodes(&mut cluster.client(leader));
+            let back =
+                line_of(&lines, victim).is_some_and(|f| f[3] == "voter" && f[7] == "connected");
+            if back && cluster.info(victim)["leader_id"] == leader.to_string() {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: {lines:?}\n{}\nleader:\n{}",
+                cluster.log(victim),
+                cluster.log(leader)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
 }

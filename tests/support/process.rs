@@ -182,6 +182,12 @@ impl ProcCluster {
         status
     }
 
+    /// Node `id`'s exit status, if its process has ended by itself.
+    pub fn exited(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        let child = self.nodes.get_mut(&id).unwrap().child.as_mut()?;
+        child.try_wait().expect("wait for a node")
+    }
+
     /// Runs node `id`'s command line once, expecting it not to start: with
     /// `--exit-on-stdin-eof` and no standard input, a node that does start
     /// exits at once with status 0. Its exit status and standard error.
