@@ -231,6 +231,11 @@ fn help_and_bad_invocations_give_one_clear_line() {
         assert_eq!(code, 0);
         assert!(out.contains("Usage:") && out.contains("default"), "{out}");
     }
+    let (_, out, _) = run_bin(&["run", "--help"]);
+    assert!(
+        out.contains("--join HOST:PORT") && out.contains("RAFT.NODE"),
+        "{out}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("d").to_string_lossy().into_owned();
     let cases: Vec<(Vec<String>, &str)> = vec![
@@ -274,6 +279,42 @@ fn help_and_bad_invocations_give_one_clear_line() {
             .map(String::from)
             .to_vec(),
             "--raft-addr expects HOST:PORT",
+        ),
+        (
+            [
+                "run",
+                "--id",
+                "1",
+                "--data-dir",
+                &data,
+                "--raft-addr",
+                "127.0.0.1:1",
+                "--client-addr",
+                "127.0.0.1:2",
+                "--join",
+                "somewhere",
+            ]
+            .map(String::from)
+            .to_vec(),
+            "--join expects HOST:PORT",
+        ),
+        (
+            [
+                "run",
+                "--id",
+                "1",
+                "--data-dir",
+                &data,
+                "--raft-addr",
+                "127.0.0.1:1",
+                "--client-addr",
+                "127.0.0.1:2",
+                "--join",
+                "127.0.0.1:2",
+            ]
+            .map(String::from)
+            .to_vec(),
+            "--join names this node's own client address",
         ),
     ];
     for (args, want) in cases {
@@ -429,6 +470,34 @@ fn dev_starts_a_cluster_and_stops_every_node_when_killed() {
     ]);
     assert_eq!(code, 1);
     assert!(err.contains("3-node dev cluster"), "{err}");
+    // The same size resumes: the membership comes from the data dirs, and
+    // the write is still there.
+    let mut dev = Command::new(BIN)
+        .args(["dev", "--base-port", &base.to_string(), "--data-dir"])
+        .arg(&data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let value = wait_for(WAIT, "the resumed dev cluster to answer", || {
+        let mut c = Resp::connect(base).ok()?;
+        match c.call(&["GET", "k"]) {
+            Reply::Error(e) if e.starts_with("MOVED") => {
+                let port: u16 = e.rsplit(':').next()?.parse().ok()?;
+                Some(Resp::connect(port).ok()?.call(&["GET", "k"]))
+            }
+            Reply::Error(_) => None,
+            value => Some(value),
+        }
+    });
+    assert_eq!(value, bulk("v"));
+    dev.kill().unwrap();
+    dev.wait().unwrap();
+    for port in (0..3).flat_map(|i| [base + i, base + 100 + i]) {
+        wait_for(WAIT, &format!("port {port} to be released"), || {
+            TcpListener::bind(("127.0.0.1", port)).ok().map(drop)
+        });
+    }
 }
 
 #[test]

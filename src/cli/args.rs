@@ -2,6 +2,7 @@
 
 use super::error::CliError;
 use crate::raft::message::NodeId;
+use crate::redis::membership;
 
 /// A usage error: the message is printed with a pointer to --help.
 pub(super) fn usage(msg: impl Into<String>) -> CliError {
@@ -122,17 +123,15 @@ pub(super) fn init_logging() {
 }
 
 pub(super) fn parse_node_id(text: &str, what: &str) -> Result<NodeId, CliError> {
-    match text.parse::<NodeId>() {
-        Ok(id) if id > 0 => Ok(id),
-        _ => Err(usage(format!(
-            "{what} must be a positive integer, got {text:?}"
-        ))),
-    }
+    membership::parse_node_id(text)
+        .ok_or_else(|| usage(format!("{what} must be a positive integer, got {text:?}")))
 }
 
+/// `HOST:PORT`, checked as RAFT.NODE ADD checks the addresses it is given
+/// (except that port 0 is allowed here: it means any free port).
 pub(super) fn check_addr(addr: &str, flag: &str) -> Result<(), CliError> {
-    match addr.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(()),
-        _ => Err(usage(format!("{flag} expects HOST:PORT, got {addr:?}"))),
+    match membership::host_port(addr) {
+        Some(_) => Ok(()),
+        None => Err(usage(format!("{flag} expects HOST:PORT, got {addr:?}"))),
     }
 }

@@ -17,7 +17,10 @@ Usage:
 
 Node i serves clients on 127.0.0.1:(P+i-1) and peers on 127.0.0.1:(P+100+i-1).
 Ctrl-C (or killing this process) stops every node. Running it again resumes
-the same data.
+the same data (the first run forms the cluster; its membership is then kept
+in the data dirs). A node removed with RAFT.NODE REMOVE exits, the others
+keep running, and later runs leave it out; nodes added with RAFT.NODE ADD are
+not started by dev.
 
 Options:
   --nodes N        how many nodes [default: 3]
@@ -41,6 +44,16 @@ impl Layout {
     fn raft_port(&self, i: u64) -> u16 {
         self.base + 100 + (i - 1) as u16
     }
+
+    /// Left by a node that exited because it was removed from the cluster:
+    /// its data dir would refuse to start, so later runs leave it out.
+    fn removed_marker(&self, i: u64) -> PathBuf {
+        self.dir.join(format!("node-{i}.removed"))
+    }
+
+    fn removed(&self, i: u64) -> bool {
+        self.removed_marker(i).exists()
+    }
 }
 
 /// `raftnode dev`: starts the nodes, prints how to reach them, and watches
@@ -58,13 +71,32 @@ pub(super) fn dev(args: &[String]) -> Result<ExitCode, CliError> {
     }
     let mut children = start_nodes(&layout)?;
     print_banner(&layout);
-    // Watch the nodes: if one dies, stop the rest rather than limp on.
+    // Watch the nodes: if one dies, stop the rest rather than limp on. A
+    // node that exits cleanly was removed from the cluster (RAFT.NODE
+    // REMOVE): the others go on without it.
     loop {
-        for (id, child) in &mut children {
-            if let Ok(Some(status)) = child.try_wait() {
-                let id = *id;
-                stop_all(&mut children);
-                return Err(DevError::NodeExited { id, status }.into());
+        let mut left = None;
+        for (i, (id, child)) in children.iter_mut().enumerate() {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => left = Some(i),
+                Ok(Some(status)) => {
+                    let id = *id;
+                    stop_all(&mut children);
+                    return Err(DevError::NodeExited { id, status }.into());
+                }
+                _ => {}
+            }
+        }
+        if let Some(i) = left {
+            let (id, _) = children.remove(i);
+            let marker = layout.removed_marker(id);
+            if let Err(e) = std::fs::write(&marker, "removed from the cluster\n") {
+                eprintln!("raftnode: cannot write {}: {e}", marker.display());
+            }
+            println!("node {id} left the cluster (removed); the others keep running");
+            let _ = io::stdout().flush();
+            if children.is_empty() {
+                return Ok(ExitCode::SUCCESS);
             }
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -126,7 +158,7 @@ fn check_size(layout: &Layout) -> Result<(), DevError> {
 fn start_nodes(layout: &Layout) -> Result<Vec<(u64, Child)>, DevError> {
     let exe = std::env::current_exe().map_err(DevError::NoBinary)?;
     let mut children: Vec<(u64, Child)> = Vec::new();
-    for i in 1..=layout.nodes {
+    for i in (1..=layout.nodes).filter(|&i| !layout.removed(i)) {
         match node_command(&exe, layout, i).spawn() {
             Ok(child) => children.push((i, child)),
             Err(source) => {
@@ -165,9 +197,10 @@ fn print_banner(layout: &Layout) {
     );
     for i in 1..=layout.nodes {
         println!(
-            "  node {i}: clients 127.0.0.1:{}  peers 127.0.0.1:{}",
+            "  node {i}: clients 127.0.0.1:{}  peers 127.0.0.1:{}{}",
             layout.client_port(i),
-            layout.raft_port(i)
+            layout.raft_port(i),
+            if layout.removed(i) { "  (removed)" } else { "" }
         );
     }
     let base = layout.base;

@@ -25,6 +25,16 @@ pub(super) enum CliError {
         source: io::Error,
     },
     Dev(DevError),
+    /// `run --join`: the cluster definitely refused to add this node.
+    JoinRefused {
+        via: String,
+        reason: String,
+    },
+    /// A helper thread of `run` could not be started.
+    Thread {
+        name: &'static str,
+        source: io::Error,
+    },
     /// `cli` got no reply.
     Client(ClientError),
     Stdin(io::Error),
@@ -42,6 +52,12 @@ impl fmt::Display for CliError {
                 write!(f, "cannot serve clients on {addr}: {source}")
             }
             CliError::Dev(e) => e.fmt(f),
+            CliError::JoinRefused { via, reason } => {
+                write!(f, "cannot join the cluster via {via}: {reason}")
+            }
+            CliError::Thread { name, source } => {
+                write!(f, "cannot start the {name} thread: {source}")
+            }
             CliError::Client(e) => e.fmt(f),
             CliError::Stdin(e) => write!(f, "reading standard input: {e}"),
         }

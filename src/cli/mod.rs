@@ -1,6 +1,6 @@
-//! The `raftnode` command line: `run` one node (`run.rs`), start a `dev`
-//! cluster on this machine (`dev.rs`), or talk to a cluster with `cli`
-//! (`shell.rs`).
+//! The `raftnode` command line: `run` one node (`run.rs`, and `join.rs` for
+//! `--join`), start a `dev` cluster on this machine (`dev.rs`), or talk to a
+//! cluster with `cli` (`shell.rs`).
 //!
 //! The subcommand and flag names are a contract that scripts and tools depend
 //! on: extend them, never rename them. This module sits above every layer:
@@ -11,6 +11,7 @@
 mod args;
 mod dev;
 mod error;
+mod join;
 mod run;
 mod shell;
 
@@ -23,12 +24,16 @@ raftnode: a Raft-replicated key-value store that speaks the Redis protocol
 
 Usage:
   raftnode run --id ID --data-dir DIR --raft-addr HOST:PORT --client-addr HOST:PORT
-               [--peer ID=HOST:PORT]... [--cluster-id NAME]
+               [--peer ID=HOST:PORT]... [--join HOST:PORT] [--cluster-id NAME]
                [--election-timeout-ms MIN-MAX] [--heartbeat-ms MS]
                [--read-mode read-index|lease] [--pre-vote on|off] [--check-quorum on|off]
   raftnode dev [--nodes N] [--data-dir DIR] [--base-port P]
   raftnode cli [--addr HOST:PORT]... [COMMAND ARG...]
   raftnode --version
+
+A new data dir forms a cluster with its --peers, or joins a running one
+with --join (a member's client address); after that membership lives in the
+data dir and changes with RAFT.NODE ADD/PROMOTE/REMOVE.
 
 Run `raftnode SUBCOMMAND --help` for the details of each.
 Logging: RUST_LOG=debug (or warn, ...); the default level is info.

@@ -2,6 +2,7 @@
 
 use super::args::{check_addr, init_logging, parse_node_id, usage, Flags};
 use super::error::CliError;
+use super::join;
 use crate::kv::Kv;
 use crate::node::{Config, Node, ReadMode};
 use crate::raft::message::NodeId;
@@ -12,6 +13,7 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 const RUN_HELP: &str = "\
@@ -19,20 +21,37 @@ raftnode run: start one node
 
 Usage:
   raftnode run --id ID --data-dir DIR --raft-addr HOST:PORT --client-addr HOST:PORT
-               [--peer ID=HOST:PORT]... [--cluster-id NAME]
+               [--peer ID=HOST:PORT]... [--join HOST:PORT] [--cluster-id NAME]
                [--election-timeout-ms MIN-MAX] [--heartbeat-ms MS]
                [--read-mode read-index|lease] [--pre-vote on|off] [--check-quorum on|off]
                [--snapshot-entries N] [--snapshot-keep N]
 
+Membership is kept in the data dir. A new data dir either forms a cluster
+(the node and its --peers, all voters) or, with --join, joins a running one.
+After that the members change only through RAFT.NODE ADD/PROMOTE/REMOVE, and
+a restart needs no --peer or --join at all.
+
 Options:
   --id ID                       this node's id, a positive integer (required)
-  --data-dir DIR                where the node keeps its term, vote and log (required)
-  --raft-addr HOST:PORT         where to listen for peers (required)
+  --data-dir DIR                where the node keeps its term, vote, log, snapshots
+                                and membership (required)
+  --raft-addr HOST:PORT         where to listen for peers; also the address other
+                                nodes dial, so give one they can reach (required)
   --client-addr HOST:PORT       where to listen for clients; also the address
                                 other nodes send clients to (required)
-  --peer ID=HOST:PORT           another member, and the address at which this node
-                                dials its raft port; repeat for each. None: a
-                                one-node cluster
+  --peer ID=HOST:PORT           on a new data dir: another founding member of the
+                                cluster this node forms, at its raft address;
+                                repeat for each (none: a one-node cluster). Later
+                                starts take the members from the data dir, and a
+                                --peer only says where this node dials that member
+                                (a proxy, a moved machine)
+  --join HOST:PORT              on a new data dir: join the running cluster that
+                                has a member serving clients at HOST:PORT. The node
+                                asks to be added (RAFT.NODE ADD, following MOVED to
+                                the leader, retrying until the cluster answers),
+                                catches up as a learner and is promoted to voter.
+                                Harmless on later starts; exits with status 1 if the
+                                cluster refuses (say, the id is another node's)
   --cluster-id NAME             nodes refuse peers of another cluster [default: raftnode]
   --election-timeout-ms MIN-MAX randomized election timeout [default: 150-300]
   --heartbeat-ms MS             leader heartbeat interval [default: 50]
@@ -53,12 +72,43 @@ Options:
   --exit-on-stdin-eof           exit when standard input closes (used by `dev`, so
                                 nodes never outlive it)
   -h, --help                    this help
+
+A node removed from the cluster (RAFT.NODE REMOVE) exits with status 0; its
+data dir then refuses to start. To bring the machine back, start it with an
+empty data dir and --join.
 ";
 
+/// How often the main thread looks at what could end the process.
+const POLL: Duration = Duration::from_millis(100);
+
+/// How long a removed node keeps serving before it exits, so that replies in
+/// flight reach their clients — the `+OK` of the RAFT.NODE REMOVE that
+/// removed this very node, when it led — and its last messages (the
+/// TimeoutNow to its successor) leave.
+const LINGER_AFTER_REMOVAL: Duration = Duration::from_millis(500);
+
+/// What `run` was asked to do.
+struct Options {
+    config: Config,
+    /// The client address as given.
+    client_addr: String,
+    exit_on_eof: bool,
+    /// `--join`: a member's client address.
+    join: Option<String>,
+}
+
 /// `raftnode run`: starts the node and its client port, then serves until
-/// killed (or until standard input closes, with --exit-on-stdin-eof).
+/// killed, until this node is removed from the cluster (status 0), until
+/// standard input closes (with --exit-on-stdin-eof), or until the cluster
+/// refuses to let it join (status 1).
 pub(super) fn run(args: &[String]) -> Result<ExitCode, CliError> {
-    let Some((mut config, client_addr, exit_on_eof)) = parse(args)? else {
+    let Some(Options {
+        mut config,
+        client_addr,
+        exit_on_eof,
+        join,
+    }) = parse(args)?
+    else {
         return Ok(ExitCode::SUCCESS);
     };
     init_logging();
@@ -70,14 +120,15 @@ pub(super) fn run(args: &[String]) -> Result<ExitCode, CliError> {
     let bound = client_listener.local_addr().map_err(client_port_error)?;
     // Advertise what the operator wrote (it is what other machines can reach),
     // unless the port was left to the OS.
-    config.client_addr = Some(if client_addr.ends_with(":0") {
-        bound.to_string()
-    } else {
-        client_addr.clone()
-    });
+    let advertised = match client_addr.ends_with(":0") {
+        true => bound.to_string(),
+        false => client_addr.clone(),
+    };
+    config.client_addr = Some(advertised.clone());
+    config.join = join.is_some();
     let id = config.id;
     let node = Arc::new(Node::start(config, Kv::new()).map_err(CliError::Start)?);
-    let _server =
+    let server =
         Server::start(node.clone(), client_listener).map_err(|source| CliError::ServeClients {
             addr: client_addr.clone(),
             source,
@@ -86,23 +137,70 @@ pub(super) fn run(args: &[String]) -> Result<ExitCode, CliError> {
         "node {id}: up; peers on {}, clients on {bound}",
         node.raft_addr()
     );
-    if exit_on_eof {
-        // The parent holds our stdin open; when it dies, for whatever reason,
-        // the pipe closes and we follow.
-        let mut sink = [0u8; 64];
-        let mut stdin = io::stdin();
-        while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
-        log::info!("node {id}: standard input closed; exiting");
-        return Ok(ExitCode::SUCCESS);
-    }
+    let mut joining = match join {
+        Some(via) => {
+            let request = join::Request {
+                id,
+                // The node advertises its raft address with the OS's port
+                // in place of `:0`; that is the one peers can dial.
+                raft_addr: node.config().raft_addr.clone(),
+                client_addr: advertised,
+                via,
+            };
+            join::spawn(node.clone(), request)?
+        }
+        None => None,
+    };
+    let stdin_closed = match exit_on_eof {
+        true => Some(watch_stdin()?),
+        false => None,
+    };
     loop {
-        std::thread::park();
+        if let Some(index) = node.wait_removed(POLL) {
+            log::info!(
+                "node {id}: removed from the cluster at index {index}; exiting (this data dir \
+                 cannot start again; to bring this machine back, start it with an empty data \
+                 dir and --join)"
+            );
+            std::thread::sleep(LINGER_AFTER_REMOVAL);
+            server.halt();
+            node.halt();
+            return Ok(ExitCode::SUCCESS);
+        }
+        if stdin_closed.as_ref().is_some_and(JoinHandle::is_finished) {
+            // The parent holds our stdin open; when it dies, for whatever
+            // reason, the pipe closes and we follow.
+            log::info!("node {id}: standard input closed; exiting");
+            return Ok(ExitCode::SUCCESS);
+        }
+        if let Some(handle) = joining.take_if(|h| h.is_finished()) {
+            match handle.join() {
+                Ok(Ok(())) => {}
+                Ok(Err(refused)) => return Err(refused),
+                Err(_) => log::error!("node {id}: the join thread panicked; not retrying"),
+            }
+        }
     }
 }
 
-/// The node's configuration from the flags, its client address as given, and
-/// whether to exit when standard input closes; `None` for --help.
-fn parse(args: &[String]) -> Result<Option<(Config, String, bool)>, CliError> {
+/// A thread that reads standard input to its end and then finishes.
+fn watch_stdin() -> Result<JoinHandle<()>, CliError> {
+    std::thread::Builder::new()
+        .name("stdin".into())
+        .spawn(|| {
+            let mut sink = [0u8; 64];
+            let mut stdin = io::stdin();
+            while matches!(stdin.read(&mut sink), Ok(n) if n > 0) {}
+        })
+        .map_err(|source| CliError::Thread {
+            name: "stdin",
+            source,
+        })
+}
+
+/// The node's configuration and the rest of `run`'s options from the
+/// flags; `None` for --help.
+fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
     let flags = Flags::parse(
         args,
         &[
@@ -111,6 +209,7 @@ fn parse(args: &[String]) -> Result<Option<(Config, String, bool)>, CliError> {
             "--raft-addr",
             "--client-addr",
             "--peer",
+            "--join",
             "--cluster-id",
             "--election-timeout-ms",
             "--heartbeat-ms",
@@ -140,6 +239,15 @@ fn parse(args: &[String]) -> Result<Option<(Config, String, bool)>, CliError> {
         config.cluster_id = cluster.to_string();
     }
     config.peers = parse_peers(&flags, id)?;
+    let join = flags.get("--join").map(str::to_string);
+    if let Some(via) = &join {
+        check_addr(via, "--join")?;
+        if *via == client_addr {
+            return Err(usage(
+                "--join names this node's own client address; give a member's",
+            ));
+        }
+    }
     parse_timings(&flags, &mut config)?;
     config.read_mode = match flags.get("--read-mode") {
         None | Some("read-index") => ReadMode::ReadIndex,
@@ -155,14 +263,16 @@ fn parse(args: &[String]) -> Result<Option<(Config, String, bool)>, CliError> {
     config.snapshot_entries = flags.number("--snapshot-entries", config.snapshot_entries)?;
     config.snapshot_keep = flags.number("--snapshot-keep", config.snapshot_keep)?;
     config.core_config().map_err(|e| usage(e.to_string()))?;
-    Ok(Some((
+    Ok(Some(Options {
         config,
         client_addr,
-        flags.has("--exit-on-stdin-eof"),
-    )))
+        exit_on_eof: flags.has("--exit-on-stdin-eof"),
+        join,
+    }))
 }
 
-/// `--peer ID=HOST:PORT`, repeated: the other members and where to dial them.
+/// `--peer ID=HOST:PORT`, repeated: on a new data dir the other founding
+/// members; always, where to dial them.
 fn parse_peers(flags: &Flags, id: NodeId) -> Result<BTreeMap<NodeId, String>, CliError> {
     let mut peers = BTreeMap::new();
     for peer in flags.all("--peer") {

@@ -18,7 +18,14 @@ reply). Without one, opens an interactive prompt. Follows MOVED redirects to
 the leader and retries TRYAGAIN, TIMEOUT and lost connections for up to 10 s;
 writes go out as SEQ n under a random CLIENT ID, so a retry is never applied
 twice. INFO, CLUSTER NODES and CLUSTER INFO are printed as plain text, as
-redis-cli prints them.
+redis-cli prints them; RAFT.NODES as a table (ID, RAFT ADDR, CLIENT ADDR, ROLE,
+FLAGS, MATCH, LAG, CONNECTED).
+
+Cluster administration (sent to the leader, following MOVED):
+  RAFT.NODE ADD ID RAFT-ADDR CLIENT-ADDR [LEARNER]   add a member
+  RAFT.NODE PROMOTE ID | RAFT.NODE REMOVE ID        promote a learner, remove a member
+  RAFT.TRANSFER_LEADER [ID]                         hand leadership over
+  RAFT.NODES                                        the members (any node)
 
 Options:
   --addr HOST:PORT   a node's client address [default: 127.0.0.1:7001]; give
@@ -88,8 +95,8 @@ fn interactive(client: &mut Client) -> Result<ExitCode, CliError> {
 }
 
 /// A reply as redis-cli shows it: the text of INFO, CLUSTER NODES and
-/// CLUSTER INFO as it is, line breaks and all; everything else quoted and
-/// typed.
+/// CLUSTER INFO as it is, line breaks and all; RAFT.NODES as a table;
+/// everything else quoted and typed.
 fn render(command: &[Vec<u8>], reply: &Reply) -> String {
     let is = |i: usize, word: &str| {
         command
@@ -98,13 +105,66 @@ fn render(command: &[Vec<u8>], reply: &Reply) -> String {
     };
     let plain_text = is(0, "INFO")
         || (command.len() == 2 && is(0, "CLUSTER") && (is(1, "NODES") || is(1, "INFO")));
-    match reply {
-        Reply::Bulk(text) if plain_text => String::from_utf8_lossy(text)
+    let text = |bytes: &[u8]| {
+        String::from_utf8_lossy(bytes)
             .replace("\r\n", "\n")
             .trim_end_matches('\n')
-            .to_string(),
+            .to_string()
+    };
+    match reply {
+        Reply::Bulk(bytes) if command.len() == 1 && is(0, "RAFT.NODES") => {
+            // A listing this client does not understand is shown as it is.
+            let text = text(bytes);
+            nodes_table(&text).unwrap_or(text)
+        }
+        Reply::Bulk(bytes) if plain_text => text(bytes),
         _ => resp::render_human(reply),
     }
+}
+
+/// The lines of RAFT.NODES (`id raft client role flags match=N lag=N link`)
+/// as an aligned table with a header; `None` if a line is not of that form.
+fn nodes_table(text: &str) -> Option<String> {
+    const HEADER: [&str; 8] = [
+        "ID",
+        "RAFT ADDR",
+        "CLIENT ADDR",
+        "ROLE",
+        "FLAGS",
+        "MATCH",
+        "LAG",
+        "CONNECTED",
+    ];
+    let mut rows = vec![HEADER.map(str::to_string).to_vec()];
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [id, raft, client, role, flags, matched, lag, link] = fields[..] else {
+            return None;
+        };
+        rows.push(vec![
+            id.to_string(),
+            raft.to_string(),
+            client.to_string(),
+            role.to_string(),
+            flags.to_string(),
+            matched.strip_prefix("match=")?.to_string(),
+            lag.strip_prefix("lag=")?.to_string(),
+            link.to_string(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..HEADER.len())
+        .map(|col| rows.iter().map(|r| r[col].len()).max().unwrap_or(0))
+        .collect();
+    let lines: Vec<String> = rows
+        .iter()
+        .map(|row| {
+            let cells: Vec<String> = (row.iter().zip(&widths))
+                .map(|(cell, &width)| format!("{cell:width$}"))
+                .collect();
+            cells.join("  ").trim_end().to_string()
+        })
+        .collect();
+    Some(lines.join("\n"))
 }
 
 #[cfg(test)]
@@ -130,5 +190,23 @@ mod tests {
         );
         let error = Reply::Error("ERR x".into());
         assert_eq!(render(&words(&["INFO"]), &error), "(error) ERR x");
+    }
+
+    #[test]
+    fn raft_nodes_prints_as_a_table() {
+        let text = Reply::Bulk(
+            b"1 127.0.0.1:7101 127.0.0.1:7001 voter leader,myself match=120 lag=0 connected\n\
+              12 10.0.0.12:7101 - learner promote-when-caught-up match=3 lag=117 disconnected\n"
+                .to_vec(),
+        );
+        assert_eq!(
+            render(&words(&["raft.nodes"]), &text),
+            "ID  RAFT ADDR       CLIENT ADDR     ROLE     FLAGS                   MATCH  LAG  CONNECTED\n\
+             1   127.0.0.1:7101  127.0.0.1:7001  voter    leader,myself           120    0    connected\n\
+             12  10.0.0.12:7101  -               learner  promote-when-caught-up  3      117  disconnected"
+        );
+        // Anything else is shown as it came.
+        let odd = Reply::Bulk(b"something else\n".to_vec());
+        assert_eq!(render(&words(&["RAFT.NODES"]), &odd), "something else");
     }
 }

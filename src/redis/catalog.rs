@@ -159,6 +159,26 @@ pub const COMMANDS: &[Spec] = &[
         &["loading", "stale", "fast"],
         &["@admin", "@fast", "@dangerous"],
     ),
+    // RedisRaft's administration commands. Like CLUSTER's subcommands that
+    // change the cluster, they are admin commands and never run in scripts.
+    spec(
+        "raft.node",
+        -2,
+        &["admin", "noscript"],
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    spec(
+        "raft.nodes",
+        1,
+        &["admin", "noscript", "loading", "stale"],
+        &["@admin", "@slow", "@dangerous"],
+    ),
+    spec(
+        "raft.transfer_leader",
+        -1,
+        &["admin", "noscript"],
+        &["@admin", "@slow", "@dangerous"],
+    ),
     spec(
         "quit",
         -1,

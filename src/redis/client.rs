@@ -12,7 +12,8 @@ use std::io::{self, BufReader, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-/// How long [`Client::call`] keeps retrying.
+/// How long [`Client::call`] keeps retrying, unless told otherwise
+/// ([`Client::retry_for`]).
 const RETRY_FOR: Duration = Duration::from_secs(10);
 /// The most MOVED redirects one call follows.
 const MAX_REDIRECTS: usize = 5;
@@ -97,6 +98,8 @@ pub struct Client {
     /// Connection failures are retried only once a node has answered: a
     /// wrong address should fail at once, a node dying mid-write should not.
     ever_connected: bool,
+    /// How long a call keeps retrying.
+    retry_for: Duration,
     /// Told about each failure that is about to be retried.
     on_retry: Box<dyn FnMut(&ClientError)>,
     /// After MULTI: the commands queued since. A transaction lives on one
@@ -123,6 +126,7 @@ impl Client {
             client_id: rand::random::<u64>().max(1),
             seq: 0,
             ever_connected: false,
+            retry_for: RETRY_FOR,
             on_retry: Box::new(|_| {}),
             transaction: None,
         }
@@ -131,6 +135,14 @@ impl Client {
     /// Calls `notice` for every failure that is retried.
     pub fn on_retry(mut self, notice: impl FnMut(&ClientError) + 'static) -> Client {
         self.on_retry = Box::new(notice);
+        self
+    }
+
+    /// How long each call keeps retrying TRYAGAIN, TIMEOUT and lost
+    /// connections (10 s by default). Zero: one attempt, following MOVED
+    /// redirects only, for callers that retry in their own way.
+    pub fn retry_for(mut self, duration: Duration) -> Client {
+        self.retry_for = duration;
         self
     }
 
@@ -179,7 +191,7 @@ impl Client {
         } else {
             command.to_vec()
         };
-        let deadline = Instant::now() + RETRY_FOR;
+        let deadline = Instant::now() + self.retry_for;
         let mut redirects = 0;
         let mut unreachable = 0;
         loop {

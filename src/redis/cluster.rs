@@ -8,10 +8,11 @@
 //!
 //! A raftnode cluster is one shard: every key lives on every member, and only
 //! the leader serves reads and writes. So it describes itself as one master
-//! (the leader) owning all 16,384 slots, with the other members as its
-//! replicas. While no leader is known (an election is under way), or the one
-//! it knows has just dropped its connection (a follower sees that at once when
-//! the leader's process dies, before any election), a node names *itself* as
+//! (the leader) owning all 16,384 slots, with the other members — the
+//! configuration's voters and learners — as its replicas. While no leader is
+//! known (an election is under way), or the one it knows has just dropped
+//! its connection (a follower sees that at once when the leader's process
+//! dies, before any election), a node names *itself* as
 //! the master, so that clients keep sending it commands — which it holds
 //! briefly and then answers `-MOVED` to the new leader, or `-TRYAGAIN`
 //! (retried by cluster clients) — instead of being sent to a dead node or
@@ -67,8 +68,9 @@ pub fn node_name(id: NodeId) -> String {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Member {
     pub id: NodeId,
-    /// Where it serves clients, if this node knows (peers tell it in their
-    /// handshake).
+    /// Where it serves clients, if this node knows (the configuration
+    /// records it for members added with RAFT.NODE ADD; peers also tell it
+    /// in their handshake).
     pub client: Option<(String, u16)>,
     /// The port of its Raft address: Redis's "cluster bus" port.
     pub bus_port: u16,
@@ -91,33 +93,53 @@ pub struct Layout {
 }
 
 impl Layout {
+    /// The configuration's members — voters, and learners as replicas —
+    /// as this node sees them now. This node is listed even before it is a
+    /// member (a node waiting to be added), so that it always has a
+    /// `myself`.
     pub fn of(node: &KvNode) -> Layout {
         let status = node.status();
+        let membership = node.membership();
         let me = node.id();
+        let is_member = |id: NodeId| membership.members.iter().any(|m| m.id == id);
         // The leader owns the slots once clients can be sent to it;
         // otherwise — none known, its address unknown, or its connection
         // just lost — this node stands in for it (see the module docs).
         let master = status
             .leader_id
-            .filter(|&id| id == me || node.peer_reachable(id))
+            .filter(|&id| id == me || (node.peer_reachable(id) && is_member(id)))
             .filter(|&id| node.client_addr_of(id).is_some())
             .unwrap_or(me);
-        let mut members: Vec<Member> = status
+        let mut members: Vec<Member> = membership
             .members
             .iter()
-            .map(|&id| Member {
-                id,
-                client: node.client_addr_of(id).and_then(|a| split_addr(&a)),
-                bus_port: raft_port(node, id),
-                master: id == master,
-                myself: id == me,
-                connected: id == me || node.peer_reachable(id),
-                offset: match id == me {
+            .map(|m| Member {
+                id: m.id,
+                client: m.client_addr.as_deref().and_then(split_addr),
+                bus_port: match m.id == me {
+                    true => node.raft_addr().port(),
+                    false => split_addr(&m.raft_addr).map_or(0, |(_, port)| port),
+                },
+                master: m.id == master,
+                myself: m.id == me,
+                connected: m.connected,
+                offset: match m.id == me {
                     true => Some(status.last_applied),
-                    false => status.match_index.get(&id).copied(),
+                    false => m.match_index,
                 },
             })
             .collect();
+        if !is_member(me) {
+            members.push(Member {
+                id: me,
+                client: node.client_addr_of(me).as_deref().and_then(split_addr),
+                bus_port: node.raft_addr().port(),
+                master: master == me,
+                myself: true,
+                connected: true,
+                offset: Some(status.last_applied),
+            });
+        }
         members.sort_by_key(|m| (!m.master, m.id));
         Layout {
             members,
@@ -264,15 +286,6 @@ fn split_addr(addr: &str) -> Option<(String, u16)> {
     let (host, port) = addr.rsplit_once(':')?;
     let host = host.trim_start_matches('[').trim_end_matches(']');
     Some((host.to_string(), port.parse().ok()?))
-}
-
-fn raft_port(node: &KvNode, id: NodeId) -> u16 {
-    let addr = match id == node.id() {
-        true => Some(node.raft_addr().to_string()),
-        false => node.config().peers.get(&id).cloned(),
-    };
-    addr.and_then(|a| split_addr(&a))
-        .map_or(0, |(_, port)| port)
 }
 
 /// The CLUSTER command: `SLOTS`, `SHARDS`, `NODES`, `MYID`, `INFO`,

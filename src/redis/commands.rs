@@ -20,6 +20,8 @@
 //! | `HELLO [2\|3] [AUTH user pass] [SETNAME name]` | switches protocol; describes the server | any node |
 //! | `MULTI` … `EXEC` | the queued commands' replies, applied as one log entry ([`crate::redis::transaction`]) | leader |
 //! | `DISCARD` | `+OK`; drops the queued commands | any node |
+//! | `RAFT.NODE ADD\|PROMOTE\|REMOVE ...`, `RAFT.TRANSFER_LEADER [id]` | `+OK` once done ([`crate::redis::membership`]) | leader |
+//! | `RAFT.NODES` | one line per member ([`crate::redis::membership::nodes_text`]) | any node |
 //! | `DEBUG DIGEST` | `+<40 hex digits>`: this node's applied state, the same on replicas that agree | any node |
 //! | `HELP` | the command list | any node |
 //! | `QUIT` | `+OK`, then the connection closes | any node |
@@ -48,10 +50,11 @@ use crate::redis::catalog;
 use crate::redis::cluster::{self, key_slot};
 use crate::redis::connection;
 use crate::redis::info;
+use crate::redis::leader::on_leader;
+use crate::redis::membership;
 use crate::redis::port::{Connection, Port};
 use crate::redis::resp::{parse_int, Reply};
 use crate::redis::transaction::{self, Step};
-use std::time::Instant;
 
 /// The largest key a client may write.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
@@ -89,6 +92,11 @@ const HELP: &[&str] = &[
     "DISCARD -- drop the queued commands",
     "UNWATCH -- +OK (WATCH is not supported: use CAS)",
     "DEBUG DIGEST -- a digest of this node's applied state (keys, values, sessions)",
+    "RAFT.NODE ADD id raft-addr client-addr [LEARNER] -- add a member: a learner, promoted once caught up unless LEARNER (leader)",
+    "RAFT.NODE PROMOTE id -- make a learner a voter (leader)",
+    "RAFT.NODE REMOVE id -- remove a member, even the leader itself (leader)",
+    "RAFT.NODES -- the members as this node sees them, one line each",
+    "RAFT.TRANSFER_LEADER [id] -- hand leadership to id, or the most up-to-date voter (leader)",
     "BGSAVE -- snapshot this node's state in the background, then compact its log",
     "LASTSAVE -- Unix time of this node's last snapshot (taken or installed), 0 if none",
     "HELP -- this list",
@@ -275,6 +283,9 @@ fn server(port: &Port, conn: &mut Connection, name: &str, args: &[Vec<u8>]) -> R
         "CLUSTER" => cluster::command(&port.node, args),
         "DEBUG" => debug(&port.node, args),
         "BGSAVE" => bgsave(&port.node, args),
+        "RAFT.NODE" => membership::raft_node(&port.node, args),
+        "RAFT.NODES" => membership::raft_nodes(&port.node, args),
+        "RAFT.TRANSFER_LEADER" => membership::transfer_leader(&port.node, args),
         "LASTSAVE" if args.len() == 1 => {
             Reply::Integer(port.node.snapshot_status().last_save_unix as i64)
         }
@@ -380,62 +391,6 @@ fn sequenced(port: &Port, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, Af
         );
     }
     execute_in(port, conn, &args[2..], Some(seq))
-}
-
-/// Runs `op` on the leader. A node that knows no leader, or whose leader has
-/// just dropped its connection, waits up to two election timeouts for a
-/// reachable leader (the proposal or read was refused, so trying again is
-/// safe), which spares clients most `-TRYAGAIN`s — and redirects to a dead
-/// node — during a failover; a leader transferring its leadership is waited
-/// for likewise. Then a follower answers where to go instead:
-/// `-MOVED` with `slot`, the slot of the command's first key. A timeout's
-/// error says `TIMEOUT <timeout_note><why>`.
-fn on_leader<T>(
-    node: &KvNode,
-    slot: u16,
-    timeout_note: &str,
-    mut op: impl FnMut() -> Result<T, Error>,
-) -> Result<T, Reply> {
-    let config = node.config();
-    let deadline = Instant::now() + 2 * config.election_timeout_max;
-    let gone = |leader: Option<u64>| leader.is_none_or(|id| !node.peer_reachable(id));
-    loop {
-        match op() {
-            Err(Error::NotLeader { leader }) if gone(leader) && Instant::now() < deadline => {
-                std::thread::sleep(config.tick);
-            }
-            Err(Error::NotLeader { leader }) => return Err(redirect(node, leader, slot)),
-            // A leadership transfer pauses writes for at most an election
-            // timeout; then this node leads again, or redirects.
-            Err(Error::Transferring { .. }) if Instant::now() < deadline => {
-                std::thread::sleep(config.tick);
-            }
-            Err(e @ Error::Transferring { .. }) => {
-                return Err(Reply::Error(format!("TRYAGAIN {e}")))
-            }
-            Err(e @ Error::CommandTooLarge { .. }) => return Err(err(&e.to_string())),
-            // Timeout, shutdown and storage failure all leave the outcome unknown.
-            Err(e) => return Err(Reply::Error(format!("TIMEOUT {timeout_note}{e}"))),
-            Ok(value) => return Ok(value),
-        }
-    }
-}
-
-/// Where to send a client that asked the wrong node.
-fn redirect(node: &KvNode, leader: Option<u64>, slot: u16) -> Reply {
-    match leader {
-        Some(id) if id == node.id() => Reply::Error("TRYAGAIN leadership is changing".into()),
-        Some(id) if !node.peer_reachable(id) => Reply::Error(format!(
-            "TRYAGAIN leader {id} cannot be reached from this node; an election may be under way"
-        )),
-        Some(id) => match node.client_addr_of(id) {
-            Some(addr) => Reply::Error(format!("MOVED {slot} {addr}")),
-            None => Reply::Error(format!(
-                "TRYAGAIN leader {id} has not told this node its client address yet"
-            )),
-        },
-        None => Reply::Error("TRYAGAIN no leader known; an election is under way".into()),
-    }
 }
 
 fn check_sizes(keys: &[Vec<u8>], value: Option<&Vec<u8>>) -> Option<Reply> {

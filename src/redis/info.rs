@@ -8,7 +8,16 @@
 //! replication: `# Server`, `# Clients`, `# Stats`, `# Raft`, `# Cluster`,
 //! `# Keyspace`. The `# Raft` section keeps every field INFO had before it
 //! gained sections, with the same names and values, so scripts reading
-//! `role:`, `term:` or `leader_id:` keep working.
+//! `role:`, `term:` or `leader_id:` keep working; `members` still lists the
+//! voters only.
+//!
+//! Membership fields of `# Raft`: `members` (voters) and `learners`, each
+//! comma-separated ids; `config_index`, the index of the entry that set the
+//! configuration in force (0: the bootstrap one); `config_change_in_progress`,
+//! 1 while that entry is not committed; `transferring_to`, the target of a
+//! leadership transfer this leader has under way (empty if none); and
+//! `removed_at`, the index of the entry that removed this node from the
+//! cluster (empty unless it was).
 
 use crate::redis::port::Port;
 use std::sync::OnceLock;
@@ -123,7 +132,14 @@ fn raft(port: &Port) -> Fields {
     let s = node.status();
     let config = node.config();
     let leader_addr = s.leader_id.and_then(|id| node.client_addr_of(id));
-    let members: Vec<String> = s.members.iter().map(|m| m.to_string()).collect();
+    let list = |ids: &[u64]| {
+        ids.iter()
+            .map(|id| id.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    let transferring_to = node.membership().transferring_to;
+    let or_empty = |n: Option<u64>| n.map(|n| n.to_string()).unwrap_or_default();
     let mut fields = vec![
         ("id", s.id.to_string()),
         ("cluster_id", config.cluster_id.clone()),
@@ -137,7 +153,16 @@ fn raft(port: &Port) -> Fields {
         ("commit_index", s.commit_index.to_string()),
         ("last_applied", s.last_applied.to_string()),
         ("last_log_index", s.last_log_index.to_string()),
-        ("members", members.join(",")),
+        // The voters (the field's meaning before learners existed).
+        ("members", list(&s.members)),
+        ("learners", list(&s.learners)),
+        ("config_index", s.config_index.to_string()),
+        (
+            "config_change_in_progress",
+            u8::from(s.config_change_in_progress).to_string(),
+        ),
+        ("transferring_to", or_empty(transferring_to)),
+        ("removed_at", or_empty(node.removed())),
         ("raft_addr", node.raft_addr().to_string()),
         (
             "client_addr",

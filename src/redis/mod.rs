@@ -14,6 +14,9 @@
 //!   cluster to cluster-mode clients as one Redis Cluster shard;
 //! * [`transaction`] — `MULTI`/`EXEC`/`DISCARD`: a connection's queued
 //!   commands, run as one log entry;
+//! * [`membership`] — the cluster administration commands (`RAFT.NODE`,
+//!   `RAFT.NODES`, `RAFT.TRANSFER_LEADER`);
+//! * [`leader`] — running a request on the leader, or redirecting to it;
 //! * [`info`] — `INFO`'s sections;
 //! * [`port`] — what a client port's connections share (the node, the
 //!   port's counters) and what each connection has set;
@@ -30,6 +33,8 @@ pub mod cluster;
 pub mod commands;
 pub mod connection;
 pub mod info;
+pub mod leader;
+pub mod membership;
 pub mod port;
 pub mod resp;
 pub mod server;

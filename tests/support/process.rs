@@ -41,7 +41,21 @@ pub fn free_port() -> u16 {
 pub struct ProcNode {
     pub client_port: u16,
     pub raft_port: u16,
+    /// How its command line names the rest of the cluster.
+    pub start: Start,
     child: Option<Child>,
+}
+
+/// How a node's command line names the rest of the cluster.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// `--peer` for each other founding member (the nodes the cluster was
+    /// created with): on a new data dir, it forms the cluster with them.
+    Peers,
+    /// `--join` with the client address of this node, and no `--peer`.
+    Join(u64),
+    /// Neither: membership comes from the data dir alone.
+    Bare,
 }
 
 pub struct ProcCluster {
@@ -49,6 +63,8 @@ pub struct ProcCluster {
     pub nodes: BTreeMap<u64, ProcNode>,
     /// Flags added to every node's command line.
     pub extra_args: Vec<String>,
+    /// The nodes the cluster was created with.
+    pub founders: BTreeSet<u64>,
 }
 
 impl ProcCluster {
@@ -62,12 +78,14 @@ impl ProcCluster {
                     let node = ProcNode {
                         client_port: free_port(),
                         raft_port: free_port(),
+                        start: Start::Peers,
                         child: None,
                     };
                     (id, node)
                 })
                 .collect(),
             extra_args: Vec::new(),
+            founders: (1..=n).collect(),
         };
         for &id in start {
             cluster.start_node(id);
@@ -106,17 +124,103 @@ impl ProcCluster {
                 &format!("127.0.0.1:{}", self.nodes[&id].client_port),
             ])
             .args(&self.extra_args);
-        for (&peer, node) in self.nodes.iter().filter(|(&p, _)| p != id) {
-            cmd.args(["--peer", &format!("{peer}=127.0.0.1:{}", node.raft_port)]);
+        match self.nodes[&id].start {
+            Start::Peers => {
+                for &peer in self.founders.iter().filter(|&&p| p != id) {
+                    let port = self.nodes[&peer].raft_port;
+                    cmd.args(["--peer", &format!("{peer}=127.0.0.1:{port}")]);
+                }
+            }
+            Start::Join(via) => {
+                let port = self.nodes[&via].client_port;
+                cmd.args(["--join", &format!("127.0.0.1:{port}")]);
+            }
+            Start::Bare => {}
         }
         cmd
+    }
+
+    /// A node `id` that is not part of the cluster yet, with its own ports,
+    /// started (later) as `start` says.
+    pub fn add_node(&mut self, id: u64, start: Start) {
+        let node = ProcNode {
+            client_port: free_port(),
+            raft_port: free_port(),
+            start,
+            child: None,
+        };
+        assert!(self.nodes.insert(id, node).is_none(), "node {id} exists");
+    }
+
+    /// `host:port` of node `id`'s client port.
+    pub fn client_addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.nodes[&id].client_port)
+    }
+
+    /// `host:port` of node `id`'s raft port.
+    pub fn raft_addr(&self, id: u64) -> String {
+        format!("127.0.0.1:{}", self.nodes[&id].raft_port)
+    }
+
+    /// Everything node `id` has logged (its stderr, across restarts).
+    pub fn log(&self, id: u64) -> String {
+        std::fs::read_to_string(self.log_path(id)).unwrap_or_default()
+    }
+
+    fn log_path(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}.log"))
+    }
+
+    /// Waits for node `id`'s process to exit by itself; its exit status.
+    pub fn wait_exit(&mut self, id: u64, timeout: Duration) -> std::process::ExitStatus {
+        let child = self.nodes.get_mut(&id).unwrap().child.as_mut();
+        let child = child.expect("node is running");
+        let status = wait_for(timeout, &format!("node {id} to exit"), || {
+            child.try_wait().expect("wait for a node")
+        });
+        self.nodes.get_mut(&id).unwrap().child = None;
+        status
+    }
+
+    /// Node `id`'s exit status, if its process has ended by itself.
+    pub fn exited(&mut self, id: u64) -> Option<std::process::ExitStatus> {
+        let child = self.nodes.get_mut(&id).unwrap().child.as_mut()?;
+        child.try_wait().expect("wait for a node")
+    }
+
+    /// Runs node `id`'s command line once, expecting it not to start: with
+    /// `--exit-on-stdin-eof` and no standard input, a node that does start
+    /// exits at once with status 0. Its exit status and standard error.
+    pub fn try_start(&self, id: u64) -> (std::process::ExitStatus, String) {
+        let out = self
+            .command(id)
+            .arg("--exit-on-stdin-eof")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run raftnode");
+        (
+            out.status,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
     }
 
     pub fn data_dir(&self, id: u64) -> PathBuf {
         self.dir.path().join(format!("node-{id}"))
     }
 
+    /// Starts node `id` and waits until it serves clients.
     pub fn start_node(&mut self, id: u64) {
+        self.spawn_node(id);
+        // Ready once it answers PING.
+        let port = self.nodes[&id].client_port;
+        wait_for(WAIT, &format!("node {id} to serve clients"), || {
+            let mut client = Resp::connect(port).ok()?;
+            (client.call(&["PING"]) == Reply::Simple("PONG".into())).then_some(())
+        });
+    }
+
+    /// Starts node `id`'s process without waiting for it (it may exit).
+    pub fn spawn_node(&mut self, id: u64) {
         let mut cmd = self.command(id);
         cmd.arg("--exit-on-stdin-eof")
             .stdin(Stdio::piped())
@@ -125,17 +229,11 @@ impl ProcCluster {
                 std::fs::File::options()
                     .create(true)
                     .append(true)
-                    .open(self.dir.path().join(format!("node-{id}.log")))
+                    .open(self.log_path(id))
                     .unwrap(),
             );
         let child = cmd.spawn().expect("spawn raftnode");
         self.nodes.get_mut(&id).unwrap().child = Some(child);
-        // Ready once it answers PING.
-        let port = self.nodes[&id].client_port;
-        wait_for(WAIT, &format!("node {id} to serve clients"), || {
-            let mut client = Resp::connect(port).ok()?;
-            (client.call(&["PING"]) == Reply::Simple("PONG".into())).then_some(())
-        });
     }
 
     /// The process id of a running node.
@@ -181,10 +279,16 @@ impl ProcCluster {
     /// Waits until every running node names the same leader and knows its
     /// client address.
     pub fn wait_for_leader(&self) -> u64 {
+        self.wait_for_leader_among(&self.running())
+    }
+
+    /// Like [`ProcCluster::wait_for_leader`], among the running nodes `ids`
+    /// only (the others may know no leader, or another).
+    pub fn wait_for_leader_among(&self, ids: &[u64]) -> u64 {
         wait_for(WAIT, "the processes to agree on a leader", || {
-            let infos: Vec<_> = self.running().into_iter().map(|id| self.info(id)).collect();
+            let infos: Vec<_> = ids.iter().map(|&id| self.info(id)).collect();
             let leader = infos.first()?.get("leader_id")?.parse::<u64>().ok()?;
-            if !self.running().contains(&leader) {
+            if !ids.contains(&leader) {
                 return None;
             }
             let addr = format!("127.0.0.1:{}", self.nodes[&leader].client_port);
