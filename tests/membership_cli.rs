@@ -579,22 +579,12 @@ fn a_join_waits_for_the_cluster_to_elect_a_leader() {
 
 /// The procedure the node's own messages advise for a wiped or dead node:
 /// remove it, then start it under the same id with an empty data dir and
-/// `--join`. Ignored because, today, most runs of three rounds fail in one
-/// of two ways, both below the client port:
-///
-/// * the new node exits, removed: while the entry adding the id back is not
-///   yet committed, the leader answers its handshake with "removed"
-///   (`removed_at` in src/node/handshake.rs looks at the committed
-///   configuration only, and `told_removed` believes any such answer);
-/// * the new node stays a learner at the old node's match index forever:
-///   the leader kept the removed id's progress (match 1, next 2) and
-///   reuses it for the empty newcomer, whose rejections at index 1 it then
-///   ignores as stale ("stale rejection at 1 from 2 (match 1, next 2)",
-///   src/raft/core/replication.rs).
-///
-/// A new id avoids both (see the replacement test above).
+/// `--join`, three rounds. (This found two bugs, since fixed: the leader
+/// told the newcomer it was removed while the entry adding it back was not
+/// yet committed, and it reused the removed node's progress — its match
+/// index — for the empty newcomer, whose rejections it then ignored as
+/// stale.)
 #[test]
-#[ignore = "re-adding a removed id fails in src/node and src/raft (see the comment)"]
 fn a_removed_id_comes_back_with_an_empty_data_dir_and_join() {
     let mut cluster = ProcCluster::start(3);
     let leader = cluster.wait_for_leader();
