@@ -1,15 +1,17 @@
-//! The fault-injection suite: crashes, partitions, a lossy network and paused
-//! leaders, with every scenario checked for Raft's invariants and for a
-//! linearizable history (see `support/chaos`). Each scenario prints its seed;
-//! `RAFTNODE_SEED=N` replays one, `RAFTNODE_SOAK=1` runs the randomized ones
-//! ten times longer.
+//! The fault-injection suite: crashes, partitions, a lossy network, paused
+//! leaders and membership changes, with every scenario checked for Raft's
+//! invariants and for a linearizable history (see `support/chaos`). Each
+//! scenario prints its seed; `RAFTNODE_SEED=N` replays one, `RAFTNODE_SOAK=1`
+//! runs the randomized ones ten times longer (the membership scenarios, which
+//! run a few seeds each, ten times as many seeds).
 
 #[path = "support/chaos/mod.rs"]
 mod chaos;
 mod support;
 
+use chaos::membership::Plan;
 use chaos::netproxy::LinkMode;
-use chaos::{seed, soak, Chaos, RECOVER};
+use chaos::{seed, seeds, soak, Chaos, RECOVER};
 use raftnode::raft::RoleKind;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -401,6 +403,251 @@ fn partitioned_leader_serves_no_stale_reads() {
         "check-quorum did not depose it"
     );
     c.finish();
+}
+
+// ---------------------------------------------------------------------------
+// Membership changes (chapter 4) at random moments, under faults: a pool of
+// twelve ids, three of them voters at first. A thread adds nodes (learners,
+// mostly promoted by the leader once caught up), promotes, removes (the
+// leader too) and transfers leadership through whichever node leads, while
+// the scenario breaks the network, the nodes and their disks. Every check
+// of the other scenarios holds, and at the end every member holds the same
+// configuration and state (see `support/chaos/membership.rs`).
+// ---------------------------------------------------------------------------
+
+/// How long each seed of a membership scenario injects faults.
+const MEMBERSHIP_CHAOS: Duration = Duration::from_millis(3500);
+
+/// The ids a membership scenario may use: enough for an addition every few
+/// hundred milliseconds without adding a removed id back.
+const POOL: u64 = 12;
+
+/// Restarts every crashed node if too few voters run to make progress.
+fn keep_a_majority_of_voters(c: &Chaos) {
+    if c.voters_short() {
+        for id in c.down() {
+            c.restart(id);
+        }
+    }
+}
+
+/// Single-server changes while partitions (also one-way), crashes and
+/// restarts and a paused leader come and go: a change may be cut off from
+/// the majority half-way, be finished by the next leader or abandoned
+/// (§4.1), and a removed node may be cut off before it learns it was.
+#[test]
+fn membership_changes_during_partitions_and_crashes_stay_linearizable() {
+    for seed in seeds(&[41, 42, 43]) {
+        membership_changes_under_faults(seed, Plan::default());
+    }
+}
+
+/// Partitions (also one-way), crashes and restarts and a paused leader,
+/// while the membership thread follows `plan`.
+fn membership_changes_under_faults(seed: u64, plan: Plan) {
+    let pool = if plan.add_back_removed { 5 } else { POOL };
+    let mut c = Chaos::with_pool(pool, 3, seed, |_| {});
+    c.wait_for_leader();
+    c.start_clients(4, 3);
+    c.start_membership_changes(plan);
+    let until = Instant::now() + MEMBERSHIP_CHAOS;
+    while Instant::now() < until {
+        c.net().heal();
+        // The nodes that run: the others have no traffic to cut.
+        let mut ids = c.running();
+        ids.shuffle(&mut c.rng);
+        match c.rng.gen_range(0..8) {
+            0 if ids.len() > 1 => {
+                let split = c.rng.gen_range(1..ids.len());
+                c.net().partition(&[&ids[..split], &ids[split..]]);
+            }
+            1 => {
+                if let Some(leader) = c.leader() {
+                    c.net().isolate(leader);
+                }
+            }
+            2 => {
+                for _ in 0..c.rng.gen_range(1..5) {
+                    let (a, b) = (ids.choose(&mut c.rng), ids.choose(&mut c.rng));
+                    if let (Some(&a), Some(&b)) = (a, b) {
+                        if a != b {
+                            c.net().cut(a, b);
+                        }
+                    }
+                }
+            }
+            3 => {
+                if let Some(&id) = ids.first() {
+                    c.crash(id);
+                }
+            }
+            4 => {
+                if let Some(&id) = c.down().choose(&mut c.rng) {
+                    c.restart(id);
+                }
+            }
+            5 => {
+                if let Some(leader) = c.leader() {
+                    let pause = c.rng.gen_range(100..300);
+                    c.pause_for(leader, Duration::from_millis(pause));
+                }
+            }
+            _ => {} // healed for a while
+        }
+        keep_a_majority_of_voters(&c);
+        sleep_ms(c.rng.gen_range(150..400));
+    }
+    let report = c.finish().expect("membership changes ran");
+    assert!(
+        report.added + report.removed > 0,
+        "seed {seed}: no membership change happened: {report}"
+    );
+}
+
+/// Power cuts (unsynced writes lost) aimed at membership changes: the leader
+/// or another member while a configuration entry is not yet committed, a
+/// learner while it catches up (often by snapshot), the whole cluster at
+/// once, or anyone. A configuration entry appended but never synced may be
+/// lost with the power; one that was committed never may, and no
+/// acknowledged write is lost.
+#[test]
+fn membership_changes_with_power_cuts_lose_no_acknowledged_write() {
+    for seed in seeds(&[51, 52, 53]) {
+        let mut c = Chaos::with_pool(POOL, 3, seed, |config| {
+            // New members catch up by snapshot as well as by log.
+            config.snapshot_entries = 60;
+            config.snapshot_keep = 20;
+        });
+        c.wait_for_leader();
+        c.start_clients(4, 3);
+        c.start_membership_changes(Plan {
+            interval_ms: (20, 120),
+            ..Plan::default()
+        });
+        let (mut in_flight, mut catching_up, mut rounds) = (0, 0, 0);
+        let until = Instant::now() + MEMBERSHIP_CHAOS;
+        while Instant::now() < until {
+            rounds += 1;
+            let aim = rounds % 4;
+            // Wait for the moment this round aims at.
+            let deadline = Instant::now() + Duration::from_millis(300);
+            let mut victims = Vec::new();
+            while Instant::now() < deadline && victims.is_empty() {
+                let Some(leader) = c.leader() else {
+                    sleep_ms(1);
+                    continue;
+                };
+                let Some(status) = c.node(leader).and_then(|n| n.try_status()) else {
+                    continue;
+                };
+                let others: Vec<u64> = c.running().into_iter().filter(|&id| id != leader).collect();
+                match aim {
+                    0 if status.config_change_in_progress => victims = vec![leader],
+                    1 if status.config_change_in_progress && !others.is_empty() => {
+                        victims = vec![*others.choose(&mut c.rng).unwrap()]
+                    }
+                    2 if !status.learners.is_empty() => {
+                        victims = vec![*status.learners.choose(&mut c.rng).unwrap()];
+                        catching_up += 1;
+                    }
+                    3 => victims = c.running(),
+                    _ => {}
+                }
+                if aim < 2 && !victims.is_empty() {
+                    in_flight += 1;
+                }
+                thread::sleep(Duration::from_micros(200));
+            }
+            if victims.is_empty() {
+                victims.extend(c.running().choose(&mut c.rng));
+            }
+            if aim == 3 {
+                c.crash_all();
+            } else {
+                for id in victims {
+                    c.crash(id);
+                }
+            }
+            sleep_ms(c.rng.gen_range(20..150));
+            for id in c.down() {
+                c.restart(id);
+            }
+            sleep_ms(c.rng.gen_range(50..250));
+        }
+        eprintln!(
+            "power cuts: {rounds} rounds, {in_flight} with a configuration change in flight, \
+             {catching_up} of a learner"
+        );
+        let report = c.finish().expect("membership changes ran");
+        assert!(
+            report.added + report.removed > 0,
+            "seed {seed}: no membership change happened: {report}"
+        );
+    }
+}
+
+/// Leadership transfers (§3.10), mostly, and a change of membership now and
+/// then, over a lossy network while nodes are paused, cut off, crashed and
+/// restarted: the target may be frozen, unreachable or down, or lose its
+/// TimeoutNow. A transfer either hands leadership to its target or is
+/// abandoned within an election timeout, and leaves no write lost or
+/// applied twice.
+#[test]
+fn leadership_transfers_under_chaos() {
+    fn lossy_everywhere(c: &Chaos) {
+        let lossy = LinkMode::Lossy {
+            drop_frames: 0.02,
+            drop_connections: 0.005,
+        };
+        for a in c.ids() {
+            for b in c.ids().into_iter().filter(|&b| b != a) {
+                c.net().set(a, b, lossy.clone());
+            }
+        }
+    }
+    for seed in seeds(&[61, 62, 63]) {
+        let mut c = Chaos::with_pool(POOL, 3, seed, |_| {});
+        lossy_everywhere(&c);
+        c.wait_for_leader();
+        c.start_clients(4, 3);
+        c.start_membership_changes(Plan::transfers());
+        let until = Instant::now() + MEMBERSHIP_CHAOS;
+        while Instant::now() < until {
+            lossy_everywhere(&c);
+            let running = c.running();
+            match c.rng.gen_range(0..6) {
+                0 | 1 => {
+                    if let Some(&id) = running.choose(&mut c.rng) {
+                        let pause = c.rng.gen_range(50..250);
+                        c.pause_for(id, Duration::from_millis(pause));
+                    }
+                }
+                2 => {
+                    if let Some(&id) = running.choose(&mut c.rng) {
+                        c.net().isolate(id);
+                    }
+                }
+                3 => {
+                    if let Some(&id) = running.choose(&mut c.rng) {
+                        c.crash(id);
+                    }
+                }
+                4 => {
+                    if let Some(&id) = c.down().choose(&mut c.rng) {
+                        c.restart(id);
+                    }
+                }
+                _ => {}
+            }
+            keep_a_majority_of_voters(&c);
+            sleep_ms(c.rng.gen_range(150..400));
+        }
+        let report = c.finish().expect("membership changes ran");
+        assert!(
+            report.transfers > 0,
+            "seed {seed}: no transfer succeeded: {report}"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------
