@@ -244,9 +244,20 @@ impl Inner {
 
     /// Nodes that report they were removed would exit, were they
     /// processes: non-members are let go; a member that reports it is a
-    /// violation (it is left running, so that the scenario can end).
+    /// violation (it is left running, so that the scenario can end), and so
+    /// is a member whose data dir refused to restart for that reason.
     pub(super) fn check_removal_reports(&self, view: &Settled) {
         let members = view.members();
+        let refused: Vec<(NodeId, Index)> = (self.refused_restarts.lock().iter())
+            .filter(|(id, _)| members.contains(id))
+            .map(|(&id, &at)| (id, at))
+            .collect();
+        for (id, at) in refused {
+            self.violation_once(
+                format!("node {id} refused to restart, removed at {at},"),
+                view,
+            );
+        }
         for id in self.running() {
             let Some(at) = self.node(id).and_then(|n| n.removed()) else {
                 continue;
@@ -255,21 +266,23 @@ impl Inner {
                 self.let_go(id);
                 continue;
             }
-            let claim = format!("node {id} reports it was removed at {at}");
-            let mut violations = self.violations.lock();
-            if !violations
-                .iter()
-                .any(|v| v.starts_with(&format!("{claim},")))
-            {
-                violations.push(format!(
-                    "{claim}, but it is a member of the configuration of entry {} ({}) held by \
-                     leader {} in term {}",
-                    view.config_index,
-                    view.describe(),
-                    view.leader,
-                    view.term
-                ));
-            }
+            self.violation_once(format!("node {id} reports it was removed at {at},"), view);
+        }
+    }
+
+    /// Records `claim`, a node's claim to be removed, as a violation unless
+    /// it was recorded before: it is a member of `view`.
+    fn violation_once(&self, claim: String, view: &Settled) {
+        let mut violations = self.violations.lock();
+        if !violations.iter().any(|v| v.starts_with(&claim)) {
+            violations.push(format!(
+                "{claim} but it is a member of the configuration of entry {} ({}) held by \
+                 leader {} in term {}",
+                view.config_index,
+                view.describe(),
+                view.leader,
+                view.term
+            ));
         }
     }
 

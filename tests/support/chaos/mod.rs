@@ -54,7 +54,7 @@ use raftnode::raft::membership::{Configuration, Member};
 use raftnode::raft::message::{Entry, Index, NodeId, Term};
 use raftnode::raft::RoleKind;
 use raftnode::storage::{DiskStore, LogStore};
-use raftnode::{Config, Error, Node};
+use raftnode::{Config, Error, Node, StartError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
@@ -126,6 +126,9 @@ struct Inner {
     /// Serializes starting, crashing, restarting and letting go of nodes,
     /// which the scenario and the membership thread both do.
     lifecycle: Mutex<()>,
+    /// Nodes whose data dir refused to restart because it recorded their
+    /// removal (at this index): they are let go, and must be no members.
+    refused_restarts: Mutex<BTreeMap<NodeId, Index>>,
     /// The power switch of each node's current run.
     switches: Mutex<BTreeMap<NodeId, PowerSwitch>>,
     paused: Mutex<BTreeSet<NodeId>>,
@@ -257,6 +260,7 @@ impl Chaos {
             nodes: Mutex::new(BTreeMap::new()),
             data_dirs: Mutex::new(data_dirs),
             lifecycle: Mutex::new(()),
+            refused_restarts: Mutex::new(BTreeMap::new()),
             switches: Mutex::new(BTreeMap::new()),
             paused: Mutex::new(BTreeSet::new()),
             history: History::new(),
@@ -365,8 +369,9 @@ impl Chaos {
         });
     }
 
-    /// Restarts a crashed node from its data dir, on its old port (nothing
-    /// happens if it was let go meanwhile, having been removed).
+    /// Restarts a crashed node from its data dir, on its old port. Nothing
+    /// happens if it was let go meanwhile, having been removed; a node whose
+    /// data dir recorded its removal refuses to start, and is let go.
     pub fn restart(&self, id: NodeId) {
         self.inner.restart(id);
     }
@@ -856,8 +861,19 @@ impl Inner {
             // Let go meanwhile: it was removed.
             None => return,
         }
-        let node = start_node(self, id, self.listener(id))
-            .unwrap_or_else(|e| panic!("node {id} failed to restart: {e}"));
+        let node = match start_node(self, id, self.listener(id)) {
+            Ok(node) => node,
+            Err(StartError::Removed { index, .. }) => {
+                // It learnt of its removal before it went down (the
+                // membership thread may not have let it go yet): as a
+                // process, it would refuse to start just so.
+                log::info!("chaos: node {id} refuses to restart: removed at {index}");
+                self.nodes.lock().remove(&id);
+                self.refused_restarts.lock().insert(id, index);
+                return;
+            }
+            Err(e) => panic!("node {id} failed to restart: {e}"),
+        };
         let term = node.status().term;
         let key = (id, node.incarnation());
         let before = self.max_term.lock().get(&key).copied().unwrap_or(0);
@@ -875,6 +891,7 @@ impl Inner {
         if self.nodes.lock().contains_key(&id) {
             return;
         }
+        self.refused_restarts.lock().remove(&id);
         {
             let mut dirs = self.data_dirs.lock();
             let mut dir = dirs[&id].clone();
@@ -933,10 +950,9 @@ impl Drop for Chaos {
 }
 
 /// Starts node `id` on its data dir behind a fresh power switch.
-fn start_node(inner: &Inner, id: NodeId, listener: TcpListener) -> Result<KvNode, String> {
+fn start_node(inner: &Inner, id: NodeId, listener: TcpListener) -> Result<KvNode, StartError> {
     let config = config_for(inner, id);
-    let store =
-        DiskStore::open(&config.data_dir, id, &config.cluster_id).map_err(|e| e.to_string())?;
+    let store = DiskStore::open(&config.data_dir, id, &config.cluster_id)?;
     let switch = PowerSwitch::default();
     inner.switches.lock().insert(id, switch.clone());
     Node::start_with(
@@ -945,7 +961,6 @@ fn start_node(inner: &Inner, id: NodeId, listener: TcpListener) -> Result<KvNode
         PowerCutStore::new(store, switch),
         Kv::new(),
     )
-    .map_err(|e| e.to_string())
 }
 
 /// Records `node`'s committed prefix, checking it against every committed
