@@ -1055,3 +1055,109 @@ mod processes {
         clients.finish(&cluster, seed);
     }
 }
+
+/// `Node::halt` must return while peers keep connecting. A connection that
+/// the listener accepts just before a halt is served by a thread that first
+/// checks whether the node is stopping and only then registers its socket
+/// for the halt to shut down (`node/listener.rs`, `serve`): one preempted
+/// between the two registers after the halt's last `shutdown_all`, reads
+/// on with no timeout once its handshake is done, and the halt waits for
+/// it forever. Here peers (plain sockets that handshake, then stay silent)
+/// connect without pause while nodes are halted, again and again for a
+/// minute, with spinning threads to make preemption likely. The window is
+/// narrow: this failed once in about five minutes of tries (at its 36th
+/// halt), and the chaos harness met it once in some 60 runs of the power
+/// cut scenario (seed 3018: `Chaos::crash` stuck in `Node::halt` joining
+/// `raft-1-inbound`, blocked in `read_frame` at `listener.rs:79`, with
+/// every other thread of node 1 gone). Registering the socket before the
+/// check closes the window (tried out of tree: no hang in 300 halts; but
+/// without it 300 halts hang only sometimes, so that is no proof).
+#[test]
+#[ignore = "bug: Node::halt can wait forever for an inbound connection thread that registered \
+            its socket after the halt shut the registered ones down (node/listener.rs checks \
+            is_stopping before sockets.register)"]
+fn halting_a_node_while_peers_connect_returns() {
+    use raftnode::kv::Kv;
+    use raftnode::node::wire::{self, Hello, HelloReply};
+    use raftnode::Node;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc};
+    support::init_logging();
+    let until = Instant::now() + Duration::from_secs(60) * soak();
+    let stop_spinning = Arc::new(AtomicBool::new(false));
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop_spinning.clone();
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let mut round: u64 = 0;
+    while Instant::now() < until {
+        round += 1;
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = raftnode::Config::new(1, dir.path().join("node-1"));
+        config.raft_addr = addr.to_string();
+        let node = Node::start_with_listener(config, listener, Kv::new()).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let dialers: Vec<_> = (0..4u64)
+            .map(|k| {
+                let stop = stop.clone();
+                thread::spawn(move || {
+                    let mut open = Vec::new();
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(mut stream) = TcpStream::connect(addr) else {
+                            continue;
+                        };
+                        n += 1;
+                        let hello = Hello {
+                            cluster_id: "raftnode".into(),
+                            from: 100 + k * 1000 + n,
+                            to: 1,
+                            client_addr: None,
+                            raft_addr: "127.0.0.1:1".into(),
+                            incarnation: 7,
+                        };
+                        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+                        if wire::write_frame(&mut stream, &hello, 1 << 20).is_ok()
+                            && wire::read_frame::<HelloReply, _>(&mut stream, 1 << 20).is_ok()
+                        {
+                            // Silent from now on, and kept open.
+                            open.push(stream);
+                        }
+                    }
+                    open
+                })
+            })
+            .collect();
+        sleep_ms(round % 7);
+        let (done_tx, done_rx) = mpsc::channel();
+        let halting = thread::spawn(move || {
+            node.halt();
+            let _ = done_tx.send(());
+        });
+        let halted = done_rx.recv_timeout(Duration::from_secs(5)).is_ok();
+        stop.store(true, Ordering::Relaxed);
+        // Closing the peers' sockets ends the stuck thread, and the halt.
+        let open: usize = dialers.into_iter().map(|d| d.join().unwrap().len()).sum();
+        halting.join().unwrap();
+        if !halted {
+            stop_spinning.store(true, Ordering::Relaxed);
+            panic!(
+                "round {round}: the halt did not return within 5 s ({open} peer connections \
+                 were open); it returned once the peers closed them"
+            );
+        }
+    }
+    stop_spinning.store(true, Ordering::Relaxed);
+    for s in spinners {
+        s.join().unwrap();
+    }
+}
