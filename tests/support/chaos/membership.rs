@@ -498,6 +498,10 @@ pub(super) fn run(inner: Arc<Inner>, plan: Plan, seed: u64) -> Report {
     if report.voters_seen.0 == usize::MAX {
         report.voters_seen.0 = 0;
     }
+    if let Some(ConfChange::AddLearner { id, .. }) = pending {
+        // Added back, or not: unknown.
+        report.removed_ids.remove(&id);
+    }
     report.expected = expected.map(|e| e.members);
     report
 }
@@ -695,6 +699,7 @@ fn committed(
     match change {
         ConfChange::AddLearner { id, .. } => {
             report.added += 1;
+            report.removed_ids.remove(id);
             inner.start_joining(*id);
         }
         ConfChange::Promote { .. } => report.promoted += 1,
