@@ -1,15 +1,18 @@
-//! The fault-injection suite: crashes, partitions, a lossy network and paused
-//! leaders, with every scenario checked for Raft's invariants and for a
-//! linearizable history (see `support/chaos`). Each scenario prints its seed;
-//! `RAFTNODE_SEED=N` replays one, `RAFTNODE_SOAK=1` runs the randomized ones
-//! ten times longer.
+//! The fault-injection suite: crashes, partitions, a lossy network, paused
+//! leaders and membership changes, with every scenario checked for Raft's
+//! invariants and for a linearizable history (see `support/chaos`). Each
+//! scenario prints its seed; `RAFTNODE_SEED=N` replays one, `RAFTNODE_SOAK=1`
+//! runs the randomized ones ten times longer (the membership scenarios, which
+//! run a few seeds each, ten times as many seeds).
 
 #[path = "support/chaos/mod.rs"]
 mod chaos;
 mod support;
 
+use chaos::membership::Plan;
 use chaos::netproxy::LinkMode;
-use chaos::{seed, soak, Chaos, RECOVER};
+use chaos::{seed, seeds, soak, Chaos, RECOVER};
+use raftnode::raft::membership::ConfChange;
 use raftnode::raft::RoleKind;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -404,6 +407,463 @@ fn partitioned_leader_serves_no_stale_reads() {
 }
 
 // ---------------------------------------------------------------------------
+// Membership changes (chapter 4) at random moments, under faults: a pool of
+// twelve ids, three of them voters at first. A thread adds nodes (learners,
+// mostly promoted by the leader once caught up), promotes, removes (the
+// leader too) and transfers leadership through whichever node leads, while
+// the scenario breaks the network, the nodes and their disks. Every check
+// of the other scenarios holds, and at the end every member holds the same
+// configuration and state (see `support/chaos/membership.rs`). An id once
+// removed is not added back, and a voter is promoted or removed only if a
+// majority of the voters it leaves hold the configuration in force, but in
+// the ignored scenarios that show why.
+// ---------------------------------------------------------------------------
+
+/// How long each seed of a membership scenario injects faults.
+const MEMBERSHIP_CHAOS: Duration = Duration::from_millis(3500);
+
+/// The ids a membership scenario may use: enough for an addition every few
+/// hundred milliseconds without adding a removed id back.
+const POOL: u64 = 12;
+
+/// Restarts every crashed node if too few voters run to make progress.
+fn keep_a_majority_of_voters(c: &Chaos) {
+    if c.voters_short() {
+        for id in c.down() {
+            c.restart(id);
+        }
+    }
+}
+
+/// Single-server changes while partitions (also one-way), crashes and
+/// restarts and a paused leader come and go: a change may be cut off from
+/// the majority half-way, be finished by the next leader or abandoned
+/// (§4.1), and a removed node may be cut off before it learns it was.
+#[test]
+fn membership_changes_during_partitions_and_crashes_stay_linearizable() {
+    for seed in seeds(&[41, 42, 43]) {
+        membership_changes_under_faults(seed, Plan::default());
+    }
+}
+
+/// Partitions (also one-way), crashes and restarts and a paused leader,
+/// while the membership thread follows `plan`.
+fn membership_changes_under_faults(seed: u64, plan: Plan) {
+    let pool = if plan.add_back_removed { 5 } else { POOL };
+    let mut c = Chaos::with_pool(pool, 3, seed, |_| {});
+    c.wait_for_leader();
+    c.start_clients(4, 3);
+    c.start_membership_changes(plan);
+    let until = Instant::now() + MEMBERSHIP_CHAOS;
+    while Instant::now() < until {
+        c.net().heal();
+        // The nodes that run: the others have no traffic to cut.
+        let mut ids = c.running();
+        ids.shuffle(&mut c.rng);
+        match c.rng.gen_range(0..8) {
+            0 if ids.len() > 1 => {
+                let split = c.rng.gen_range(1..ids.len());
+                c.net().partition(&[&ids[..split], &ids[split..]]);
+            }
+            1 => {
+                if let Some(leader) = c.leader() {
+                    c.net().isolate(leader);
+                }
+            }
+            2 => {
+                for _ in 0..c.rng.gen_range(1..5) {
+                    let (a, b) = (ids.choose(&mut c.rng), ids.choose(&mut c.rng));
+                    if let (Some(&a), Some(&b)) = (a, b) {
+                        if a != b {
+                            c.net().cut(a, b);
+                        }
+                    }
+                }
+            }
+            3 => {
+                if let Some(&id) = ids.first() {
+                    c.crash(id);
+                }
+            }
+            4 => {
+                if let Some(&id) = c.down().choose(&mut c.rng) {
+                    c.restart(id);
+                }
+            }
+            5 => {
+                if let Some(leader) = c.leader() {
+                    let pause = c.rng.gen_range(100..300);
+                    c.pause_for(leader, Duration::from_millis(pause));
+                }
+            }
+            _ => {} // healed for a while
+        }
+        keep_a_majority_of_voters(&c);
+        sleep_ms(c.rng.gen_range(150..400));
+    }
+    let report = c.finish().expect("membership changes ran");
+    assert!(
+        report.added + report.removed > 0,
+        "seed {seed}: no membership change happened: {report}"
+    );
+}
+
+/// Like the scenario above, with removed ids added back (with an empty data
+/// dir, the way back for a wiped machine): see the next scenario for the
+/// bug this runs into, usually within a few seconds, and
+/// `a_lagging_voter_votes_for_members_added_back_while_it_was_down` for one
+/// it met once that one was fixed (seed 5002).
+#[test]
+#[ignore = "bug: a node added back under a removed id takes itself for removed; see \
+            a_node_added_back_after_its_removal_does_not_take_itself_for_removed"]
+fn membership_changes_adding_removed_nodes_back_under_faults() {
+    for seed in seeds(&[44, 45, 46]) {
+        let plan = Plan {
+            add_back_removed: true,
+            ..Plan::default()
+        };
+        membership_changes_under_faults(seed, plan);
+    }
+}
+
+/// The way back for a wiped machine, without any fault: remove the node,
+/// start it with an empty data dir and `join`, add it back. The leader took
+/// a snapshot between the removal and the addition, so the node added back
+/// catches up from it. The configuration in force at that snapshot is the
+/// one that removed the node, committed; the core takes the node's
+/// removal (`RaftCore::removed_at`, from the committed configuration at
+/// its commit index) for its own, and the node records it durably: as a
+/// process it would exit, and its data dir refuses to start ("was removed
+/// from the cluster"), although it is a member. Catching up from the log
+/// instead does the same whenever its commit index stops between the two
+/// entries.
+#[test]
+#[ignore = "bug: a node added back under a removed id takes the old removal for its own \
+            (RaftCore::removed_at reads the committed configuration at its commit index, \
+            which predates the addition while it catches up)"]
+fn a_node_added_back_after_its_removal_does_not_take_itself_for_removed() {
+    let mut c = Chaos::with_pool(4, 3, seed(71), |config| {
+        config.snapshot_entries = 40;
+        config.snapshot_keep = 10;
+    });
+    c.wait_for_leader();
+    c.start_clients(2, 2);
+    c.add_node(4, true);
+    wait_for(RECOVER, "node 4 to be promoted", || {
+        c.voters().contains(&4).then_some(())
+    });
+    let removed_at = c.remove_node(4);
+    // The leader snapshots past the removal and compacts its log: a node
+    // that joins now catches up from that snapshot.
+    wait_for(RECOVER, "a snapshot past the removal", || {
+        let node = c.node(c.leader()?)?;
+        (node.snapshot_status().log_first_index > removed_at + 1).then_some(())
+    });
+    let added_at = c.add_node(4, true);
+    let node = c.node(4).unwrap();
+    wait_for(RECOVER, "node 4 to catch up", || {
+        (node.status().last_applied >= added_at).then_some(())
+    });
+    assert_eq!(
+        node.removed(),
+        None,
+        "node 4, added back at {added_at} with an empty data dir, takes itself for removed \
+         (its earlier removal was at {removed_at})"
+    );
+    // Its data dir starts again.
+    drop(node);
+    c.crash(4);
+    c.restart(4);
+    c.finish();
+}
+
+/// Power cuts (unsynced writes lost) aimed at membership changes: the leader
+/// or another member while a configuration entry is not yet committed, a
+/// learner while it catches up (often by snapshot), the whole cluster at
+/// once, or anyone. A configuration entry appended but never synced may be
+/// lost with the power; one that was committed never may, and no
+/// acknowledged write is lost.
+#[test]
+fn membership_changes_with_power_cuts_lose_no_acknowledged_write() {
+    for seed in seeds(&[51, 52, 53]) {
+        let mut c = Chaos::with_pool(POOL, 3, seed, |config| {
+            // New members catch up by snapshot as well as by log.
+            config.snapshot_entries = 60;
+            config.snapshot_keep = 20;
+        });
+        c.wait_for_leader();
+        c.start_clients(4, 3);
+        c.start_membership_changes(Plan {
+            interval_ms: (20, 120),
+            ..Plan::default()
+        });
+        let (mut in_flight, mut catching_up, mut rounds) = (0, 0, 0);
+        let until = Instant::now() + MEMBERSHIP_CHAOS;
+        while Instant::now() < until {
+            rounds += 1;
+            let aim = rounds % 4;
+            // Wait for the moment this round aims at.
+            let deadline = Instant::now() + Duration::from_millis(300);
+            let mut victims = Vec::new();
+            while Instant::now() < deadline && victims.is_empty() {
+                let Some(leader) = c.leader() else {
+                    sleep_ms(1);
+                    continue;
+                };
+                let Some(status) = c.node(leader).and_then(|n| n.try_status()) else {
+                    continue;
+                };
+                let others: Vec<u64> = c.running().into_iter().filter(|&id| id != leader).collect();
+                match aim {
+                    0 if status.config_change_in_progress => victims = vec![leader],
+                    1 if status.config_change_in_progress && !others.is_empty() => {
+                        victims = vec![*others.choose(&mut c.rng).unwrap()]
+                    }
+                    2 if !status.learners.is_empty() => {
+                        victims = vec![*status.learners.choose(&mut c.rng).unwrap()];
+                        catching_up += 1;
+                    }
+                    3 => victims = c.running(),
+                    _ => {}
+                }
+                if aim < 2 && !victims.is_empty() {
+                    in_flight += 1;
+                }
+                thread::sleep(Duration::from_micros(200));
+            }
+            if victims.is_empty() {
+                victims.extend(c.running().choose(&mut c.rng));
+            }
+            if aim == 3 {
+                c.crash_all();
+            } else {
+                for id in victims {
+                    c.crash(id);
+                }
+            }
+            sleep_ms(c.rng.gen_range(20..150));
+            for id in c.down() {
+                c.restart(id);
+            }
+            sleep_ms(c.rng.gen_range(50..250));
+        }
+        eprintln!(
+            "power cuts: {rounds} rounds, {in_flight} with a configuration change in flight, \
+             {catching_up} of a learner"
+        );
+        let report = c.finish().expect("membership changes ran");
+        assert!(
+            report.added + report.removed > 0,
+            "seed {seed}: no membership change happened: {report}"
+        );
+    }
+}
+
+/// Leadership transfers (§3.10), mostly, and a change of membership now and
+/// then, over a lossy network while nodes are paused, cut off, crashed and
+/// restarted: the target may be frozen, unreachable or down, or lose its
+/// TimeoutNow. A transfer either hands leadership to its target or is
+/// abandoned within an election timeout, and leaves no write lost or
+/// applied twice.
+#[test]
+fn leadership_transfers_under_chaos() {
+    fn lossy_everywhere(c: &Chaos) {
+        let lossy = LinkMode::Lossy {
+            drop_frames: 0.02,
+            drop_connections: 0.005,
+        };
+        for a in c.ids() {
+            for b in c.ids().into_iter().filter(|&b| b != a) {
+                c.net().set(a, b, lossy.clone());
+            }
+        }
+    }
+    for seed in seeds(&[61, 62, 63]) {
+        let mut c = Chaos::with_pool(POOL, 3, seed, |_| {});
+        lossy_everywhere(&c);
+        c.wait_for_leader();
+        c.start_clients(4, 3);
+        c.start_membership_changes(Plan::transfers());
+        let until = Instant::now() + MEMBERSHIP_CHAOS;
+        while Instant::now() < until {
+            lossy_everywhere(&c);
+            let running = c.running();
+            match c.rng.gen_range(0..6) {
+                0 | 1 => {
+                    if let Some(&id) = running.choose(&mut c.rng) {
+                        let pause = c.rng.gen_range(50..250);
+                        c.pause_for(id, Duration::from_millis(pause));
+                    }
+                }
+                2 => {
+                    if let Some(&id) = running.choose(&mut c.rng) {
+                        c.net().isolate(id);
+                    }
+                }
+                3 => {
+                    if let Some(&id) = running.choose(&mut c.rng) {
+                        c.crash(id);
+                    }
+                }
+                4 => {
+                    if let Some(&id) = c.down().choose(&mut c.rng) {
+                        c.restart(id);
+                    }
+                }
+                _ => {}
+            }
+            keep_a_majority_of_voters(&c);
+            sleep_ms(c.rng.gen_range(150..400));
+        }
+        let report = c.finish().expect("membership changes ran");
+        assert!(
+            report.transfers > 0,
+            "seed {seed}: no transfer succeeded: {report}"
+        );
+    }
+}
+
+/// Like the first membership scenario, with voters promoted and removed even
+/// when most of the voters they leave lag behind the configuration in
+/// force: see the next scenario for the bug this runs into (seeds 1010 and
+/// 1013 of the first scenario did, before its membership thread was made
+/// to avoid it: no leader for good after healing).
+#[test]
+#[ignore = "bug: a voter ignores the vote requests of members its lagging configuration does \
+            not have yet; see a_lagging_voter_votes_for_a_member_it_does_not_know_yet"]
+fn membership_changes_leaving_lagging_voters_under_faults() {
+    for seed in seeds(&[1010, 1013, 47]) {
+        let plan = Plan {
+            caught_up_majority: false,
+            ..Plan::default()
+        };
+        membership_changes_under_faults(seed, plan);
+    }
+}
+
+/// §4.1: "servers also grant votes to candidates that are not part of the
+/// server's latest configuration (if the candidate has a sufficiently
+/// up-to-date log and a current term). This vote may occasionally be needed
+/// to keep the cluster available." Here it is needed. Voters 1, 2, 3; one
+/// of them (the lagging node) goes down; node 4 is added and promoted;
+/// another of the first three is removed; the leader removes itself, which
+/// leaves voters {lagging, 4} — an entry that cannot commit while the
+/// lagging node is down. The lagging node comes back, with a log from
+/// before node 4 was added. Node 4 holds every entry and needs only the
+/// lagging node's vote; but the lagging node ignores pre-votes and votes
+/// from node 4, "not a member" of its configuration
+/// (`RaftCore::ignores_vote_request`), and cannot be elected itself (the
+/// old leader, holding a longer log, refuses it). No leader is ever
+/// elected again, with every node up and the network whole.
+#[test]
+#[ignore = "bug: a voter ignores vote requests from members its lagging configuration does not \
+            have yet (RaftCore::ignores_vote_request), votes §4.1 says it must grant; a cluster \
+            that needs such a vote never elects a leader again"]
+fn a_lagging_voter_votes_for_a_member_it_does_not_know_yet() {
+    let c = Chaos::with_pool(4, 3, seed(72), |_| {});
+    let first = c.wait_for_leader();
+    let lagging = (1..=3).find(|&id| id != first).unwrap();
+    let known: Vec<u64> = (1..=3).filter(|&id| id != lagging).collect();
+    c.crash(lagging);
+    c.add_node(4, true);
+    wait_for(RECOVER, "node 4 to be promoted", || {
+        c.voters().contains(&4).then_some(())
+    });
+    // A leader the lagging node knows.
+    let leader = wait_for(RECOVER, "a leader other than node 4", || {
+        let leader = c.leader()?;
+        if leader == 4 {
+            let _ = c.node(4)?.transfer_leadership(Some(known[0]));
+            return None;
+        }
+        Some(leader)
+    });
+    let other = *known.iter().find(|&&id| id != leader).unwrap();
+    c.remove_node(other);
+    // Voters {lagging, 4}: not committed while the lagging node is down.
+    let removal = c
+        .node(leader)
+        .unwrap()
+        .change_membership(ConfChange::Remove { id: leader });
+    eprintln!("node {leader} removing itself: {removal:?}");
+    c.restart(lagging);
+    let elected = c.leader_within(Duration::from_secs(5));
+    assert!(
+        elected.is_some(),
+        "no leader within 5 s: node 4, up to date and a voter of {{{lagging}, 4}}, needs the \
+         vote of node {lagging}, whose configuration (from before node 4 was added) does not \
+         have node 4"
+    );
+    c.finish();
+}
+
+/// A voter that was down while other members were removed and added back
+/// with new data dirs (the way back for a wiped machine) knows them by
+/// their old data dirs' incarnations, and refuses them at the handshake
+/// ("its data dir was wiped or replaced"), so it can neither vote for them
+/// nor hear from them. Here: voters {leader, lagging, other, 4}; the
+/// lagging node goes down; 4 and `other` are removed and added back; the
+/// leader, cut off from them, removes itself (an entry only it holds, so it
+/// no longer campaigns, and its longer log makes it refuse the others); the
+/// lagging node comes back. Nodes 4 and `other` hold every committed entry
+/// and need a third vote: only the lagging node's can be had, and §4.1
+/// says it should be given. None is: no leader, with every node up and the
+/// network whole. (Found by `membership_changes_adding_removed_nodes_back
+/// _under_faults` run against main's fixes for the two bugs above, seed
+/// 5002, where the lagging node also hung up on a node it knew as removed
+/// though it had been added back since.)
+#[test]
+#[ignore = "bug: a voter that lagged while members were removed and added back refuses them \
+            (old incarnation recorded, or removed) and so never votes for them; a cluster \
+            that needs its vote never elects a leader again"]
+fn a_lagging_voter_votes_for_members_added_back_while_it_was_down() {
+    let c = Chaos::with_pool(4, 3, seed(73), |_| {});
+    let leader = c.wait_for_leader();
+    let mut others = (1..=3).filter(|&id| id != leader);
+    let (lagging, other) = (others.next().unwrap(), others.next().unwrap());
+    c.add_node(4, true);
+    wait_for(RECOVER, "four voters, every incarnation recorded", || {
+        let membership = c.node(lagging)?.membership();
+        let recorded = membership.members.iter().all(|m| {
+            m.incarnation.is_some() && m.suffrage == raftnode::raft::membership::Suffrage::Voter
+        });
+        (membership.members.len() == 4 && recorded).then_some(())
+    });
+    c.crash(lagging);
+    for id in [4, other] {
+        c.remove_node(id);
+        c.add_node(id, true);
+        wait_for(RECOVER, "the node added back to be promoted", || {
+            c.voters().contains(&id).then_some(())
+        });
+    }
+    assert_eq!(c.wait_for_leader(), leader, "the leader changed");
+    // Nothing left for the leader to record: its removal is not refused.
+    wait_for(RECOVER, "every incarnation recorded, and committed", || {
+        let membership = c.node(leader)?.membership();
+        let recorded = membership.members.iter().all(|m| m.incarnation.is_some());
+        (recorded && !membership.change_in_progress).then_some(())
+    });
+    for id in [4, other] {
+        c.net().cut(leader, id);
+    }
+    let removal = c
+        .node(leader)
+        .unwrap()
+        .change_membership(ConfChange::Remove { id: leader });
+    eprintln!("node {leader} removing itself, cut off: {removal:?}");
+    c.net().heal();
+    c.restart(lagging);
+    let elected = c.leader_within(Duration::from_secs(5));
+    assert!(
+        elected.is_some(),
+        "no leader within 5 s: nodes 4 and {other} need the vote of node {lagging}, which \
+         knows them by the data dirs they had before they were removed and added back"
+    );
+    c.finish();
+}
+
+// ---------------------------------------------------------------------------
 // Real processes: only a real crash shows what fsync really saved.
 // ---------------------------------------------------------------------------
 
@@ -661,5 +1121,111 @@ mod processes {
         thread::sleep(Duration::from_millis(500));
         assert_ne!(new, leader);
         clients.finish(&cluster, seed);
+    }
+}
+
+/// `Node::halt` must return while peers keep connecting. A connection that
+/// the listener accepts just before a halt is served by a thread that first
+/// checks whether the node is stopping and only then registers its socket
+/// for the halt to shut down (`node/listener.rs`, `serve`): one preempted
+/// between the two registers after the halt's last `shutdown_all`, reads
+/// on with no timeout once its handshake is done, and the halt waits for
+/// it forever. Here peers (plain sockets that handshake, then stay silent)
+/// connect without pause while nodes are halted, again and again for a
+/// minute, with spinning threads to make preemption likely. The window is
+/// narrow: this failed once in about five minutes of tries (at its 36th
+/// halt), and the chaos harness met it once in some 60 runs of the power
+/// cut scenario (seed 3018: `Chaos::crash` stuck in `Node::halt` joining
+/// `raft-1-inbound`, blocked in `read_frame` at `listener.rs:79`, with
+/// every other thread of node 1 gone). Registering the socket before the
+/// check closes the window (tried out of tree: no hang in 300 halts; but
+/// without it 300 halts hang only sometimes, so that is no proof).
+#[test]
+#[ignore = "bug: Node::halt can wait forever for an inbound connection thread that registered \
+            its socket after the halt shut the registered ones down (node/listener.rs checks \
+            is_stopping before sockets.register)"]
+fn halting_a_node_while_peers_connect_returns() {
+    use raftnode::kv::Kv;
+    use raftnode::node::wire::{self, Hello, HelloReply};
+    use raftnode::Node;
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{mpsc, Arc};
+    support::init_logging();
+    let until = Instant::now() + Duration::from_secs(60) * soak();
+    let stop_spinning = Arc::new(AtomicBool::new(false));
+    let spinners: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop_spinning.clone();
+            thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::hint::spin_loop();
+                }
+            })
+        })
+        .collect();
+    let mut round: u64 = 0;
+    while Instant::now() < until {
+        round += 1;
+        let dir = tempfile::tempdir().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = raftnode::Config::new(1, dir.path().join("node-1"));
+        config.raft_addr = addr.to_string();
+        let node = Node::start_with_listener(config, listener, Kv::new()).unwrap();
+        let stop = Arc::new(AtomicBool::new(false));
+        let dialers: Vec<_> = (0..4u64)
+            .map(|k| {
+                let stop = stop.clone();
+                thread::spawn(move || {
+                    let mut open = Vec::new();
+                    let mut n = 0;
+                    while !stop.load(Ordering::Relaxed) {
+                        let Ok(mut stream) = TcpStream::connect(addr) else {
+                            continue;
+                        };
+                        n += 1;
+                        let hello = Hello {
+                            cluster_id: "raftnode".into(),
+                            from: 100 + k * 1000 + n,
+                            to: 1,
+                            client_addr: None,
+                            raft_addr: "127.0.0.1:1".into(),
+                            incarnation: 7,
+                        };
+                        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+                        if wire::write_frame(&mut stream, &hello, 1 << 20).is_ok()
+                            && wire::read_frame::<HelloReply, _>(&mut stream, 1 << 20).is_ok()
+                        {
+                            // Silent from now on, and kept open.
+                            open.push(stream);
+                        }
+                    }
+                    open
+                })
+            })
+            .collect();
+        sleep_ms(round % 7);
+        let (done_tx, done_rx) = mpsc::channel();
+        let halting = thread::spawn(move || {
+            node.halt();
+            let _ = done_tx.send(());
+        });
+        let halted = done_rx.recv_timeout(Duration::from_secs(5)).is_ok();
+        stop.store(true, Ordering::Relaxed);
+        // Closing the peers' sockets ends the stuck thread, and the halt.
+        let open: usize = dialers.into_iter().map(|d| d.join().unwrap().len()).sum();
+        halting.join().unwrap();
+        if !halted {
+            stop_spinning.store(true, Ordering::Relaxed);
+            panic!(
+                "round {round}: the halt did not return within 5 s ({open} peer connections \
+                 were open); it returned once the peers closed them"
+            );
+        }
+    }
+    stop_spinning.store(true, Ordering::Relaxed);
+    for s in spinners {
+        s.join().unwrap();
     }
 }

@@ -10,30 +10,56 @@
 //!   while it runs);
 //! * a node's term never goes backwards across a restart;
 //! * the history — including final reads on the leader after healing, so that
-//!   every acknowledged write must be in the final state — is linearizable.
+//!   every acknowledged write must be in the final state — is linearizable;
+//! * after healing and a quiet period, every running member holds the same
+//!   configuration as the leader, every node in the harness is a member of
+//!   it and every member runs, and all have applied the same state (equal
+//!   digests at equal applied indexes);
+//! * with membership changes (`membership.rs`): a configuration seen
+//!   committed is never undone, removed nodes stay out, and a transfer that
+//!   reports success handed leadership to the node asked for.
+//!
+//! # Pools of ids
+//!
+//! A cluster may start with fewer voters than the ids it may ever use
+//! ([`Chaos::with_pool`]): ids `1..=initial` form it, the others are added
+//! later (and any may be removed and added back, with an empty data dir).
+//! Every id has its port and a proxy on every directed link from the start,
+//! and every node is given a dial address (its proxy) for every other id,
+//! so partitions cut added nodes too. Because `Config.peers` on a new data
+//! dir would be taken for the bootstrap members, the initial members' data
+//! dirs get their bootstrap configuration (the initial voters) written
+//! before their first start, exactly as a node writes it itself; every node
+//! starts with `join = true`, which only matters for a new data dir without
+//! one: an added node waits to be added.
 //!
 //! Only the fault suite includes this module (`#[path]` in `tests/faults.rs`),
 //! so the checker's and the proxy's own unit tests run once, there.
 #![allow(dead_code)]
 
 pub mod linearizability;
+pub mod membership;
 pub mod netproxy;
 pub mod power;
 
 use crate::support::{init_logging, wait_for};
 use linearizability::{CheckResult, History, Input, Output};
+use membership::{Plan, Report};
 use netproxy::Net;
 use parking_lot::Mutex;
 use power::{PowerCutStore, PowerSwitch};
 use raftnode::kv::{KeyValue, Kv, KvNode};
+use raftnode::node::Membership;
+use raftnode::raft::membership::{Configuration, Member};
 use raftnode::raft::message::{Entry, Index, NodeId, Term};
 use raftnode::raft::RoleKind;
-use raftnode::storage::DiskStore;
-use raftnode::{Config, Error, Node};
+use raftnode::storage::{DiskStore, LogStore};
+use raftnode::{Config, Error, Node, StartError};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{SocketAddr, TcpListener};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -42,12 +68,34 @@ use std::time::{Duration, Instant};
 /// How long a scenario waits for the cluster to recover before failing.
 pub const RECOVER: Duration = Duration::from_secs(20);
 
+/// How long the harness waits for a node to halt. A halt can hang (see
+/// `halting_a_node_while_peers_connect_returns` in `faults.rs`): the
+/// harness then goes on without it (every thread but one stuck inbound
+/// connection has stopped, the data dir is let go) and the halt ends when
+/// the network shuts down.
+const HALT_WAIT: Duration = Duration::from_secs(3);
+
 /// The seed for a scenario: `RAFTNODE_SEED` if set, else the test's default.
 pub fn seed(default: u64) -> u64 {
     std::env::var("RAFTNODE_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(default)
+}
+
+/// The seeds a scenario that runs several times goes through:
+/// `RAFTNODE_SEED` alone if set; else `defaults`, and under soak as many
+/// again per soak factor (derived from them).
+pub fn seeds(defaults: &[u64]) -> Vec<u64> {
+    if let Some(seed) = std::env::var("RAFTNODE_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        return vec![seed];
+    }
+    (0..u64::from(soak()))
+        .flat_map(|round| defaults.iter().map(move |&s| s + 1000 * round))
+        .collect()
 }
 
 /// Scales durations and iteration counts for soak runs (`RAFTNODE_SOAK=1`
@@ -64,12 +112,32 @@ pub fn soak() -> u32 {
 type Leaders = BTreeMap<Term, BTreeSet<NodeId>>;
 
 struct Inner {
+    /// The pool of ids: `1..=n`.
     n: u64,
+    /// Ids `1..=initial` form the cluster; the others may be added later.
+    initial: u64,
     dir: tempfile::TempDir,
     net: Net,
     raft_addrs: BTreeMap<NodeId, SocketAddr>,
+    /// The listeners of ids not started yet, bound when the cluster was
+    /// made, so that no other test takes their ports meanwhile.
+    spare_listeners: Mutex<BTreeMap<NodeId, TcpListener>>,
     peers: BTreeMap<NodeId, BTreeMap<NodeId, String>>,
+    /// The nodes the harness runs: `Some` while running, `None` once crashed
+    /// (to be restarted from its data dir). An id not in the map is not a
+    /// member as far as the harness knows: never added, or removed and let
+    /// go (its data dir is never used again).
     nodes: Mutex<BTreeMap<NodeId, Option<Arc<KvNode>>>>,
+    /// Each id's current data dir: a node added back gets an empty one.
+    data_dirs: Mutex<BTreeMap<NodeId, PathBuf>>,
+    /// Serializes starting, crashing, restarting and letting go of nodes,
+    /// which the scenario and the membership thread both do.
+    lifecycle: Mutex<()>,
+    /// Nodes whose data dir refused to restart because it recorded their
+    /// removal (at this index): they are let go, and must be no members.
+    refused_restarts: Mutex<BTreeMap<NodeId, Index>>,
+    /// Halts that did not return within [`HALT_WAIT`], still running.
+    hung_halts: Mutex<Vec<(NodeId, JoinHandle<()>)>>,
     /// The power switch of each node's current run.
     switches: Mutex<BTreeMap<NodeId, PowerSwitch>>,
     paused: Mutex<BTreeSet<NodeId>>,
@@ -77,11 +145,13 @@ struct Inner {
     leaders: Mutex<Leaders>,
     /// Every committed entry ever observed on any node: index -> (term, entry).
     committed: Mutex<BTreeMap<Index, Entry>>,
-    /// The highest term each node has been seen to make durable.
-    max_term: Mutex<BTreeMap<NodeId, Term>>,
+    /// The highest term each data dir (node id and incarnation) has been
+    /// seen to make durable.
+    max_term: Mutex<BTreeMap<(NodeId, u64), Term>>,
     violations: Mutex<Vec<String>>,
     stop_clients: AtomicBool,
     stop_monitor: AtomicBool,
+    stop_membership: AtomicBool,
     next_value: AtomicU64,
     /// Where clients send requests first (learnt from NotLeader).
     leader_hint: AtomicU64,
@@ -95,14 +165,18 @@ pub struct Chaos {
     inner: Arc<Inner>,
     clients: Vec<JoinHandle<()>>,
     monitor: Option<JoinHandle<()>>,
+    membership: Option<JoinHandle<Report>>,
 }
 
 /// The timings of chaos clusters: fast elections keep scenarios short.
 fn config_for(inner: &Inner, id: NodeId) -> Config {
-    let mut config = Config::new(id, inner.dir.path().join(format!("node-{id}")));
+    let mut config = Config::new(id, inner.data_dirs.lock()[&id].clone());
     config.cluster_id = "chaos".into();
     config.raft_addr = inner.raft_addrs[&id].to_string();
     config.peers = inner.peers[&id].clone();
+    // Only a new data dir without a bootstrap configuration heeds it: a
+    // node added to a pool's cluster waits to be added.
+    config.join = inner.n > inner.initial;
     config.tick = Duration::from_millis(5);
     config.election_timeout_min = Duration::from_millis(60);
     config.election_timeout_max = Duration::from_millis(120);
@@ -119,6 +193,29 @@ fn config_for(inner: &Inner, id: NodeId) -> Config {
     config
 }
 
+/// What must agree across members: a membership without what depends on
+/// who is looking (progress, reachability, client addresses learnt from
+/// handshakes).
+type SharedView = (Index, Vec<(NodeId, String, String, bool, Option<u64>)>);
+
+fn shared_view(m: &Membership) -> SharedView {
+    let members = m
+        .members
+        .iter()
+        .map(|s| {
+            let suffrage = s.suffrage.to_string();
+            (
+                s.id,
+                s.raft_addr.clone(),
+                suffrage,
+                s.auto_promote,
+                s.incarnation,
+            )
+        })
+        .collect();
+    (m.config_index, members)
+}
+
 impl Chaos {
     pub fn new(n: u64, seed: u64) -> Chaos {
         Chaos::with_config(n, seed, |_| {})
@@ -126,8 +223,22 @@ impl Chaos {
 
     /// Like [`Chaos::new`], with `tweak` applied to every node's configuration.
     pub fn with_config(n: u64, seed: u64, tweak: fn(&mut Config)) -> Chaos {
+        Chaos::with_pool(n, n, seed, tweak)
+    }
+
+    /// A cluster of voters `1..=initial` that may grow to ids `1..=n` (see
+    /// the module docs), with `tweak` applied to every node's configuration.
+    pub fn with_pool(n: u64, initial: u64, seed: u64, tweak: fn(&mut Config)) -> Chaos {
+        assert!((1..=n).contains(&initial), "{initial} of {n} ids");
         init_logging();
-        eprintln!("chaos: {n} nodes, seed {seed} (replay with RAFTNODE_SEED={seed})");
+        if n == initial {
+            eprintln!("chaos: {n} nodes, seed {seed} (replay with RAFTNODE_SEED={seed})");
+        } else {
+            eprintln!(
+                "chaos: {initial} voters of a pool of {n} ids, seed {seed} \
+                 (replay with RAFTNODE_SEED={seed})"
+            );
+        }
         let listeners: BTreeMap<NodeId, TcpListener> = (1..=n)
             .map(|id| (id, TcpListener::bind("127.0.0.1:0").unwrap()))
             .collect();
@@ -143,13 +254,23 @@ impl Chaos {
                 peers.entry(from).or_default().insert(to, proxy.to_string());
             }
         }
+        let dir = tempfile::tempdir().unwrap();
+        let data_dirs = (1..=n)
+            .map(|id| (id, dir.path().join(format!("node-{id}"))))
+            .collect();
         let inner = Arc::new(Inner {
             n,
-            dir: tempfile::tempdir().unwrap(),
+            initial,
+            dir,
             net,
             raft_addrs,
+            spare_listeners: Mutex::new(listeners),
             peers,
             nodes: Mutex::new(BTreeMap::new()),
+            data_dirs: Mutex::new(data_dirs),
+            lifecycle: Mutex::new(()),
+            refused_restarts: Mutex::new(BTreeMap::new()),
+            hung_halts: Mutex::new(Vec::new()),
             switches: Mutex::new(BTreeMap::new()),
             paused: Mutex::new(BTreeSet::new()),
             history: History::new(),
@@ -159,11 +280,28 @@ impl Chaos {
             violations: Mutex::new(Vec::new()),
             stop_clients: AtomicBool::new(false),
             stop_monitor: AtomicBool::new(false),
+            stop_membership: AtomicBool::new(false),
             next_value: AtomicU64::new(0),
             leader_hint: AtomicU64::new(1),
             tweak,
         });
-        for (id, listener) in listeners {
+        if n > initial {
+            // What a node writes on its first start from its peer flags;
+            // here the flags name the whole pool, so the harness writes it.
+            let bootstrap = Configuration {
+                members: (1..=initial)
+                    .map(|id| (id, Member::voter(inner.raft_addrs[&id].to_string())))
+                    .collect(),
+                removed: BTreeMap::new(),
+            };
+            for id in 1..=initial {
+                let config = config_for(&inner, id);
+                let mut store = DiskStore::open(&config.data_dir, id, &config.cluster_id).unwrap();
+                store.save_bootstrap(&bootstrap).unwrap();
+            }
+        }
+        for id in 1..=initial {
+            let listener = inner.listener(id);
             let node = start_node(&inner, id, listener).unwrap();
             inner.nodes.lock().insert(id, Some(Arc::new(node)));
         }
@@ -177,6 +315,7 @@ impl Chaos {
             inner,
             clients: Vec::new(),
             monitor: Some(monitor),
+            membership: None,
         }
     }
 
@@ -184,87 +323,67 @@ impl Chaos {
         &self.inner.net
     }
 
+    /// Every id of the pool (for a cluster without one, its nodes).
     pub fn ids(&self) -> Vec<NodeId> {
         (1..=self.inner.n).collect()
     }
 
     pub fn node(&self, id: NodeId) -> Option<Arc<KvNode>> {
-        self.inner.nodes.lock().get(&id).cloned().flatten()
+        self.inner.node(id)
     }
 
+    /// The nodes running now.
     pub fn running(&self) -> Vec<NodeId> {
-        let nodes = self.inner.nodes.lock();
-        nodes
-            .iter()
-            .filter(|(_, n)| n.is_some())
-            .map(|(&id, _)| id)
-            .collect()
+        self.inner.running()
     }
 
+    /// The crashed nodes, waiting to be restarted.
     pub fn down(&self) -> Vec<NodeId> {
-        let nodes = self.inner.nodes.lock();
-        nodes
-            .iter()
-            .filter(|(_, n)| n.is_none())
-            .map(|(&id, _)| id)
-            .collect()
+        self.inner.down()
     }
 
+    /// A majority of the initial cluster.
     pub fn majority(&self) -> usize {
-        self.inner.n as usize / 2 + 1
+        self.inner.initial as usize / 2 + 1
+    }
+
+    /// The voters of the latest configuration a running node knows of (the
+    /// leader's if there is one).
+    pub fn voters(&self) -> Vec<NodeId> {
+        self.inner.voters()
+    }
+
+    /// Whether fewer voters run than a majority of them: a scenario that
+    /// crashes nodes should restart some.
+    pub fn voters_short(&self) -> bool {
+        let voters = self.voters();
+        let running = self.running();
+        let up = voters.iter().filter(|id| running.contains(id)).count();
+        up < voters.len() / 2 + 1
     }
 
     /// Stops a node as a power failure would (unsynced writes are lost).
     pub fn crash(&self, id: NodeId) {
-        let Some(node) = self.inner.nodes.lock().get_mut(&id).and_then(Option::take) else {
-            return;
-        };
-        record_committed(&self.inner, &node);
-        // The instant of the power failure; the halt then stops the threads
-        // and lets the store lose what was never synced.
-        if let Some(switch) = self.inner.switches.lock().get(&id) {
-            switch.cut();
-        }
-        node.halt();
-        // A term adopted in memory but never written may be lost (nothing
-        // that depends on it left the node); a durable one never may.
-        self.inner
-            .max_term
-            .lock()
-            .entry(id)
-            .and_modify(|t| *t = (*t).max(node.durable_term()))
-            .or_insert(node.durable_term());
-        if let Some(switch) = self.inner.switches.lock().get(&id) {
-            switch.check();
-        }
+        let _lifecycle = self.inner.lifecycle.lock();
+        self.inner.crash_locked(id);
     }
 
     /// A power failure everywhere at the same instant: every node crashes at
     /// once, so none gets to finish an fsync the others are waiting for.
     pub fn crash_all(&self) {
+        let _lifecycle = self.inner.lifecycle.lock();
         thread::scope(|s| {
             for id in self.running() {
-                s.spawn(move || self.crash(id));
+                s.spawn(move || self.inner.crash_locked(id));
             }
         });
     }
 
-    /// Restarts a crashed node from its data dir, on its old port.
+    /// Restarts a crashed node from its data dir, on its old port. Nothing
+    /// happens if it was let go meanwhile, having been removed; a node whose
+    /// data dir recorded its removal refuses to start, and is let go.
     pub fn restart(&self, id: NodeId) {
-        assert!(self.node(id).is_none(), "node {id} is running");
-        let addr = self.inner.raft_addrs[&id];
-        let listener = wait_for(RECOVER, "a restarted node's port", || {
-            TcpListener::bind(addr).ok()
-        });
-        let node = start_node(&self.inner, id, listener)
-            .unwrap_or_else(|e| panic!("node {id} failed to restart: {e}"));
-        let term = node.status().term;
-        let before = self.inner.max_term.lock().get(&id).copied().unwrap_or(0);
-        assert!(
-            term >= before,
-            "node {id} restarted in term {term}, had reached {before}"
-        );
-        self.inner.nodes.lock().insert(id, Some(Arc::new(node)));
+        self.inner.restart(id);
     }
 
     /// Freezes a node for `how_long` (as SIGSTOP would), then resumes it.
@@ -278,22 +397,10 @@ impl Chaos {
         self.inner.paused.lock().remove(&id);
     }
 
-    /// The node every running node agrees leads (once there is one).
+    /// The leader of the highest term among the running nodes, once a
+    /// majority of the voters of its configuration follow it.
     pub fn leader(&self) -> Option<NodeId> {
-        let statuses: Vec<_> = self
-            .running()
-            .into_iter()
-            .filter_map(|id| self.node(id)?.try_status())
-            .collect();
-        let leader = statuses
-            .iter()
-            .filter(|s| s.role == RoleKind::Leader)
-            .max_by_key(|s| s.term)?;
-        let agree = statuses
-            .iter()
-            .filter(|s| s.term == leader.term && s.leader_id == Some(leader.id))
-            .count();
-        (agree >= self.majority()).then_some(leader.id)
+        self.inner.leader()
     }
 
     pub fn wait_for_leader(&self) -> NodeId {
@@ -312,6 +419,25 @@ impl Chaos {
             }
             thread::sleep(Duration::from_millis(2));
         }
+    }
+
+    /// Starts the thread that changes the membership at random moments
+    /// (see `membership.rs`), through whichever node leads.
+    pub fn start_membership_changes(&mut self, plan: Plan) {
+        assert!(self.membership.is_none(), "membership changes already run");
+        let inner = self.inner.clone();
+        let seed = self.seed.wrapping_mul(131).wrapping_add(7);
+        self.membership = Some(thread::spawn(move || membership::run(inner, plan, seed)));
+    }
+
+    /// Stops the membership thread once its current step is done; returns
+    /// what it did (`None` if none ran).
+    pub fn stop_membership_changes(&mut self) -> Option<Report> {
+        let handle = self.membership.take()?;
+        self.inner.stop_membership.store(true, Ordering::Release);
+        let report = handle.join().expect("the membership thread panicked");
+        self.inner.stop_membership.store(false, Ordering::Release);
+        Some(report)
     }
 
     /// Starts `count` client threads working on `keys` keys.
@@ -394,15 +520,18 @@ impl Chaos {
         acked.load(Ordering::Relaxed) as usize
     }
 
-    /// Heals the network, restarts every crashed node, waits for the cluster
-    /// to converge, and checks every invariant and the history.
-    pub fn finish(mut self) {
+    /// Stops the membership changes and the clients, heals the network,
+    /// restarts every crashed node, waits for the cluster to converge
+    /// (membership and applied state), and checks every invariant and the
+    /// history. Returns what the membership thread did, if one ran.
+    pub fn finish(mut self) -> Option<Report> {
+        let report = self.stop_membership_changes();
         self.stop_clients();
         self.inner.net.heal();
         for id in self.down() {
             self.restart(id);
         }
-        let leader = self.wait_for_leader();
+        self.wait_for_leader();
         // Final reads on the leader, recorded after everything else: every
         // acknowledged write must be visible in them.
         let keys: BTreeSet<String> = self
@@ -421,31 +550,176 @@ impl Chaos {
                     .map(drop)
             });
         }
-        // Everyone catches up with the leader's commit index.
-        let target = self.node(leader).unwrap().status().commit_index;
-        for id in self.ids() {
-            let node = self.node(id).unwrap();
-            wait_for(
-                RECOVER,
-                &format!("node {id} to apply up to {target}"),
-                || (node.status().last_applied >= target).then_some(()),
-            );
-        }
+        // Everyone converges: one configuration, the same applied state.
+        let view = self.converge();
         self.check_invariants();
+        if let Some(report) = &report {
+            eprintln!("chaos: seed {}: membership: {report}", self.seed);
+            if let Err(e) = report.check_end(&view) {
+                panic!("seed {}: {e}", self.seed);
+            }
+        }
         let ops = self.inner.history.ops();
         let completed = ops.iter().filter(|op| op.is_completed()).count();
+        let hung: Vec<NodeId> = self.inner.hung_halts.lock().iter().map(|h| h.0).collect();
         eprintln!(
-            "chaos: seed {}: {} ops ({} completed, {} indefinite); network {}",
+            "chaos: seed {}: {} ops ({} completed, {} indefinite); network {}{}",
             self.seed,
             ops.len(),
             completed,
             ops.len() - completed,
-            self.inner.net.stats()
+            self.inner.net.stats(),
+            match hung.is_empty() {
+                true => String::new(),
+                false => format!("; halts that hung (a known bug): nodes {hung:?}"),
+            }
         );
         match linearizability::check(&ops, Duration::from_secs(20)) {
             CheckResult::Ok => {}
             other => panic!("seed {}: history not linearizable:\n{other}", self.seed),
         }
+        report
+    }
+
+    /// Adds node `id` through the leader (retrying while it is busy or
+    /// unknown), then starts it with an empty data dir and `join`; returns
+    /// the change's entry. Not while a membership thread runs.
+    pub fn add_node(&self, id: NodeId, auto_promote: bool) -> Index {
+        let index = self
+            .inner
+            .change(raftnode::raft::membership::ConfChange::AddLearner {
+                id,
+                raft_addr: self.inner.raft_addrs[&id].to_string(),
+                client_addr: None,
+                auto_promote,
+            });
+        self.inner.start_joining(id);
+        index
+    }
+
+    /// Removes node `id` through the leader (retrying while it is busy or
+    /// unknown), then halts it for good; returns the change's entry. Not
+    /// while a membership thread runs.
+    pub fn remove_node(&self, id: NodeId) -> Index {
+        let index = self
+            .inner
+            .change(raftnode::raft::membership::ConfChange::Remove { id });
+        self.inner.let_go(id);
+        index
+    }
+
+    /// The configuration as a leader that settled it holds it, if one has
+    /// now (see `membership.rs`).
+    pub fn settled(&self) -> Option<membership::Settled> {
+        self.inner.settled()
+    }
+
+    /// Waits until the cluster is quiet and agrees (see [`Chaos::converged`]),
+    /// starting members that do not run and letting go of nodes that are no
+    /// members on the way; returns the final configuration.
+    fn converge(&self) -> membership::Settled {
+        let deadline = Instant::now() + RECOVER;
+        loop {
+            for id in self.down() {
+                self.restart(id);
+            }
+            let problem = match self.converged() {
+                Ok((view, summary)) => {
+                    eprintln!("chaos: seed {}: converged: {summary}", self.seed);
+                    return view;
+                }
+                Err(problem) => problem,
+            };
+            assert!(
+                Instant::now() < deadline,
+                "seed {}: the cluster did not converge within {RECOVER:?}: {problem}\n\
+                 violations seen: {:?}",
+                self.seed,
+                self.inner.violations.lock()
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Whether the cluster has converged: a leader that committed an entry of
+    /// its term and has nothing uncommitted; the nodes running are exactly
+    /// the members of its configuration; every member holds that
+    /// configuration (committed), has applied everything, and holds the same
+    /// state. `Err` says what is still missing; diverging states at the same
+    /// applied index fail the test.
+    fn converged(&self) -> Result<(membership::Settled, String), String> {
+        let view = self.inner.settled().ok_or("no settled leader")?;
+        self.inner.check_removal_reports(&view);
+        self.inner.reconcile(&view);
+        let members = view.members();
+        let running: BTreeSet<NodeId> = self.running().into_iter().collect();
+        if running != members {
+            return Err(format!(
+                "running {running:?}, members {members:?} (as of {})",
+                view.config_index
+            ));
+        }
+        let leader = self.node(view.leader).ok_or("the leader was let go")?;
+        let lstatus = leader.status();
+        if lstatus.commit_index != lstatus.last_log_index {
+            return Err(format!(
+                "the leader has committed {} of {}",
+                lstatus.commit_index, lstatus.last_log_index
+            ));
+        }
+        let reference = shared_view(&leader.membership());
+        let mut digests = BTreeMap::new();
+        for &id in &members {
+            let node = self.node(id).ok_or(format!("member {id} is not running"))?;
+            let status = node.status();
+            let view_of = shared_view(&node.membership());
+            if view_of != reference {
+                return Err(format!(
+                    "node {id} holds configuration {view_of:?}, the leader {reference:?}"
+                ));
+            }
+            if (&status.members, &status.learners) != (&lstatus.members, &lstatus.learners)
+                || status.config_change_in_progress
+            {
+                return Err(format!(
+                    "node {id} has voters {:?} and learners {:?} (change in progress: {}), \
+                     the leader {:?} and {:?}",
+                    status.members,
+                    status.learners,
+                    status.config_change_in_progress,
+                    lstatus.members,
+                    lstatus.learners
+                ));
+            }
+            if status.last_applied != lstatus.commit_index {
+                return Err(format!(
+                    "node {id} applied {}, the leader committed {}",
+                    status.last_applied, lstatus.commit_index
+                ));
+            }
+            let digest = node.with_state(|kv| kv.digest());
+            if node.status().last_applied != status.last_applied {
+                return Err(format!("node {id} is still applying"));
+            }
+            digests.insert(id, digest);
+        }
+        let distinct: BTreeSet<&String> = digests.values().collect();
+        assert!(
+            distinct.len() == 1,
+            "seed {}: members applied the same {} entries but hold different states: \
+             {digests:?}",
+            self.seed,
+            lstatus.commit_index
+        );
+        let summary = format!(
+            "leader {} in term {}, {} (entry {}), every member applied {} entries",
+            view.leader,
+            view.term,
+            view.describe(),
+            view.config_index,
+            lstatus.commit_index
+        );
+        Ok((view, summary))
     }
 
     fn check_invariants(&self) {
@@ -501,10 +775,195 @@ impl Inner {
     fn violation(&self, what: String) {
         self.violations.lock().push(what);
     }
+
+    fn node(&self, id: NodeId) -> Option<Arc<KvNode>> {
+        self.nodes.lock().get(&id).cloned().flatten()
+    }
+
+    fn running(&self) -> Vec<NodeId> {
+        let nodes = self.nodes.lock();
+        nodes
+            .iter()
+            .filter(|(_, n)| n.is_some())
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    fn down(&self) -> Vec<NodeId> {
+        let nodes = self.nodes.lock();
+        nodes
+            .iter()
+            .filter(|(_, n)| n.is_none())
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// The leader of the highest term among the running nodes, if a
+    /// majority of the voters of its configuration follow it in that term.
+    fn leader(&self) -> Option<NodeId> {
+        let statuses: Vec<_> = self
+            .running()
+            .into_iter()
+            .filter_map(|id| self.node(id)?.try_status())
+            .collect();
+        let leader = statuses
+            .iter()
+            .filter(|s| s.role == RoleKind::Leader)
+            .max_by_key(|s| s.term)?;
+        let agree = statuses
+            .iter()
+            .filter(|s| s.term == leader.term && s.leader_id == Some(leader.id))
+            .filter(|s| leader.members.contains(&s.id))
+            .count();
+        (agree > leader.members.len() / 2).then_some(leader.id)
+    }
+
+    /// The voters of the latest configuration a running node knows of (the
+    /// leader's if there is one).
+    fn voters(&self) -> Vec<NodeId> {
+        if let Some(status) = self.leader().and_then(|l| self.node(l)?.try_status()) {
+            return status.members;
+        }
+        self.running()
+            .into_iter()
+            .filter_map(|id| self.node(id)?.try_status())
+            .max_by_key(|s| s.config_index)
+            .map_or_else(Vec::new, |s| s.members)
+    }
+
+    /// Node `id`'s listener: the one bound when the cluster was made, or
+    /// its port bound again (once its last run has let go of it).
+    fn listener(&self, id: NodeId) -> TcpListener {
+        if let Some(listener) = self.spare_listeners.lock().remove(&id) {
+            return listener;
+        }
+        let addr = self.raft_addrs[&id];
+        wait_for(RECOVER, "a restarted node's port", || {
+            TcpListener::bind(addr).ok()
+        })
+    }
+
+    /// [`Chaos::crash`], with the lifecycle lock held.
+    fn crash_locked(&self, id: NodeId) {
+        let Some(node) = self.nodes.lock().get_mut(&id).and_then(Option::take) else {
+            return;
+        };
+        record_committed(self, &node);
+        // The instant of the power failure; the halt then stops the threads
+        // and lets the store lose what was never synced.
+        if let Some(switch) = self.switches.lock().get(&id) {
+            switch.cut();
+        }
+        self.halt(&node);
+        // A term adopted in memory but never written may be lost (nothing
+        // that depends on it left the node); a durable one never may.
+        self.max_term
+            .lock()
+            .entry((id, node.incarnation()))
+            .and_modify(|t| *t = (*t).max(node.durable_term()))
+            .or_insert(node.durable_term());
+        if let Some(switch) = self.switches.lock().get(&id) {
+            switch.check();
+        }
+    }
+
+    /// [`Chaos::restart`].
+    fn restart(&self, id: NodeId) {
+        let _lifecycle = self.lifecycle.lock();
+        match self.nodes.lock().get(&id) {
+            Some(None) => {}
+            Some(Some(_)) => panic!("node {id} is running"),
+            // Let go meanwhile: it was removed.
+            None => return,
+        }
+        let node = match start_node(self, id, self.listener(id)) {
+            Ok(node) => node,
+            Err(StartError::Removed { index, .. }) => {
+                // It learnt of its removal before it went down (the
+                // membership thread may not have let it go yet): as a
+                // process, it would refuse to start just so.
+                log::info!("chaos: node {id} refuses to restart: removed at {index}");
+                self.nodes.lock().remove(&id);
+                self.refused_restarts.lock().insert(id, index);
+                return;
+            }
+            Err(e) => panic!("node {id} failed to restart: {e}"),
+        };
+        let term = node.status().term;
+        let key = (id, node.incarnation());
+        let before = self.max_term.lock().get(&key).copied().unwrap_or(0);
+        assert!(
+            term >= before,
+            "node {id} restarted in term {term}, had reached {before}"
+        );
+        self.nodes.lock().insert(id, Some(Arc::new(node)));
+    }
+
+    /// Starts node `id`, which the harness does not run, with an empty data
+    /// dir: it waits to be added (`join`), or is a member already.
+    fn start_joining(&self, id: NodeId) {
+        let _lifecycle = self.lifecycle.lock();
+        if self.nodes.lock().contains_key(&id) {
+            return;
+        }
+        self.refused_restarts.lock().remove(&id);
+        {
+            let mut dirs = self.data_dirs.lock();
+            let mut dir = dirs[&id].clone();
+            let mut generation = 1;
+            while dir.exists() {
+                dir = self.dir.path().join(format!("node-{id}.{generation}"));
+                generation += 1;
+            }
+            dirs.insert(id, dir);
+        }
+        let node = start_node(self, id, self.listener(id))
+            .unwrap_or_else(|e| panic!("node {id} failed to start with an empty data dir: {e}"));
+        self.nodes.lock().insert(id, Some(Arc::new(node)));
+    }
+
+    /// Stops running node `id`, which is no member (removed, or its addition
+    /// never happened), for good: its data dir is never used again.
+    fn let_go(&self, id: NodeId) {
+        let _lifecycle = self.lifecycle.lock();
+        let Some(entry) = self.nodes.lock().remove(&id) else {
+            return;
+        };
+        if let Some(node) = entry {
+            record_committed(self, &node);
+            self.halt(&node);
+        }
+    }
+
+    /// Halts `node`, waiting at most [`HALT_WAIT`] (see there).
+    fn halt(&self, node: &Arc<KvNode>) {
+        let (done, halted) = crossbeam_channel::bounded(1);
+        let halting = {
+            let node = node.clone();
+            thread::spawn(move || {
+                node.halt();
+                let _ = done.send(());
+            })
+        };
+        if halted.recv_timeout(HALT_WAIT).is_ok() {
+            let _ = halting.join();
+            return;
+        }
+        eprintln!(
+            "chaos: halting node {} did not return within {HALT_WAIT:?}; going on without it \
+             (bug: see halting_a_node_while_peers_connect_returns)",
+            node.id()
+        );
+        self.hung_halts.lock().push((node.id(), halting));
+    }
 }
 
 impl Drop for Chaos {
     fn drop(&mut self) {
+        self.inner.stop_membership.store(true, Ordering::Release);
+        if let Some(m) = self.membership.take() {
+            let _ = m.join();
+        }
         self.inner.stop_clients.store(true, Ordering::Release);
         for c in self.clients.drain(..) {
             let _ = c.join();
@@ -521,17 +980,21 @@ impl Drop for Chaos {
             .filter_map(Option::take)
             .collect();
         for node in nodes {
-            node.halt();
+            self.inner.halt(&node);
         }
         self.inner.net.shutdown();
+        // With every proxy closed, a hung halt's connection ends, and so
+        // does the halt.
+        for (_, halting) in self.inner.hung_halts.lock().drain(..) {
+            let _ = halting.join();
+        }
     }
 }
 
 /// Starts node `id` on its data dir behind a fresh power switch.
-fn start_node(inner: &Inner, id: NodeId, listener: TcpListener) -> Result<KvNode, String> {
+fn start_node(inner: &Inner, id: NodeId, listener: TcpListener) -> Result<KvNode, StartError> {
     let config = config_for(inner, id);
-    let store =
-        DiskStore::open(&config.data_dir, id, &config.cluster_id).map_err(|e| e.to_string())?;
+    let store = DiskStore::open(&config.data_dir, id, &config.cluster_id)?;
     let switch = PowerSwitch::default();
     inner.switches.lock().insert(id, switch.clone());
     Node::start_with(
@@ -540,7 +1003,6 @@ fn start_node(inner: &Inner, id: NodeId, listener: TcpListener) -> Result<KvNode
         PowerCutStore::new(store, switch),
         Kv::new(),
     )
-    .map_err(|e| e.to_string())
 }
 
 /// Records `node`'s committed prefix, checking it against every committed
@@ -603,7 +1065,7 @@ fn monitor(inner: Arc<Inner>) {
             }
             {
                 let mut max_term = inner.max_term.lock();
-                let t = max_term.entry(id).or_insert(0);
+                let t = max_term.entry((id, node.incarnation())).or_insert(0);
                 *t = (*t).max(node.durable_term());
             }
             if sample_logs && !inner.paused.lock().contains(&id) {
