@@ -568,6 +568,22 @@ fn incr_append_and_exactly_once_writes_with_client_sessions() {
     assert_eq!(c.call(&["APPEND", "s", "cd"]), Reply::Integer(4));
     assert_eq!(c.call(&["GET", "s"]), bulk("abcd"));
     error_starting(&c.call(&["INCR", "s"]), "ERR value is not an integer");
+    // APPEND stops at the 1 MiB value limit, as Redis at proto-max-bulk-len
+    // (and a GET of the value still works).
+    let half = "x".repeat(512 * 1024);
+    assert_eq!(
+        c.call(&["APPEND", "big", &half]),
+        Reply::Integer(512 * 1024)
+    );
+    assert_eq!(
+        c.call(&["APPEND", "big", &half]),
+        Reply::Integer(1024 * 1024)
+    );
+    error_starting(
+        &c.call(&["APPEND", "big", "y"]),
+        "ERR string exceeds maximum allowed size",
+    );
+    assert_eq!(c.call(&["GET", "big"]), bulk(&"x".repeat(1024 * 1024)));
 
     error_starting(
         &c.call(&["SEQ", "1", "INCR", "n"]),
@@ -600,7 +616,7 @@ fn incr_append_and_exactly_once_writes_with_client_sessions() {
     assert_eq!(info["pre_vote"], "on");
     assert_eq!(info["check_quorum"], "on");
     assert_eq!(info["read_mode"], "read-index");
-    assert_eq!(info["reads_served"], "3");
+    assert_eq!(info["reads_served"], "4");
 }
 
 #[test]

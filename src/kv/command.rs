@@ -75,6 +75,13 @@ pub enum Command {
 /// must decode within the codec's limit, so it is capped well below that.
 pub const MAX_MULTI_READ_BYTES: usize = 16 * 1024 * 1024;
 
+/// The largest value the store holds. Clients cannot write a larger one
+/// (the client port checks SET's value), and a command that would grow a
+/// value past it (APPEND) is refused when applied, identically on every
+/// replica — so it is part of the state machine's definition: changing it
+/// would make replicas of different releases disagree.
+pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+
 impl Command {
     /// The first key the command names, if any (a transaction's is that of
     /// its first command that names one): where a cluster client sends it.

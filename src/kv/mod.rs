@@ -33,7 +33,9 @@ pub mod snapshot;
 #[cfg(test)]
 mod snapshot_tests;
 
-pub use command::{Command, Outcome, Query, QueryReply, Wire, MAX_MULTI_READ_BYTES};
+pub use command::{
+    Command, Outcome, Query, QueryReply, Wire, MAX_MULTI_READ_BYTES, MAX_VALUE_BYTES,
+};
 pub use session::SESSION_TTL_ENTRIES;
 
 use crate::node::{Error, Node, RestoreError, StateMachine, StateSnapshot};
@@ -159,6 +161,14 @@ impl Kv {
             Command::Incr { key } => self.add(key, 1),
             Command::IncrBy { key, by } => self.add(key, by),
             Command::Append { key, value } => {
+                // Checked before anything is taken mutably, as for CAS.
+                let current = self.map.get(&key).map_or(0, Vec::len);
+                if current + value.len() > MAX_VALUE_BYTES {
+                    // Redis's words for its proto-max-bulk-len.
+                    return Outcome::Refused(
+                        "string exceeds maximum allowed size (proto-max-bulk-len)".into(),
+                    );
+                }
                 let stored = self.map.get_or_insert_default(key);
                 stored.extend_from_slice(&value);
                 Outcome::Integer(stored.len() as i64)
@@ -483,6 +493,30 @@ mod tests {
         assert_eq!(kv.apply_command(7, append("ab")), Outcome::Integer(2));
         assert_eq!(kv.apply_command(8, append("cde")), Outcome::Integer(5));
         assert_eq!(kv.get(b"s"), Some(&b("abcde")));
+    }
+
+    /// APPEND never grows a value past the store's limit: at the limit it
+    /// is refused, changing nothing, the same way on every replica.
+    #[test]
+    fn append_stops_at_the_value_limit() {
+        let mut kv = Kv::new();
+        let append = |len: usize| Command::Append {
+            key: b("big"),
+            value: vec![b'x'; len],
+        };
+        let half = MAX_VALUE_BYTES / 2;
+        assert_eq!(
+            kv.apply_command(1, append(half)),
+            Outcome::Integer(half as i64)
+        );
+        let to_limit = MAX_VALUE_BYTES - half;
+        let full = Outcome::Integer(MAX_VALUE_BYTES as i64);
+        assert_eq!(kv.apply_command(2, append(to_limit)), full);
+        assert_eq!(
+            kv.apply_command(3, append(1)),
+            Outcome::Refused("string exceeds maximum allowed size (proto-max-bulk-len)".into())
+        );
+        assert_eq!(kv.get(b"big").map(Vec::len), Some(MAX_VALUE_BYTES));
     }
 
     fn in_session(client: u64, seq: u64, command: Command) -> Command {

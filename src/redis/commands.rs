@@ -58,8 +58,8 @@ use crate::redis::transaction::{self, Step};
 
 /// The largest key a client may write.
 pub const MAX_KEY_BYTES: usize = 64 * 1024;
-/// The largest value a client may write.
-pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
+/// The largest value a client may write: the store's own limit.
+pub use crate::kv::MAX_VALUE_BYTES;
 /// The most keys one DEL may name.
 pub const MAX_DEL_KEYS: usize = 4096;
 
