@@ -380,6 +380,9 @@ impl<S: StateMachine> Node<S> {
         }
         self.await_answer(rx, || {
             self.shared.read_waiters.lock().remove(&id);
+            // And the core's side of it, or a leader whose rounds are never
+            // confirmed would keep every timed-out read (issue 12).
+            self.shared.with_core(|core| core.cancel_read(id));
         })
     }
 

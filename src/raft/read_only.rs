@@ -104,6 +104,20 @@ impl ReadOnly {
         new_round
     }
 
+    /// Forgets read `id`: its client gave up waiting. (Without this a leader
+    /// that cannot confirm its rounds — no majority answers — would hold
+    /// every timed-out read until it stops leading.)
+    pub fn cancel(&mut self, id: u64) -> bool {
+        let before = self.pending.len();
+        self.pending.retain(|read| read.id != id);
+        self.pending.len() != before
+    }
+
+    /// How many reads wait for their round or their index.
+    pub fn pending_len(&self) -> usize {
+        self.pending.len()
+    }
+
     /// The round to stamp on an AppendEntries going out now.
     pub fn send_round(&mut self) -> u64 {
         self.sent_round = self.round;

@@ -51,6 +51,23 @@ impl RaftCore {
         Ok(())
     }
 
+    /// The caller of read `id` stopped waiting (it timed out): the read is
+    /// forgotten, so that pending reads stay bounded by the clients that
+    /// still wait. Nothing happens if it was served or aborted already.
+    pub fn cancel_read(&mut self, id: u64) {
+        if let Role::Leader { reads, .. } = &mut self.role {
+            reads.cancel(id);
+        }
+    }
+
+    /// Reads waiting on this leader for their round or their index.
+    pub fn pending_reads(&self) -> usize {
+        match &self.role {
+            Role::Leader { reads, .. } => reads.pending_len(),
+            _ => 0,
+        }
+    }
+
     /// Lease reads: a majority answered a round that began less than the
     /// minimum election timeout ago (less a margin for clock drift), and with
     /// check-quorum none of them will vote for another leader before that

@@ -2020,6 +2020,31 @@ fn read_ids(ready: &Ready) -> Vec<u64> {
     ready.reads.iter().map(|r| r.id).collect()
 }
 
+/// A read whose client gave up is forgotten: a leader that no majority
+/// answers holds only the reads still waited for, and a later round does
+/// not serve the cancelled one.
+#[test]
+fn test_cancelled_reads_are_forgotten_6_4() {
+    let mut leader = steady_leader(3, &[], 1);
+    let commit = leader.commit_index();
+    let mut latest = 0;
+    for id in 1..=100 {
+        leader.read_index(id).unwrap();
+        let (_, sent) = settle(&mut leader);
+        latest = sent.iter().map(round_of).fold(latest, u64::max);
+    }
+    assert_eq!(leader.pending_reads(), 100);
+    for id in 1..=99 {
+        leader.cancel_read(id);
+    }
+    leader.cancel_read(12345); // unknown: nothing happens
+    assert_eq!(leader.pending_reads(), 1);
+    leader.step(ack(2, 1, commit, latest));
+    let served: Vec<u64> = leader.take_ready().reads.iter().map(|r| r.id).collect();
+    assert_eq!(served, vec![100]);
+    assert_eq!(leader.pending_reads(), 0);
+}
+
 #[test]
 fn test_read_index_needs_a_majority_round_6_4() {
     let mut leader = steady_leader(3, &[], 1);
