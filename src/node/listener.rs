@@ -12,7 +12,7 @@
 //! closing its socket would otherwise hold a thread forever).
 
 use super::handshake;
-use super::shared::Shared;
+use super::shared::{Outbox, Shared};
 use super::snapshot;
 use super::sockets;
 use super::wire::{self, Hello, HelloReply, WireError};
@@ -66,9 +66,7 @@ fn serve(shared: Arc<Shared>, current: Current, stream: TcpStream) {
     // The peer may have been down when this node introduced itself: nudge
     // our replicator, which dials it if it holds no connection (and sends
     // nothing new otherwise), so the peer learns our client address too.
-    if let Some(outbox) = shared.outbox(peer) {
-        outbox.wake();
-    }
+    shared.with_outbox(peer, Outbox::wake);
     if let Ok(clone) = stream.try_clone() {
         if let Some(old) = current.lock().insert(peer, clone) {
             let _ = old.shutdown(std::net::Shutdown::Both);

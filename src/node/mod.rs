@@ -321,7 +321,7 @@ impl<S: StateMachine> Node<S> {
         ];
         // Introduce this node to every member at once (see `peer.rs`).
         for id in members {
-            shared.outbox(id);
+            shared.with_outbox(id, |_| {});
         }
         Ok(Node {
             shared,

@@ -30,7 +30,7 @@ use crossbeam_channel::{bounded, select, unbounded, Receiver};
 use log::{debug, error, info, warn};
 use std::io::{self, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -63,21 +63,25 @@ pub(crate) fn channel(peer: NodeId) -> (Outbox, PeerInputs) {
 }
 
 impl Shared {
-    /// The replication thread for `peer`, started now if there is none and
-    /// an address to dial it at is known; `None` otherwise (the message is
-    /// dropped, as for an unreachable peer).
-    pub(crate) fn outbox(&self, peer: NodeId) -> Option<Outbox> {
+    /// Hands `f` the outbox of the replication thread for `peer` (under the
+    /// lock that guards them: no copy of its senders is made), starting the
+    /// thread now if there is none and an address to dial it at is known.
+    /// Without one, `f` is not called: the message is dropped, as for an
+    /// unreachable peer.
+    pub(crate) fn with_outbox(&self, peer: NodeId, f: impl FnOnce(&Outbox)) {
         if peer == self.config.id {
-            return None;
+            return;
         }
         let mut peers = self.peers.lock();
         if let Some(outbox) = peers.get(&peer) {
-            return Some(outbox.clone());
+            return f(outbox);
         }
         if self.is_stopping() || self.dial_addr(peer).is_none() {
-            return None;
+            return;
         }
-        let shared = self.this.get()?.upgrade()?;
+        let Some(shared) = self.this.get().and_then(Weak::upgrade) else {
+            return;
+        };
         let (outbox, inputs) = channel(peer);
         let shutdown = self.shutdown.clone();
         let spawned = thread::Builder::new()
@@ -86,16 +90,12 @@ impl Shared {
         match spawned {
             Ok(handle) => {
                 self.peer_threads.lock().push(handle);
-                peers.insert(peer, outbox.clone());
-                Some(outbox)
+                f(peers.entry(peer).or_insert(outbox));
             }
-            Err(e) => {
-                error!(
-                    "node {}: cannot start the replication thread for {peer}: {e}",
-                    self.config.id
-                );
-                None
-            }
+            Err(e) => error!(
+                "node {}: cannot start the replication thread for {peer}: {e}",
+                self.config.id
+            ),
         }
     }
 }

@@ -36,9 +36,8 @@ pub(crate) enum ApplyWork {
     Reads(Vec<u64>),
 }
 
-/// How other threads reach one peer's replication thread. Dropping every
-/// copy stops the thread.
-#[derive(Clone)]
+/// How other threads reach one peer's replication thread. Dropping it stops
+/// the thread.
 pub(crate) struct Outbox {
     /// Messages released by the writer, to send as they are.
     pub(crate) messages: Sender<Envelope>,
@@ -252,13 +251,11 @@ impl Shared {
             // New members are dialed at once (which also introduces this
             // node to them); departed ones are stopped by `prune_peers`.
             for id in ids {
-                self.outbox(id);
+                self.with_outbox(id, |_| {});
             }
         }
         for peer in std::mem::take(&mut ready.replicate) {
-            if let Some(outbox) = self.outbox(peer) {
-                outbox.wake();
-            }
+            self.with_outbox(peer, Outbox::wake);
         }
         if ready.has_storage_work() || !ready.messages.is_empty() {
             let _ = self.to_writer.send(ready);

@@ -66,9 +66,7 @@ pub(crate) fn run<L: LogStore>(
                 commit_unsynced = (commit_unsynced || saved_commit) && !synced;
                 for ready in &mut batch {
                     for message in ready.messages.drain(..) {
-                        if let Some(outbox) = shared.outbox(message.to) {
-                            outbox.send(message);
-                        }
+                        shared.with_outbox(message.to, |outbox| outbox.send(message));
                     }
                 }
                 if let Some(index) = batch.iter().find_map(|r| r.removed) {
