@@ -209,6 +209,7 @@ const MAX_REPLY_DEPTH: usize = 128;
 /// Redis, which preallocates at most 1024 argv slots.
 const INITIAL_BULK_CAPACITY: usize = 16 * 1024;
 const INITIAL_ARGS_CAPACITY: usize = 1024;
+const INITIAL_REPLY_CAPACITY: usize = 16;
 
 // ---------------------------------------------------------------------------
 // Low-level reading helpers
@@ -898,7 +899,10 @@ fn read_reply_at<R: BufRead>(r: &mut R, limits: &Limits, depth: usize) -> Result
                 return Err(protocol("reply arrays nested too deeply"));
             }
             let mut read_one = || read_reply_at(r, limits, depth + 1);
-            let capacity = count.min(INITIAL_ARGS_CAPACITY);
+            // Small: arrays nest, and a declared count at each of 128
+            // levels would otherwise reserve megabytes for a few bytes of
+            // input (found by tests/fuzz_resp.rs).
+            let capacity = count.min(INITIAL_REPLY_CAPACITY);
             if kind == b'%' {
                 let mut pairs = Vec::with_capacity(capacity);
                 for _ in 0..count {
