@@ -177,7 +177,8 @@ fn request_bytes() -> impl Strategy<Value = Vec<u8>> {
             encode_command(&refs, &mut out);
             out
         }),
-        prop::collection::vec(word(), 1..6).prop_map(|w| format!("{}\r\n", w.join(" ")).into_bytes()),
+        prop::collection::vec(word(), 1..6)
+            .prop_map(|w| format!("{}\r\n", w.join(" ")).into_bytes()),
     ]
 }
 
@@ -213,7 +214,13 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 
 fn mutate(mut input: Vec<u8>, mutations: &[Mutation]) -> Vec<u8> {
     for m in mutations {
-        let at = |i: usize| if input.is_empty() { 0 } else { i % (input.len() + 1) };
+        let at = |i: usize| {
+            if input.is_empty() {
+                0
+            } else {
+                i % (input.len() + 1)
+            }
+        };
         match m {
             Mutation::Flip(i, b) if !input.is_empty() => {
                 let i = i % input.len();
@@ -330,10 +337,19 @@ fn mutated_requests_never_panic_nor_allocate_beyond_their_bytes() {
         .run(&strategy, |(requests, mutations)| {
             let input = mutate(requests.concat(), &mutations);
             let limits = Limits::default();
-            let ((whole, end), peak) = peak_of(|| all_requests(&mut Cursor::new(&input[..]), &limits));
-            prop_assert!(peak <= allowance(&input), "{peak} bytes for {} of input", input.len());
+            let ((whole, end), peak) =
+                peak_of(|| all_requests(&mut Cursor::new(&input[..]), &limits));
+            prop_assert!(
+                peak <= allowance(&input),
+                "{peak} bytes for {} of input",
+                input.len()
+            );
             let ((bytewise, end2), peak) = peak_of(|| all_requests(&mut one_byte(&input), &limits));
-            prop_assert!(peak <= allowance(&input), "{peak} bytes for {} of input", input.len());
+            prop_assert!(
+                peak <= allowance(&input),
+                "{peak} bytes for {} of input",
+                input.len()
+            );
             // How the bytes arrive changes nothing.
             prop_assert_eq!(whole, bytewise);
             prop_assert_eq!(end, end2);
@@ -355,13 +371,21 @@ fn random_garbage_never_panics_nor_allocates_beyond_its_bytes() {
         .run(&strategy, |input| {
             let limits = Limits::default();
             let (_, peak) = peak_of(|| all_requests(&mut Cursor::new(&input[..]), &limits));
-            prop_assert!(peak <= allowance(&input), "{peak} bytes for {} of input", input.len());
+            prop_assert!(
+                peak <= allowance(&input),
+                "{peak} bytes for {} of input",
+                input.len()
+            );
             // The client side too: garbage from a server.
             let (_, peak) = peak_of(|| {
                 let mut r = one_byte(&input);
                 while read_reply(&mut r, &limits).is_ok() {}
             });
-            prop_assert!(peak <= allowance(&input), "{peak} bytes for {} of input", input.len());
+            prop_assert!(
+                peak <= allowance(&input),
+                "{peak} bytes for {} of input",
+                input.len()
+            );
             let _ = split_args(&input);
             Ok(())
         })

@@ -145,7 +145,10 @@ fn one_request_or_a_client_that_does_not_read_cannot_take_much_memory() {
         last = now;
         stuck.then_some(now - before - looks)
     });
-    assert!(stuck_at < 1000, "{stuck_at} GETs answered to a client that reads nothing");
+    assert!(
+        stuck_at < 1000,
+        "{stuck_at} GETs answered to a client that reads nothing"
+    );
     // Everyone else is still served.
     assert_eq!(c.call(&["GET", "big"]), bulk(&big));
     let peak = vm_kib(pid, "VmHWM");
@@ -241,7 +244,10 @@ fn clients_over_the_cap_are_refused_and_the_cluster_still_fails_over() {
         // One more is told why, and closed.
         let refused = idle_client(node.client_port).expect_err("a client over the cap");
         assert_eq!(refused, "-ERR max number of clients reached\r\n");
-        assert_eq!(info_field(&mut worker, "connected_clients"), CAP.to_string());
+        assert_eq!(
+            info_field(&mut worker, "connected_clients"),
+            CAP.to_string()
+        );
         assert_ne!(info_field(&mut worker, "rejected_connections"), "0");
         workers.insert(id, worker);
     }
@@ -256,7 +262,10 @@ fn clients_over_the_cap_are_refused_and_the_cluster_still_fails_over() {
             .find_map(|(&id, w)| (w.call(&["SET", "after", "pause"]) == ok()).then_some(id))
     });
     assert_eq!(
-        workers.get_mut(&new_leader).unwrap().call(&["GET", "after"]),
+        workers
+            .get_mut(&new_leader)
+            .unwrap()
+            .call(&["GET", "after"]),
         bulk("pause")
     );
     cluster.signal(leader, "CONT");
@@ -320,9 +329,8 @@ fn a_low_file_limit_lowers_the_cap_with_a_warning_and_the_node_works_at_it() {
     });
     let log = std::fs::read_to_string(&log_path).unwrap();
     assert!(
-        log.contains(&format!(
-            "the open file limit is 256, too low for --max-clients 10000"
-        )) && log.contains(&format!("serving at most {FITTED} clients")),
+        log.contains("the open file limit is 256, too low for --max-clients 10000")
+            && log.contains(&format!("serving at most {FITTED} clients")),
         "{log}"
     );
     assert_eq!(info_field(&mut worker, "maxclients"), FITTED.to_string());
@@ -340,7 +348,10 @@ fn a_low_file_limit_lowers_the_cap_with_a_warning_and_the_node_works_at_it() {
         (worker.call(&["SET", "k", "v"]) == ok()).then_some(())
     });
     assert_eq!(worker.call(&["GET", "k"]), bulk("v"));
-    assert_eq!(worker.call(&["BGSAVE"]), Reply::Simple("Background saving started".into()));
+    assert_eq!(
+        worker.call(&["BGSAVE"]),
+        Reply::Simple("Background saving started".into())
+    );
     wait_for(WAIT, "the snapshot", || {
         (info_field(&mut worker, "snapshots_taken") != "0").then_some(())
     });

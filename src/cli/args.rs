@@ -174,7 +174,15 @@ mod tests {
         assert_eq!(parse_size("64kb"), Some(64 * 1024));
         assert_eq!(parse_size("64MB"), Some(64 << 20));
         assert_eq!(parse_size("1gb"), Some(1 << 30));
-        for bad in ["", "mb", "-1", "1.5mb", "12 mb", "1tb", "99999999999999999999gb"] {
+        for bad in [
+            "",
+            "mb",
+            "-1",
+            "1.5mb",
+            "12 mb",
+            "1tb",
+            "99999999999999999999gb",
+        ] {
             assert_eq!(parse_size(bad), None, "{bad:?}");
         }
     }

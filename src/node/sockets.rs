@@ -120,12 +120,12 @@ pub fn raise_fd_limit(wanted: u64) -> io::Result<u64> {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
         return Err(io::Error::last_os_error());
     }
-    let current = u64::from(limit.rlim_cur);
+    let current = limit.rlim_cur;
     if current >= wanted {
         return Ok(current);
     }
     let raised = libc::rlimit {
-        rlim_cur: wanted.min(u64::from(limit.rlim_max)) as libc::rlim_t,
+        rlim_cur: wanted.min(limit.rlim_max),
         rlim_max: limit.rlim_max,
     };
     // SAFETY: setrlimit only reads the struct it is given.
@@ -135,7 +135,7 @@ pub fn raise_fd_limit(wanted: u64) -> io::Result<u64> {
         warn!("cannot raise the open file limit from {current} to {wanted}: {e}");
         return Ok(current);
     }
-    Ok(u64::from(raised.rlim_cur))
+    Ok(raised.rlim_cur)
 }
 
 /// Open sockets by a registration number, so halting can shut them down.
@@ -206,7 +206,9 @@ mod tests {
     fn resource_errors_are_told_from_passing_ones() {
         assert!(lacks_resources(&io::Error::from_raw_os_error(libc::EMFILE)));
         assert!(lacks_resources(&io::Error::from_raw_os_error(libc::ENFILE)));
-        assert!(lacks_resources(&io::Error::from_raw_os_error(libc::ENOBUFS)));
+        assert!(lacks_resources(&io::Error::from_raw_os_error(
+            libc::ENOBUFS
+        )));
         assert!(lacks_resources(&io::Error::from_raw_os_error(libc::ENOMEM)));
         assert!(!lacks_resources(&io::Error::from_raw_os_error(
             libc::ECONNABORTED

@@ -127,7 +127,9 @@ impl Charge<'_> {
     pub fn hold(&mut self, bytes: usize) -> bool {
         let want = bytes.saturating_sub(CLIENT_ALLOWANCE);
         if want <= self.held {
-            self.pool.used.fetch_sub(self.held - want, Ordering::Relaxed);
+            self.pool
+                .used
+                .fetch_sub(self.held - want, Ordering::Relaxed);
             self.held = want;
             return true;
         }
