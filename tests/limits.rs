@@ -224,6 +224,32 @@ fn requests_of_all_clients_share_one_memory_budget() {
     (&*other).write_all(&rest).unwrap();
     let reply = resp::read_reply(&mut BufReader::new(other), &Limits::default());
     assert_eq!(reply.expect("a reply"), Reply::Bulk(vec![b'e'; len]));
+    // A transaction's queue is charged too: queuing 1 MiB values passes
+    // the 4 MiB budget within five (the queue, or the next request on top
+    // of it), and the client is cut off with nothing applied.
+    let mut multi = cluster.client(1);
+    assert_eq!(multi.call(&["MULTI"]), ok());
+    let value = "q".repeat(1 << 20);
+    let mut last = None;
+    let queued = (0..8)
+        .take_while(|i| {
+            let sent = multi.try_send(&["SET", &format!("k{i}"), &value]);
+            last = Some(multi.try_read());
+            sent.is_ok() && matches!(&last, Some(Ok(Reply::Simple(s))) if s == "QUEUED")
+        })
+        .count();
+    assert!((2..=4).contains(&queued), "{queued} queued");
+    match last {
+        Some(Ok(Reply::Error(e))) => {
+            assert_eq!(
+                e,
+                "ERR Protocol error: the server's memory for client requests is spent"
+            )
+        }
+        Some(Err(_)) => assert!(cluster.log(1).contains("a transaction of")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(cluster.client(1).call(&["GET", "k0"]), Reply::NullBulk);
 }
 
 #[test]

@@ -58,8 +58,8 @@ pub struct ClientLimits {
     /// replies would pass it is disconnected.
     pub output_limit: usize,
     /// The most bytes all connections together may hold in requests being
-    /// read and replies not yet sent, beyond each one's
-    /// [`CLIENT_ALLOWANCE`] for each.
+    /// read, replies not yet sent and transactions' queued commands, beyond
+    /// each one's [`CLIENT_ALLOWANCE`] for each.
     pub max_memory: usize,
 }
 

@@ -31,10 +31,11 @@
 //!   unsent replies would pass `output_limit` (one huge EXEC reply) is
 //!   disconnected at once — both with a log line.
 //! * **All clients together**: what connections hold beyond
-//!   [`CLIENT_ALLOWANCE`] each, in a request being read and in unsent
-//!   replies, is charged to one budget of `max_memory` bytes
-//!   ([`ClientMemory`]); a request that cannot be charged is refused with
-//!   a protocol error, a reply that cannot be, disconnects its client.
+//!   [`CLIENT_ALLOWANCE`] each, in a request being read, in unsent replies
+//!   and in a transaction's queued commands, is charged to one budget of
+//!   `max_memory` bytes ([`ClientMemory`]); a request that cannot be
+//!   charged is refused with a protocol error, a reply or a queue that
+//!   cannot be, disconnects its client.
 
 use crate::kv::KvNode;
 use crate::node::sockets::{self, Sockets};
@@ -266,6 +267,7 @@ fn serve(port: &Port, stream: TcpStream) {
     // This connection's shares of the budget all clients draw on.
     let mut input = port.memory.charge();
     let mut output = port.memory.charge();
+    let mut queued = port.memory.charge();
     loop {
         let mut meter = |size: usize| match input.hold(size) {
             true => Ok(()),
@@ -292,6 +294,17 @@ fn serve(port: &Port, stream: TcpStream) {
         };
         // The request's arguments are gone by now.
         input.hold(0);
+        // A transaction holds its queued commands until EXEC (up to a log
+        // entry's worth): that too is the clients' memory.
+        let queued_bytes = conn.transaction.as_ref().map_or(0, |t| t.bytes());
+        if !queued.hold(queued_bytes) {
+            warn!(
+                "client {peer}: a transaction of {queued_bytes} bytes, and the server's memory \
+                 for clients ({} bytes) is spent; disconnecting",
+                port.limits.max_memory
+            );
+            break;
+        }
         if out.len() > output_limit {
             warn!(
                 "client {peer}: {} bytes of replies unsent, over the limit of {output_limit}; \
