@@ -244,12 +244,25 @@ fn accept_loop(state: Arc<State>, listener: TcpListener) {
     });
 }
 
-/// Tells an over-cap client why, and closes it. A fresh socket's send buffer
-/// takes the line at once, so this never blocks the listener.
+/// Tells an over-cap client why, and closes it, without blocking the
+/// listener: a fresh socket's send buffer takes the line at once. What the
+/// client has already sent is read and dropped first, since closing a
+/// socket with unread input sends a reset, which can destroy the line
+/// before the client reads it (see [`linger`]; a client that sends only
+/// later may still see that happen).
 fn refuse(stream: TcpStream) {
-    let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+    if stream.set_nonblocking(true).is_err() {
+        return;
+    }
     let _ = (&stream).write_all(MAX_CLIENTS_REACHED);
     let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut buf = [0u8; 4096];
+    for _ in 0..16 {
+        match (&stream).read(&mut buf) {
+            Ok(n) if n > 0 => {}
+            _ => break,
+        }
+    }
 }
 
 fn serve(port: &Port, stream: TcpStream) {
