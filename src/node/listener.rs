@@ -112,12 +112,14 @@ pub(crate) fn run(
         let (s, c) = (shared.clone(), current.clone());
         let admitted = gate.admit();
         if admitted.is_none() {
-            // Closed here, at once. (`accept_each` still wants a thread;
-            // the one below only logs, off the accept loop, and ends.)
+            // Closed here, at once. (`accept_each` wants a thread per
+            // connection; this one only logs, off the accept loop, and ends
+            // at once, so it needs little stack.)
             drop(stream);
             let gate = gate.clone();
             return thread::Builder::new()
                 .name(format!("raft-{id}-refuse"))
+                .stack_size(64 * 1024)
                 .spawn(move || {
                     gate.warn(format_args!(
                         "node {id}: peer port: closed a new connection at once: \
