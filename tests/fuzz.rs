@@ -870,3 +870,35 @@ fn handshakes_with_arbitrary_hellos() {
     cluster.set("after", "the hellos");
     cluster.wait_replicated("after", "the hellos");
 }
+
+/// A segment named for the last possible index, holding an entry of that
+/// index under valid checksums: no log can continue past it (the next index
+/// would overflow), so recovery refuses it, naming the file.
+#[test]
+fn an_entry_at_the_last_possible_index_is_refused() {
+    let (files, _) = seed_data_dir(&mut StdRng::seed_from_u64(11));
+    let dir = scratch();
+    for (name, bytes) in &files {
+        if !name.starts_with("log-") {
+            std::fs::write(dir.path().join(name), bytes).unwrap();
+        }
+    }
+    let mut segment = b"RNLOG\0\0\x02".to_vec();
+    let payload = encode_record(&Entry {
+        index: u64::MAX,
+        term: 1,
+        payload: Payload::Noop,
+    });
+    let mut header = (payload.len() as u32).to_be_bytes().to_vec();
+    header.extend(crc32fast::hash(&payload).to_be_bytes());
+    let header_crc = crc32fast::hash(&header);
+    segment.extend(header);
+    segment.extend(header_crc.to_be_bytes());
+    segment.extend(payload);
+    let name = format!("log-{}", u64::MAX);
+    std::fs::write(dir.path().join(&name), &segment).unwrap();
+    match recover(dir.path()) {
+        Err(e) => assert!(e.contains(&name) && e.contains("index"), "{e}"),
+        Ok(found) => panic!("recovered {:?}", found.entries),
+    }
+}
