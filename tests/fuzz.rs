@@ -531,6 +531,12 @@ fn data_dir_recovery_survives_damage() {
             let name = &names[rng.gen_range(0..names.len())];
             let bytes = damaged.get_mut(name).unwrap();
             mutate(rng, bytes);
+            if name.starts_with("log-") && rng.gen_bool(0.1) {
+                // A segment under another index's name.
+                let bytes = damaged.remove(name).unwrap();
+                let index = [0, 1, u64::MAX, u64::MAX - 1, rng.gen()][rng.gen_range(0..5)];
+                damaged.insert(format!("log-{index:020}"), bytes);
+            }
             for (name, bytes) in &damaged {
                 std::fs::write(dir.path().join(name), bytes).unwrap();
             }
