@@ -7,7 +7,9 @@
 //! from a data dir other than the one the cluster recorded for that id, or
 //! from a node whose removal is committed, is refused and logged (see
 //! `handshake.rs`). Each message must also come from the node the handshake
-//! named.
+//! named. A peer keeps at most one inbound connection: a new one from the same
+//! peer replaces the old, whose thread ends (a peer that vanished without
+//! closing its socket would otherwise hold a thread forever).
 //!
 //! Before its handshake a connection is a stranger's: its [`Hello`] must fit
 //! in [`wire::HANDSHAKE_MAX_FRAME`] and arrive whole within the I/O timeout
@@ -15,9 +17,7 @@
 //! [`MAX_UNAUTHENTICATED`] connections wait for theirs at once, each on a
 //! thread; one more is closed at once. Warnings about such connections are
 //! rate-limited (the rest go to the debug log), so a flood of them cannot
-//! flood the log either. A peer keeps at most one inbound connection: a new one from the same
-//! peer replaces the old, whose thread ends (a peer that vanished without
-//! closing its socket would otherwise hold a thread forever).
+//! flood the log either.
 
 use super::handshake;
 use super::shared::{Outbox, Shared};
@@ -42,7 +42,7 @@ type Current = Arc<Mutex<HashMap<NodeId, TcpStream>>>;
 /// The most connections that may wait for their handshake at once. Real
 /// peers are a handful and handshake at once; the cap bounds what strangers
 /// can hold (a thread and a 4 KiB frame each) for the I/O timeout.
-pub(crate) const MAX_UNAUTHENTICATED: usize = 64;
+const MAX_UNAUTHENTICATED: usize = 64;
 
 /// At most one warning per this interval about connections that failed
 /// before their handshake.
