@@ -514,4 +514,25 @@ mod tests {
             Some(Err(Reply::Error(text))) if text.contains("byte limit")
         ));
     }
+
+    /// An expired session's write has its own prefix: `-ERR` would say it
+    /// was not applied, and an earlier attempt may have been. Inside a
+    /// transaction's reply too.
+    #[test]
+    fn an_expired_session_is_answered_sessionexpired_not_err() {
+        let expired = || Outcome::SessionExpired("client 7 has no session".into());
+        assert_eq!(
+            outcome_reply(expired()),
+            Reply::Error("SESSIONEXPIRED client 7 has no session".into())
+        );
+        assert_eq!(
+            outcome_reply(Outcome::Refused("sequence number 1 is older".into())),
+            Reply::Error("ERR sequence number 1 is older".into())
+        );
+        let queued = vec![transaction::Queued::Store(Command::Incr { key: b"n".to_vec() })];
+        assert_eq!(
+            transaction::exec(queued, |_| Ok(expired()), outcome_reply),
+            Reply::Error("SESSIONEXPIRED client 7 has no session".into())
+        );
+    }
 }
