@@ -85,8 +85,9 @@ impl SessionCluster {
     }
 
     fn start_node(&mut self, id: NodeId, raft: TcpListener, client: TcpListener) {
-        let node = Node::start_with_listener(self.config(id), raft, Kv::with_session_limits(LIMITS))
-            .expect("the node starts");
+        let node =
+            Node::start_with_listener(self.config(id), raft, Kv::with_session_limits(LIMITS))
+                .expect("the node starts");
         let node = Arc::new(node);
         let server = Server::start(node.clone(), client).expect("the client port starts");
         self.nodes.insert(
@@ -211,7 +212,9 @@ fn expired_sessions_are_answered_sessionexpired_on_every_node_snapshot_or_not() 
     });
     let digest = cluster.wait_same_digest();
     assert_eq!(
-        cluster.node(follower).with_state(|kv| kv.session_tombstones()),
+        cluster
+            .node(follower)
+            .with_state(|kv| kv.session_tombstones()),
         1,
         "client 7's tombstone came with the snapshot"
     );

@@ -23,7 +23,7 @@
 //! * **Sequence number 1 with no session** is either a brand-new client or
 //!   the retry of an expired client's first write. To tell them apart, an
 //!   expired session leaves a *tombstone* — its client id and the index of
-//!   its last use, 16 bytes of state — and every write of a client with a
+//!   its last use — and every write of a client with a
 //!   tombstone is answered `SessionExpired`. `SEQ 1` is applied, opening a
 //!   session, only when the client has neither a session nor a tombstone.
 //!
@@ -45,9 +45,10 @@
 //! `max_tombstones` (1,000,000) sessions that were used later than `c`'s
 //! have expired. Then `SEQ 1` opens a new session and is applied again. A
 //! write with `n` > 1 and no session is never applied, however late.
-//! Memory: at most `max_tombstones` tombstones, about 40 bytes each with
-//! their index (about 40 MB at most by default); the sessions themselves
-//! are bounded by the TTL (at most one per entry of the last `ttl + 1`).
+//! Memory: at most `max_tombstones` tombstones, about 55 bytes each with
+//! their index (measured with a million: about 55 MB at most by default);
+//! the sessions themselves are bounded by the TTL (at most one per entry of
+//! the last `ttl + 1`).
 //!
 //! [`Command::Session`]: super::Command::Session
 

@@ -529,7 +529,9 @@ mod tests {
             outcome_reply(Outcome::Refused("sequence number 1 is older".into())),
             Reply::Error("ERR sequence number 1 is older".into())
         );
-        let queued = vec![transaction::Queued::Store(Command::Incr { key: b"n".to_vec() })];
+        let queued = vec![transaction::Queued::Store(Command::Incr {
+            key: b"n".to_vec(),
+        })];
         assert_eq!(
             transaction::exec(queued, |_| Ok(expired()), outcome_reply),
             Reply::Error("SESSIONEXPIRED client 7 has no session".into())
