@@ -233,7 +233,9 @@ impl Sessions {
                 return Admission::Apply;
             }
             return Admission::Answer(Outcome::SessionExpired(format!(
-                "client {client} has no session (it expired, or never began with SEQ 1):                  the outcome of SEQ {seq} and of any earlier unanswered write is unknown;                  it was not applied now. Use a new client id"
+                "client {client} has no session (it expired, or never began with SEQ 1): \
+                 the outcome of SEQ {seq} and of any earlier unanswered write is unknown; \
+                 it was not applied now. Use a new client id"
             )));
         };
         if seq == session.last_seq {
