@@ -106,7 +106,11 @@ impl FaultyStore {
     }
 
     fn last_segment(&self) -> PathBuf {
-        self.inner.segment_paths().last().cloned().expect("a log file")
+        self.inner
+            .segment_paths()
+            .last()
+            .cloned()
+            .expect("a log file")
     }
 
     fn fire(&self, fault: Fault, error: StorageError) -> StorageError {
@@ -149,13 +153,20 @@ impl LogStore for FaultyStore {
                 let start = if path == old_last { old_len } else { 8 };
                 let cut = start + 13;
                 let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-                assert!(file.metadata().unwrap().len() > cut, "a batch longer than 13 bytes");
+                assert!(
+                    file.metadata().unwrap().len() > cut,
+                    "a batch longer than 13 bytes"
+                );
                 file.set_len(cut).unwrap();
                 *self.injection.torn.lock().unwrap() = Some((path.clone(), start));
                 Err(self.fire(fault, os_error(path, "write", ENOSPC)))
             }
             Some(fault) => {
-                let errno = if fault == Fault::DiskFull { ENOSPC } else { EIO };
+                let errno = if fault == Fault::DiskFull {
+                    ENOSPC
+                } else {
+                    EIO
+                };
                 let path = self.last_segment();
                 Err(self.fire(fault, os_error(path, "write", errno)))
             }
@@ -300,7 +311,9 @@ impl FaultCluster {
 
 impl Drop for FaultCluster {
     fn drop(&mut self) {
-        let nodes: Vec<_> = std::mem::take(&mut *self.live.lock()).into_values().collect();
+        let nodes: Vec<_> = std::mem::take(&mut *self.live.lock())
+            .into_values()
+            .collect();
         for node in nodes {
             node.halt();
         }
@@ -416,14 +429,18 @@ fn check_acknowledged(cluster: &FaultCluster, ids: &[NodeId], acked: &BTreeMap<S
     assert_eq!(read.as_deref(), Some(last_value.as_bytes()));
     for &id in ids {
         let node = cluster.node(id);
-        wait_for(WAIT, &format!("node {id} to apply every acknowledged write"), || {
-            node.with_state(|kv| {
-                acked
-                    .iter()
-                    .all(|(k, v)| kv.get(k.as_bytes()).map(Vec::as_slice) == Some(v.as_bytes()))
-            })
-            .then_some(())
-        });
+        wait_for(
+            WAIT,
+            &format!("node {id} to apply every acknowledged write"),
+            || {
+                node.with_state(|kv| {
+                    acked
+                        .iter()
+                        .all(|(k, v)| kv.get(k.as_bytes()).map(Vec::as_slice) == Some(v.as_bytes()))
+                })
+                .then_some(())
+            },
+        );
     }
 }
 
@@ -479,7 +496,11 @@ impl Tmpfs {
             .arg(&self.0)
             .status()
             .unwrap();
-        assert!(status.success(), "remount {} with size {size}", self.0.display());
+        assert!(
+            status.success(),
+            "remount {} with size {size}",
+            self.0.display()
+        );
     }
 }
 
@@ -544,7 +565,10 @@ fn a_process_whose_disk_fills_up_exits_74_naming_the_file_and_recovers_after_a_r
         exited.set(exited.get() || cluster_exited(&mut cluster, 2));
         exited.get()
     });
-    assert!(!acked.is_empty(), "no write was acknowledged before the disk filled");
+    assert!(
+        !acked.is_empty(),
+        "no write was acknowledged before the disk filled"
+    );
 
     // Node 2 ran out of space (as leader or as follower) and exits.
     let status = match cluster.exited(2) {
@@ -565,8 +589,15 @@ fn a_process_whose_disk_fills_up_exits_74_naming_the_file_and_recovers_after_a_r
     let dir = cluster.data_dir(2).display().to_string();
     assert!(line.contains(&dir), "{line}");
     assert!(line.contains("No space left on device"), "{line}");
-    assert!(line.ends_with("it recovers from what is on disk)"), "{line}");
-    assert_eq!(log.lines().last(), Some(line), "the error line is the last:\n{log}");
+    assert!(
+        line.ends_with("it recovers from what is on disk)"),
+        "{line}"
+    );
+    assert_eq!(
+        log.lines().last(),
+        Some(line),
+        "the error line is the last:\n{log}"
+    );
 
     // The others go on.
     let leader = cluster.wait_for_leader_among(&[1, 3]);

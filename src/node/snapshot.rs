@@ -79,7 +79,10 @@ pub(crate) fn run(shared: Arc<Shared>, jobs: Receiver<SnapshotJob>, shutdown: Re
                 // log still holds everything, and the restarted node deletes
                 // the half-written file.
                 shared.snapshot_stats.failed.fetch_add(1, Ordering::Relaxed);
-                shared.snapshot_stats.in_progress.store(false, Ordering::Release);
+                shared
+                    .snapshot_stats
+                    .in_progress
+                    .store(false, Ordering::Release);
                 shared.fail(e);
                 return;
             }
@@ -298,7 +301,6 @@ enum Refusal {
     /// Writing, syncing or renaming the file failed.
     Storage(StorageError),
 }
-
 
 enum Received {
     /// This many bytes are in the file so far.

@@ -228,7 +228,10 @@ mod tests {
             path: PathBuf::from("/data/node-2/hard_state"),
         };
         let text = e.to_string();
-        assert!(text.starts_with("/data/node-2/hard_state is missing"), "{text}");
+        assert!(
+            text.starts_with("/data/node-2/hard_state is missing"),
+            "{text}"
+        );
         assert!(text.contains("RAFT.NODE REMOVE <id>"), "{text}");
         assert!(text.contains("empty data dir and --join"), "{text}");
         assert!(!text.contains("wipe"), "{text}");
