@@ -230,10 +230,23 @@ struct FaultCluster {
     addrs: BTreeMap<NodeId, SocketAddr>,
     live: LiveNodes,
     injections: BTreeMap<NodeId, Arc<Injection>>,
+    /// A test's changes to every node's configuration.
+    tweak: fn(&mut Config),
 }
 
 impl FaultCluster {
     fn new(n: u64) -> FaultCluster {
+        FaultCluster::with(n, |_| {}, |_, _| {})
+    }
+
+    /// Like [`FaultCluster::new`], with `tweak` applied to every node's
+    /// configuration and `prepare` called with each node's data dir before
+    /// the node starts.
+    fn with(
+        n: u64,
+        tweak: fn(&mut Config),
+        mut prepare: impl FnMut(NodeId, &Path),
+    ) -> FaultCluster {
         support::init_logging();
         let listeners: BTreeMap<NodeId, TcpListener> = (1..=n)
             .map(|id| (id, TcpListener::bind("127.0.0.1:0").expect("bind port 0")))
@@ -246,10 +259,12 @@ impl FaultCluster {
                 .collect(),
             live: LiveNodes::default(),
             injections: BTreeMap::new(),
+            tweak,
         };
         for (id, listener) in listeners {
             let injection = Arc::new(Injection::default());
             let config = cluster.config(id);
+            prepare(id, &config.data_dir);
             let inner = DiskStore::open(&config.data_dir, id, &config.cluster_id).unwrap();
             let store = FaultyStore {
                 inner,
@@ -275,6 +290,7 @@ impl FaultCluster {
             .map(|(&peer, addr)| (peer, addr.to_string()))
             .collect();
         config.proposal_timeout = Duration::from_secs(3);
+        (self.tweak)(&mut config);
         config
     }
 
@@ -627,6 +643,81 @@ fn a_process_whose_disk_fills_up_exits_74_naming_the_file_and_recovers_after_a_r
     // The processes go before the mount.
     drop(cluster);
     drop(tmpfs);
+}
+
+/// A snapshot that cannot be written because its disk is full stops the
+/// node like any storage failure (the log is on another disk here, so only
+/// the snapshot's write fails); restarted with room, the node deletes the
+/// half-written file and catches up.
+#[test]
+fn a_node_whose_snapshot_write_fails_stops_and_recovers_after_a_restart() {
+    let mut mounts: Vec<Tmpfs> = Vec::new();
+    let mut unmountable = false;
+    let cluster = FaultCluster::with(
+        3,
+        |config| {
+            config.snapshot_entries = 40;
+            config.snapshot_keep = 10;
+        },
+        |id, dir| {
+            // Node 3's snapshots go to a 256 KiB tmpfs: room for the first
+            // one, not for the first two.
+            if id == 3 {
+                match Tmpfs::mount(&dir.join("snapshots"), "256k") {
+                    Some(tmpfs) => mounts.push(tmpfs),
+                    None => unmountable = true,
+                }
+            }
+        },
+    );
+    if unmountable {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+        return;
+    }
+    let node = cluster.node(3);
+    let value = "s".repeat(4096);
+    let mut acked = BTreeMap::new();
+    // Writes of 4 KiB until node 3 fails (as leader or follower), then on.
+    for i in 0..400 {
+        if i > 100 && node.failure().is_some() {
+            break;
+        }
+        let key = format!("s{i}");
+        wait_for(WAIT, &format!("the write {key}"), || {
+            let leader = support::leader_of(&cluster.live)?;
+            leader.set(key.clone(), value.clone()).ok()
+        });
+        acked.insert(key, value.clone());
+    }
+    let failure = node.wait_failed(WAIT).expect("node 3's snapshot to fail");
+    let text = failure.to_string();
+    let snapshots = cluster.data_dir(3).join("snapshots");
+    assert!(
+        text.contains(&format!("{}/snapshot-", snapshots.display())),
+        "{text}"
+    );
+    assert!(text.contains(".tmp: No space left on device"), "{text}");
+    assert!(node.snapshot_status().failed >= 1);
+    let leader = cluster.wait_for_leader_among(&[1, 2]);
+    for i in 0..20 {
+        let key = format!("after{i}");
+        wait_for(WAIT, &format!("the write {key}"), || {
+            cluster.node(leader).set(key.clone(), "v").ok()
+        });
+        acked.insert(key, "v".to_string());
+    }
+    cluster.halt(3);
+    mounts[0].resize("64m");
+    cluster.restart_real(3);
+    check_acknowledged(&cluster, &[1, 2, 3], &acked);
+    let leftovers: Vec<_> = std::fs::read_dir(&snapshots)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(".tmp"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    drop(cluster);
+    drop(mounts);
 }
 
 fn cluster_exited(cluster: &mut ProcCluster, id: NodeId) -> bool {
