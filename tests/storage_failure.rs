@@ -49,6 +49,9 @@ enum Fault {
     ShortWrite,
     /// The next hard-state save fails with EIO.
     HardState,
+    /// The next sync with no append or truncation before it fails with EIO:
+    /// the writer's idle sync of a saved commit index.
+    IdleFsync,
 }
 
 /// What a test shares with a node's [`FaultyStore`].
@@ -79,6 +82,8 @@ impl Injection {
 struct FaultyStore {
     inner: DiskStore,
     injection: Arc<Injection>,
+    /// An append or truncation since the last sync.
+    log_changed: bool,
 }
 
 fn os_error(path: PathBuf, op: &'static str, errno: i32) -> StorageError {
@@ -138,6 +143,7 @@ impl LogStore for FaultyStore {
     }
 
     fn append(&mut self, entries: &[Entry]) -> Result<(), StorageError> {
+        self.log_changed = true;
         match self.take(&[Fault::Write, Fault::DiskFull, Fault::ShortWrite]) {
             None => self.inner.append(entries),
             Some(fault @ Fault::ShortWrite) => {
@@ -175,6 +181,7 @@ impl LogStore for FaultyStore {
 
     fn truncate_after(&mut self, last_kept: Index) -> Result<(), StorageError> {
         self.take(&[]);
+        self.log_changed = true;
         self.inner.truncate_after(last_kept)
     }
 
@@ -194,7 +201,12 @@ impl LogStore for FaultyStore {
     }
 
     fn sync(&mut self) -> Result<(), StorageError> {
-        if let Some(fault) = self.take(&[Fault::Fsync]) {
+        let idle = !std::mem::take(&mut self.log_changed);
+        let kinds: &[Fault] = match idle {
+            true => &[Fault::Fsync, Fault::IdleFsync],
+            false => &[Fault::Fsync],
+        };
+        if let Some(fault) = self.take(kinds) {
             let path = self.last_segment();
             return Err(self.fire(fault, os_error(path, "fsync", EIO)));
         }
@@ -269,6 +281,7 @@ impl FaultCluster {
             let store = FaultyStore {
                 inner,
                 injection: injection.clone(),
+                log_changed: false,
             };
             let node = Node::start_with(config, listener, store, Kv::new()).unwrap();
             cluster.injections.insert(id, injection);
@@ -483,6 +496,46 @@ fn a_short_write_stops_the_leader_and_the_restart_repairs_the_torn_tail() {
 #[test]
 fn a_follower_whose_hard_state_save_fails_stops() {
     a_failed_node_stops_and_the_others_go_on(Fault::HardState, Victim::Follower);
+}
+
+/// The writer syncs a saved commit index by itself once idle for a moment
+/// (so a restart re-applies everything committed without a leader); that
+/// sync failing stops the node too.
+#[test]
+fn a_follower_whose_idle_commit_sync_fails_stops() {
+    let cluster = FaultCluster::new(3);
+    let all = [1, 2, 3];
+    let leader = cluster.wait_for_leader_among(&all);
+    let id = *all.iter().find(|&&i| i != leader).unwrap();
+    let mut acked = BTreeMap::new();
+    let write = |acked: &mut BTreeMap<String, String>, key: String| {
+        wait_for(WAIT, &format!("the write {key}"), || {
+            cluster.node(leader).set(key.clone(), "v").ok()
+        });
+        acked.insert(key, "v".to_string());
+    };
+    write(&mut acked, "first".into());
+    check_acknowledged(&cluster, &all, &acked);
+    // The next write reaches the follower as an append (synced with it),
+    // then its commit index in a heartbeat: saved, and synced once idle.
+    cluster.injections[&id].arm(Fault::IdleFsync);
+    write(&mut acked, "second".into());
+    let node = cluster.node(id);
+    let failure = node.wait_failed(WAIT).expect("the idle sync to fail");
+    let (fired, path) = cluster.injections[&id].fired().unwrap();
+    assert_eq!(fired, Fault::IdleFsync);
+    assert!(failure.to_string().contains(&path.display().to_string()));
+    // The leader goes on with the other follower.
+    for i in 0..10 {
+        write(&mut acked, format!("after{i}"));
+    }
+    cluster.halt(id);
+    assert_eq!(
+        cluster.injections[&id].calls_after.load(Ordering::SeqCst),
+        0
+    );
+    cluster.restart_real(id);
+    check_acknowledged(&cluster, &all, &acked);
 }
 
 // ---------------------------------------------------------------------------
