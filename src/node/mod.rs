@@ -641,6 +641,23 @@ impl<S> Node<S> {
         *removed
     }
 
+    /// The storage failure that stopped this node, if one did (fail-stop):
+    /// a write or fsync of its data dir failed, so the node no longer takes
+    /// part — its core is not stepped, its peer port is closed, and every
+    /// request fails with [`Error::Storage`]. It never recovers by itself:
+    /// halt it and start it again on the same data dir, whose recovery
+    /// finds out what the disk really holds.
+    pub fn failure(&self) -> Option<Arc<StorageError>> {
+        self.shared.storage_failure()
+    }
+
+    /// Waits up to `timeout` for this node's storage to fail (see
+    /// [`Node::failure`]); whoever runs a node should watch this, as
+    /// `raftnode run` does (it exits).
+    pub fn wait_failed(&self, timeout: Duration) -> Option<Arc<StorageError>> {
+        self.shared.wait_failed(timeout)
+    }
+
     /// The incarnation of this node's data dir.
     pub fn incarnation(&self) -> u64 {
         self.shared.incarnation
