@@ -198,6 +198,9 @@ pub struct RaftCore {
     /// Leadership rounds started for reads, and reads served on the lease.
     read_rounds: u64,
     lease_reads_served: u64,
+    /// Followers found to have lost entries they acknowledged, and brought
+    /// up to date again.
+    followers_repaired: u64,
     /// The last included index and term of the latest durable snapshot,
     /// (0, 0) before any: what a follower that needs compacted entries is
     /// sent (§7).
@@ -260,6 +263,7 @@ impl RaftCore {
             ticks: 0,
             read_rounds: 0,
             lease_reads_served: 0,
+            followers_repaired: 0,
             ready: Ready::default(),
             hard_state_dirty: false,
         };
@@ -374,6 +378,12 @@ impl RaftCore {
     /// How many reads were served on the leader's lease, without a round.
     pub fn lease_reads_served(&self) -> u64 {
         self.lease_reads_served
+    }
+
+    /// How many times a follower was found to have lost entries it had
+    /// acknowledged (and was replicated to again from its log's end).
+    pub fn followers_repaired(&self) -> u64 {
+        self.followers_repaired
     }
 
     pub fn randomized_election_timeout(&self) -> u32 {

@@ -141,6 +141,20 @@ impl Progress {
         true
     }
 
+    /// The follower's log ends at `log_end`, before what it acknowledged: it
+    /// lost entries it had made durable (a damaged disk, a torn tail cut
+    /// off on restart). Nothing it acknowledged can be assumed any more —
+    /// even the entries it kept may be from a different history, if its
+    /// disk was restored from a backup — so the match point is forgotten
+    /// and found again by probing from its log end.
+    pub fn lost_entries(&mut self, log_end: Index) {
+        self.match_index = 0;
+        self.state = ProgressState::Probe;
+        self.next_index = log_end + 1;
+        self.probe_sent = false;
+        self.heartbeat_due = true;
+    }
+
     /// Probe again from the last known match: whatever was in flight may be
     /// lost.
     pub fn become_probe(&mut self) {

@@ -280,6 +280,11 @@ impl RaftCore {
     }
 
     fn handle_append_reject(&mut self, from: NodeId, rejected_index: Index, hint: RejectHint) {
+        if let RejectHint::LogTooShort { last_index } = hint {
+            if self.lost_entries(from, last_index) {
+                return;
+            }
+        }
         // Where the hint says to resume. If we have entries of the follower's
         // conflicting term, the logs may match up to our last one of them;
         // otherwise skip the follower's whole run of that term.
@@ -317,6 +322,37 @@ impl RaftCore {
                 pr.next_index()
             );
         }
+    }
+
+    /// A follower's log ends at `log_end`, before the match index it
+    /// acknowledged: it lost entries it had promised were durable (disk
+    /// damage, or a torn tail cut off on restart). Without a fresh start its
+    /// progress would never move — every rejection below the match index
+    /// looks stale (see [`Progress::rejected`]) — and it would stay behind for
+    /// as long as this leader lasts. Said loudly, once per loss: if a
+    /// majority loses entries this way, committed entries may be gone.
+    /// Returns whether the follower's progress was reset.
+    ///
+    /// [`Progress::rejected`]: crate::raft::progress::Progress::rejected
+    fn lost_entries(&mut self, from: NodeId, log_end: Index) -> bool {
+        let Role::Leader { progress, .. } = &mut self.role else {
+            return false;
+        };
+        let Some(pr) = progress.get_mut(&from) else {
+            return false;
+        };
+        if log_end >= pr.match_index() {
+            return false;
+        }
+        error!(
+            "node {}: follower {from} lost acknowledged entries: its log ends at {log_end}, it \
+             had acknowledged {}; replicating to it again from there",
+            self.config.id,
+            pr.match_index()
+        );
+        pr.lost_entries(log_end);
+        self.followers_repaired += 1;
+        true
     }
 
     /// §5.3, §5.4.2: commit the highest index stored on a majority of the

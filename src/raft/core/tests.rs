@@ -1857,6 +1857,58 @@ fn test_peer_unreachable_falls_back_to_probe() {
     assert!(follower.take_ready().is_empty());
 }
 
+/// A follower whose log turns out shorter than what it acknowledged (a torn
+/// tail cut off on restart, a damaged disk) is repaired: the leader forgets
+/// the match point, probes from the follower's log end and brings it up to
+/// date. Before this, every such rejection looked stale (it is below the
+/// match index) and the follower stayed behind while that leader lasted.
+#[test]
+fn test_follower_that_lost_acknowledged_entries_is_repaired() {
+    let mut leader = steady_leader(3, &[1, 1, 1, 1, 1], 2);
+    for data in [b"a", b"b", b"c"] {
+        leader.propose(data.to_vec()).unwrap();
+    }
+    let last = leader.log().last_index();
+    leader.persisted(last, 2);
+    settle(&mut leader);
+    leader.step(success(2, 1, 2, last));
+    leader.step(success(3, 1, 2, last));
+    assert_eq!(leader.commit_index(), last);
+    assert_eq!(leader.progress(2).unwrap().match_index(), last);
+
+    // Node 2 restarts having lost its tail: its log ends at 4.
+    leader.propose(b"d".to_vec()).unwrap();
+    settle(&mut leader);
+    leader.step(reject(
+        2,
+        1,
+        2,
+        last,
+        RejectHint::LogTooShort { last_index: 4 },
+    ));
+    assert_eq!(leader.followers_repaired(), 1);
+    let pr = leader.progress(2).unwrap();
+    assert_eq!(
+        (pr.state(), pr.match_index(), pr.next_index()),
+        (ProgressState::Probe, 0, 5)
+    );
+    // The probe goes out from there, and the commit index stays put.
+    let sent = drain_appends(&mut leader, 2);
+    assert_eq!(sent.len(), 1);
+    let (prev, _, entries, _) = append_entries_of(&sent[0]);
+    assert_eq!((prev, entries.len() as Index), (4, leader.log().last_index() - 4));
+    assert_eq!(leader.commit_index(), last);
+    // Once it accepts, it is replicated to as before; a later rejection of
+    // the same kind that is not below its match is an ordinary one.
+    leader.step(success(2, 1, 2, leader.log().last_index()));
+    let pr = leader.progress(2).unwrap();
+    assert_eq!(
+        (pr.state(), pr.match_index()),
+        (ProgressState::Replicate, leader.log().last_index())
+    );
+    assert_eq!(leader.followers_repaired(), 1);
+}
+
 /// Messages are built when the replication thread is ready, so everything
 /// proposed meanwhile travels together, up to `max_append_bytes`.
 #[test]
