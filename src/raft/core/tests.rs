@@ -1947,7 +1947,12 @@ fn test_batching_in_append_for() {
 
     // A cap of two entries' worth splits the batch: 2 + 2 + 1.
     let mut leader = steady_leader(3, &[], 1);
-    leader.config.max_append_bytes = 2 * (16 + 4);
+    let four_bytes = Entry {
+        index: 2,
+        term: 1,
+        payload: Payload::Command(vec![0; 4]),
+    };
+    leader.config.max_append_bytes = 2 * four_bytes.size();
     for i in 0..5u8 {
         leader.propose(vec![i; 4]).unwrap();
     }
