@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where the apply thread sends a reply: `None` means the request definitely
 /// did not happen here (another entry took its place, or leadership was lost
@@ -111,6 +111,12 @@ pub(crate) struct Shared {
     pub(crate) snapshot_stats: SnapshotStats,
     /// A snapshot being received from the leader.
     pub(crate) incoming_snapshot: Mutex<Option<Incoming>>,
+    /// When the core's tick 0 was, by the monotonic clock: the core is told
+    /// how many ticks have passed since each time it is used.
+    clock_start: Instant,
+    /// Tests only: the timer thread skips its ticks while set, as a timer
+    /// running very late would.
+    pub(crate) timer_frozen: AtomicBool,
 }
 
 impl Shared {
@@ -153,6 +159,8 @@ impl Shared {
             snapshots,
             snapshot_stats: SnapshotStats::default(),
             incoming_snapshot: Mutex::new(None),
+            clock_start: Instant::now(),
+            timer_frozen: AtomicBool::new(false),
         });
         let _ = shared.this.set(Arc::downgrade(&shared));
         shared
@@ -211,15 +219,25 @@ impl Shared {
     }
 
     /// Runs `f` on the core unless the node has failed, then routes whatever
-    /// the core produced.
+    /// the core produced. The core's clock is brought up to date first, so
+    /// whatever `f` does — a lease read, a vote request — is judged at the
+    /// time it really happens, however late the timer thread runs.
     pub(crate) fn with_core<T>(&self, f: impl FnOnce(&mut RaftCore) -> T) -> Option<T> {
         if self.failed.load(Ordering::Acquire) {
             return None;
         }
         let mut core = self.core.lock();
+        core.tick_to(self.ticks_now());
         let result = f(&mut core);
         self.dispatch(&mut core);
         Some(result)
+    }
+
+    /// Ticks since the core's tick 0, by the monotonic clock.
+    fn ticks_now(&self) -> u64 {
+        let elapsed = self.clock_start.elapsed().as_nanos();
+        let ticks = elapsed / self.config.tick.as_nanos().max(1);
+        u64::try_from(ticks).unwrap_or(u64::MAX)
     }
 
     /// Routes the core's pending output. Called with the core locked, so
