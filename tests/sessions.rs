@@ -238,3 +238,29 @@ fn expired_sessions_are_answered_sessionexpired_on_every_node_snapshot_or_not() 
     let after = cluster.wait_same_digest();
     assert_eq!(after, digest, "refusals and retries change no state");
 }
+
+/// `raftnode cli`'s client, told its session expired, hands the reply back
+/// (the outcome is unknown: it does not retry) and goes on under a new
+/// client id, whose writes are applied again — a shell left open across
+/// the expiry does not get SESSIONEXPIRED for every write from then on.
+#[test]
+fn the_cli_client_starts_a_new_session_after_sessionexpired() {
+    let cluster = SessionCluster::start(3);
+    let leader = cluster.wait_for_leader();
+    let mut client =
+        raftnode::redis::client::Client::new(cluster.client_addrs[&leader].to_string());
+    let incr = |client: &mut raftnode::redis::client::Client| {
+        client
+            .call(&[b"INCR".to_vec(), b"n".to_vec()])
+            .expect("a reply")
+    };
+    assert_eq!(incr(&mut client), Reply::Integer(1));
+    let mut other = cluster.client(leader);
+    fill(&mut other, 40, "b");
+    match incr(&mut client) {
+        Reply::Error(e) => assert!(e.starts_with("SESSIONEXPIRED"), "{e}"),
+        other => panic!("expected SESSIONEXPIRED, got {other:?}"),
+    }
+    assert_eq!(incr(&mut client), Reply::Integer(2));
+    assert_eq!(incr(&mut client), Reply::Integer(3));
+}
