@@ -243,7 +243,11 @@ impl Replicator {
             match &outgoing {
                 Some(Outgoing::Append(append)) => {
                     if let Err(e) = wire::encode_frame(append, max_frame, &mut self.buf) {
+                        // Batches are cut to fit a frame (`Entry::size`), so
+                        // this is a bug; still, never leave `next_index` past
+                        // entries that did not go: probe again.
                         warn!("node {id}: cannot send AppendEntries to {peer}: {e}");
+                        self.shared.with_core(|core| core.peer_unreachable(peer));
                     }
                 }
                 Some(Outgoing::Snapshot { term }) => {
