@@ -186,6 +186,11 @@ fn raft(port: &Port) -> Vec<(String, String)> {
             "duplicate_writes_suppressed",
             node.with_state(|kv| kv.duplicates_suppressed()).to_string(),
         ),
+        ("sessions", node.with_state(|kv| kv.sessions()).to_string()),
+        (
+            "session_tombstones",
+            node.with_state(|kv| kv.session_tombstones()).to_string(),
+        ),
     ];
     fields.push(("followers_repaired", m.followers_repaired.to_string()));
     fields.extend(snapshot_fields(port));
