@@ -1,6 +1,6 @@
 //! A node's settings, with the defaults an operator gets when a flag is absent.
 
-use super::wire::DEFAULT_MAX_FRAME;
+use super::wire::{DEFAULT_MAX_FRAME, MAX_HELLO_FIELD};
 use crate::raft::message::NodeId;
 use crate::raft::CoreConfig;
 use std::collections::BTreeMap;
@@ -162,6 +162,18 @@ impl Config {
         {
             return Err(ConfigError::SnapshotChunkSize);
         }
+        // They travel in the handshake, whose frame is small (see `wire`).
+        let strings = [
+            ("cluster id", Some(&self.cluster_id)),
+            ("raft address", Some(&self.raft_addr)),
+            ("client address", self.client_addr.as_ref()),
+        ];
+        for (what, value) in strings {
+            let len = value.map_or(0, String::len);
+            if len > MAX_HELLO_FIELD {
+                return Err(ConfigError::TooLong { what, len });
+            }
+        }
         let mut core = CoreConfig::new(self.id, self.peers.keys().copied().collect());
         core.election_ticks_min = min;
         core.election_ticks_max = max;
@@ -200,6 +212,11 @@ pub enum ConfigError {
     AppendLargerThanFrame,
     /// A snapshot chunk must be positive and fit in a frame.
     SnapshotChunkSize,
+    /// The cluster id or an address is longer than a handshake carries.
+    TooLong {
+        what: &'static str,
+        len: usize,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -226,6 +243,10 @@ impl fmt::Display for ConfigError {
             }
             ConfigError::SnapshotChunkSize => f.write_str(
                 "snapshot_chunk_bytes must be positive and at least 64 KiB below max_frame",
+            ),
+            ConfigError::TooLong { what, len } => write!(
+                f,
+                "the {what} is {len} bytes long; at most {MAX_HELLO_FIELD} are allowed"
             ),
         }
     }
@@ -349,5 +370,24 @@ mod tests {
             let mut buf = Vec::new();
             wire::encode_frame(&append, config.max_frame, &mut buf).unwrap();
         }
+    }
+
+    #[test]
+    fn strings_a_handshake_carries_are_bounded() {
+        let mut config = Config::new(1, "/nonexistent");
+        assert!(config.core_config().is_ok());
+        config.client_addr = Some(format!("{}:7001", "h".repeat(MAX_HELLO_FIELD)));
+        let err = config.core_config().unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::TooLong {
+                what: "client address",
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("at most 512"), "{err}");
+        config.client_addr = None;
+        config.cluster_id = "c".repeat(MAX_HELLO_FIELD);
+        assert!(config.core_config().is_ok());
     }
 }
