@@ -47,8 +47,27 @@ pub fn encode_into<T: Serialize>(value: &T, buf: &mut Vec<u8>) -> Result<(), Cod
 /// Decodes a value that must fill `bytes` exactly; trailing bytes are an error
 /// because they mean the payload is not what its writer wrote.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
-    let (value, used) = bincode::serde::decode_from_slice(bytes, config())
-        .map_err(|e| CodecError(e.to_string()))?;
+    // bincode allocates a string's declared length before it reads the
+    // string, up to the limit it is given: with the one limit, 20 bytes
+    // claiming a 32 MiB string cost 32 MiB. Every claim counts bytes of the
+    // input, at most 16 per encoded byte (a u128 in one byte), so a limit of
+    // 16 times the input's length never refuses a valid one, and keeps what
+    // a lying length costs proportional to the input.
+    const K: usize = 1024;
+    match bytes.len().saturating_mul(16) {
+        n if n <= 64 * K => decode_within::<T, { 64 * K }>(bytes),
+        n if n <= 256 * K => decode_within::<T, { 256 * K }>(bytes),
+        n if n <= 1024 * K => decode_within::<T, { 1024 * K }>(bytes),
+        n if n <= 4096 * K => decode_within::<T, { 4096 * K }>(bytes),
+        n if n <= 16384 * K => decode_within::<T, { 16384 * K }>(bytes),
+        _ => decode_within::<T, DECODE_LIMIT>(bytes),
+    }
+}
+
+fn decode_within<T: DeserializeOwned, const LIMIT: usize>(bytes: &[u8]) -> Result<T, CodecError> {
+    let config = bincode::config::standard().with_limit::<LIMIT>();
+    let (value, used) =
+        bincode::serde::decode_from_slice(bytes, config).map_err(|e| CodecError(e.to_string()))?;
     if used != bytes.len() {
         return Err(CodecError(format!(
             "{} trailing bytes after the value",
@@ -77,6 +96,24 @@ mod tests {
         let mut bytes = encode(&5u64).unwrap();
         bytes.push(0);
         assert!(decode::<u64>(&bytes).is_err());
+    }
+
+    #[test]
+    fn a_string_claiming_more_than_the_input_is_refused_at_its_size() {
+        // A string whose length says 32 MiB, in a 9-byte input: refused by
+        // the limit scaled to the input, before bincode allocates it.
+        let mut bytes = vec![0xfc];
+        bytes.extend_from_slice(&(32u32 << 20).to_le_bytes());
+        bytes.extend_from_slice(b"abcd");
+        let err = decode::<String>(&bytes).unwrap_err();
+        assert!(err.0.contains("LimitExceeded"), "{err}");
+        // Values near the tiers' edges still decode.
+        for len in [0, 4 * 1024 - 8, 4 * 1024, 70_000, 300_000] {
+            let s = "x".repeat(len);
+            assert_eq!(decode::<String>(&encode(&s).unwrap()).unwrap(), s);
+            let v: Vec<u128> = vec![1; len / 16];
+            assert_eq!(decode::<Vec<u128>>(&encode(&v).unwrap()).unwrap(), v);
+        }
     }
 
     #[test]

@@ -237,3 +237,111 @@ fn apply_happens_once_per_entry_across_restarts() {
     let started = Instant::now();
     assert!(started.elapsed() < WAIT);
 }
+
+/// The newest log segment in `dir` (segments are named `log-<first index>`,
+/// padded so they sort by index).
+fn newest_segment(dir: &std::path::Path) -> std::path::PathBuf {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("log-")
+            {
+                found.push(path);
+            }
+        }
+    }
+    found.sort();
+    found.pop().expect("a log segment")
+}
+
+/// A follower that comes back with less of the log than it acknowledged (its
+/// last writes torn off, as a crash mid-write or a damaged disk leaves them)
+/// is noticed by the leader and brought up to date while that leader still
+/// leads — not left rejecting every AppendEntries until some election.
+#[test]
+fn a_follower_that_lost_acknowledged_entries_is_repaired_by_the_same_leader() {
+    let mut cluster = Cluster::new(3);
+    let leader = cluster.wait_for_leader();
+    let term = cluster.node(leader).status().term;
+    for i in 0..40 {
+        cluster.write(&format!("k{i}"), "v");
+    }
+    let follower = cluster.ids().into_iter().find(|&id| id != leader).unwrap();
+    cluster.wait_replicated("k39", "v");
+    let acked = cluster.node(follower).status().last_log_index;
+    cluster.halt(follower);
+
+    // Cut the follower's newest segment short, mid-record: on restart the
+    // torn tail is dropped, and with it entries it had acknowledged.
+    let segment = newest_segment(&cluster.data_dir(follower));
+    let len = std::fs::metadata(&segment).unwrap().len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    file.set_len(len - len / 3).unwrap();
+    drop(file);
+    cluster.restart(follower);
+    let restarted_at = cluster.node(follower).status().last_log_index;
+    assert!(
+        restarted_at < acked,
+        "the cut lost nothing: {restarted_at} vs {acked}"
+    );
+
+    // The leader notices and catches it up, without an election.
+    cluster.write("after", "cut");
+    let leader_last = cluster.node(leader).status().last_log_index;
+    wait_for(WAIT, "the damaged follower to catch up", || {
+        let s = cluster.node(follower).status();
+        (s.last_log_index >= leader_last && s.commit_index >= leader_last).then_some(())
+    });
+    let status = cluster.node(leader).status();
+    assert_eq!((status.role, status.term), (RoleKind::Leader, term));
+    assert!(cluster.node(leader).metrics().followers_repaired >= 1);
+    cluster.wait_replicated("after", "cut");
+}
+
+/// A leader whose timer thread stalls (as one descheduled or stuck behind a
+/// busy lock would) does not go on serving reads on its lease: the lease is
+/// measured by the monotonic clock, not by the timer's wake-ups. Its
+/// followers stop answering; once more than an election timeout has really
+/// passed — the time in which they could have elected someone else — the
+/// leader serves no lease read, though its timer has not ticked once since.
+#[test]
+fn a_leader_whose_timer_stalls_serves_no_read_on_an_expired_lease() {
+    let mut cluster = Cluster::with_config(3, Duration::from_secs(1), |c| {
+        c.read_mode = raftnode::ReadMode::Lease;
+    });
+    let leader = cluster.wait_for_leader();
+    cluster.write("k", "v1");
+    let node = cluster.handle(leader);
+    wait_for(WAIT, "a read served on the lease", || {
+        (node.read(b"k").ok().flatten() == Some(b"v1".to_vec()) && node.metrics().lease_reads > 0)
+            .then_some(())
+    });
+
+    node.freeze_timer(true);
+    for id in cluster.ids() {
+        if id != leader {
+            cluster.halt(id);
+        }
+    }
+    // Not synchronisation: the test is that this much time passes. Twice
+    // the longest election timeout, in which the followers, had they been
+    // cut off rather than stopped, could have elected a new leader.
+    std::thread::sleep(2 * node.config().election_timeout_max);
+    let lease_reads = node.metrics().lease_reads;
+    let read = node.read(b"k");
+    assert!(read.is_err(), "served on an expired lease: {read:?}");
+    assert_eq!(node.metrics().lease_reads, lease_reads);
+    assert_ne!(node.status().role, RoleKind::Leader);
+    node.freeze_timer(false);
+}

@@ -20,7 +20,9 @@ Ctrl-C (or killing this process) stops every node. Running it again resumes
 the same data (the first run forms the cluster; its membership is then kept
 in the data dirs). A node removed with RAFT.NODE REMOVE exits, the others
 keep running, and later runs leave it out; nodes added with RAFT.NODE ADD are
-not started by dev.
+not started by dev. A node that fails (status 74 after its storage failed,
+with a line naming the file; or any other error) stops the whole dev cluster,
+which exits with status 1; once the cause is fixed, running dev again resumes.
 
 Options:
   --nodes N        how many nodes [default: 3]
@@ -74,9 +76,11 @@ pub(super) fn dev(args: &[String]) -> Result<ExitCode, CliError> {
     }
     let mut children = start_nodes(&layout)?;
     print_banner(&layout);
-    // Watch the nodes: if one dies, stop the rest rather than limp on. A
-    // node that exits cleanly was removed from the cluster (RAFT.NODE
-    // REMOVE): the others go on without it.
+    // Watch the nodes: if one dies, stop the rest rather than limp on (its
+    // own last line, on the shared stderr, says why: after a storage
+    // failure, which file; all the nodes share one disk here, so the others
+    // would likely follow). A node that exits cleanly was removed from the
+    // cluster (RAFT.NODE REMOVE): the others go on without it.
     loop {
         let mut left = None;
         for (i, (id, child)) in children.iter_mut().enumerate() {

@@ -87,7 +87,17 @@ Options:
 A node removed from the cluster (RAFT.NODE REMOVE) exits with status 0; its
 data dir then refuses to start. To bring the machine back, start it with an
 empty data dir and --join.
+
+If a write or fsync of the data dir fails (a full or failing disk), the node
+stops at once and exits with status 74, its last line naming the file and the
+error. Free space or fix the disk, then start it again as it was: it recovers
+from what is on disk and catches up from the others.
 ";
+
+/// The exit status after a storage failure: sysexits.h's EX_IOERR, distinct
+/// from 1 (could not start, or refused) and 2 (bad flags), so a supervisor
+/// or a script can tell a disk problem from a configuration one.
+pub(super) const STORAGE_FAILED: u8 = 74;
 
 /// How often the main thread looks at what could end the process.
 const POLL: Duration = Duration::from_millis(100);
@@ -112,8 +122,9 @@ struct Options {
 
 /// `raftnode run`: starts the node and its client port, then serves until
 /// killed, until this node is removed from the cluster (status 0), until
-/// standard input closes (with --exit-on-stdin-eof), or until the cluster
-/// refuses to let it join (status 1).
+/// standard input closes (with --exit-on-stdin-eof), until the cluster
+/// refuses to let it join (status 1), or until its storage fails
+/// ([`STORAGE_FAILED`]).
 pub(super) fn run(args: &[String]) -> Result<ExitCode, CliError> {
     let Some(Options {
         mut config,
@@ -172,7 +183,21 @@ pub(super) fn run(args: &[String]) -> Result<ExitCode, CliError> {
         false => None,
     };
     loop {
-        if let Some(index) = node.wait_removed(POLL) {
+        if let Some(e) = node.wait_failed(POLL) {
+            // The node has already stopped taking part (fail-stop) and
+            // logged the error; there is nothing left to flush. Exit, so
+            // that a supervisor notices (the process is what it watches) and
+            // restarts it, which is what recovers. Halting only closes the
+            // ports and joins threads; then the last line says why.
+            server.halt();
+            node.halt();
+            eprintln!(
+                "raftnode: error: node {id}: storage failed: {e}; stopping (restart the \
+                 process: it recovers from what is on disk)"
+            );
+            return Ok(ExitCode::from(STORAGE_FAILED));
+        }
+        if let Some(index) = node.removed() {
             log::info!(
                 "node {id}: removed from the cluster at index {index}; exiting (this data dir \
                  cannot start again; to bring this machine back, start it with an empty data \

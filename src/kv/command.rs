@@ -118,6 +118,11 @@ pub enum Outcome {
     Value(Option<Vec<u8>>),
     /// A Multi's outcomes, one per command, in order.
     Multi(Vec<Outcome>),
+    /// A sessioned write of a client whose session expired (see
+    /// [`super::session`]): not applied now, but an earlier attempt of it
+    /// may have been, so **its outcome is unknown** — unlike `Refused`,
+    /// which means nothing changed. Never remembered by a session.
+    SessionExpired(String),
 }
 
 /// A read.

@@ -36,7 +36,7 @@ mod snapshot_tests;
 pub use command::{
     Command, Outcome, Query, QueryReply, Wire, MAX_MULTI_READ_BYTES, MAX_VALUE_BYTES,
 };
-pub use session::SESSION_TTL_ENTRIES;
+pub use session::{SessionLimits, SESSION_TTL_ENTRIES};
 
 use crate::node::{Error, Node, RestoreError, StateMachine, StateSnapshot};
 use crate::raft::message::Index;
@@ -76,11 +76,17 @@ impl Kv {
     }
 
     /// A store whose sessions expire after `ttl` entries (tests use a short
-    /// one).
+    /// one), with the default limits on their tombstones.
     pub fn with_session_ttl(ttl: Index) -> Kv {
+        Kv::with_session_limits(SessionLimits::with_ttl(ttl))
+    }
+
+    /// A store whose sessions and tombstones live as `limits` say (tests
+    /// use short ones). Every node of a cluster must use the same.
+    pub fn with_session_limits(limits: SessionLimits) -> Kv {
         Kv {
             map: ShardedMap::new(KEY_SHARD_BITS),
-            sessions: Sessions::new(ttl),
+            sessions: Sessions::with_limits(limits),
         }
     }
 
@@ -115,6 +121,11 @@ impl Kv {
 
     pub fn sessions(&self) -> usize {
         self.sessions.len()
+    }
+
+    /// How many expired sessions are remembered (see [`session`]).
+    pub fn session_tombstones(&self) -> usize {
+        self.sessions.tombstones()
     }
 
     /// Applies the command of the log entry at `index`.
@@ -259,16 +270,19 @@ impl StateMachine for Kv {
     /// shared copy-on-write with the snapshot (see [`map`]), which writes
     /// them out as [`snapshot`] describes.
     fn snapshot(&self) -> Box<dyn StateSnapshot> {
-        Box::new(KvSnapshot::new(self.map.freeze(), self.sessions.freeze()))
+        Box::new(
+            KvSnapshot::new(self.map.freeze(), self.sessions.freeze())
+                .with_tombstones(self.sessions.freeze_tombstones()),
+        )
     }
 
     /// Reads the payload into a new store, which replaces this one only once
     /// the whole payload is read and agrees with itself (so both are in
-    /// memory meanwhile). The session TTL is configuration and stays this
-    /// store's; so does the count of duplicates suppressed, a counter of
+    /// memory meanwhile). The session limits are configuration and stay
+    /// this store's; so does the count of duplicates suppressed, a counter of
     /// this node's rather than replicated state.
     fn restore(&mut self, payload: &mut dyn Read) -> Result<(), RestoreError> {
-        let mut restored = Kv::with_session_ttl(self.sessions.ttl());
+        let mut restored = Kv::with_session_limits(self.sessions.limits());
         snapshot::read(payload, &mut restored.map, &mut restored.sessions)?;
         restored.sessions.set_duplicates(self.sessions.duplicates());
         *self = restored;
@@ -572,10 +586,11 @@ mod tests {
         assert_eq!(kv.sessions(), 2, "exactly ttl entries later it still lives");
         kv.apply_command(12, set("d"));
         assert_eq!(kv.sessions(), 1, "client 1 expired");
-        // A retry from an expired session is refused, not applied again…
+        // A write of an expired session is not applied: its outcome is
+        // unknown…
         assert!(matches!(
             kv.apply_command(13, in_session(1, 2, set("late"))),
-            Outcome::Refused(_)
+            Outcome::SessionExpired(_)
         ));
         assert_eq!(kv.get(b"k"), Some(&b("d")));
         // …and client 2, still alive, is deduplicated.
@@ -796,5 +811,201 @@ mod tests {
         assert_eq!(get("k").encode().unwrap()[0], 6);
         assert_eq!(Command::Multi(vec![]).encode().unwrap()[0], 7);
         assert_eq!(Outcome::Refused(String::new()).encode().unwrap()[0], 4);
+    }
+
+    /// Short limits: sessions live 10 entries, tombstones 20 more, at most 3.
+    fn short_lived() -> Kv {
+        Kv::with_session_limits(SessionLimits {
+            ttl: 10,
+            tombstone_entries: 20,
+            max_tombstones: 3,
+        })
+    }
+
+    fn expired(outcome: &Outcome) -> bool {
+        matches!(outcome, Outcome::SessionExpired(why) if why.contains("unknown"))
+    }
+
+    #[test]
+    fn an_expired_sessions_retry_of_seq_1_is_not_applied_again() {
+        let mut kv = short_lived();
+        let incr = || Command::Incr { key: b("n") };
+        assert_eq!(
+            kv.apply_command(1, in_session(7, 1, incr())),
+            Outcome::Integer(1)
+        );
+        kv.apply_command(12, set("other", "x"));
+        assert_eq!((kv.sessions(), kv.session_tombstones()), (0, 1));
+        // The retry of SEQ 1 — its session gone — would have been applied
+        // a second time; now its outcome is unknown, and nothing changes.
+        let before = kv.digest();
+        assert!(expired(&kv.apply_command(13, in_session(7, 1, incr()))));
+        assert_eq!(kv.get(b"n"), Some(&b("1")));
+        assert_eq!(kv.digest(), before, "a refused write changes no state");
+        assert_eq!(kv.sessions(), 0, "no session was opened");
+        // However often it is retried.
+        assert!(expired(&kv.apply_command(20, in_session(7, 1, incr()))));
+        assert_eq!(kv.get(b"n"), Some(&b("1")));
+    }
+
+    #[test]
+    fn an_expired_session_with_a_higher_seq_is_session_expired() {
+        let mut kv = short_lived();
+        kv.apply_command(1, in_session(7, 1, set("k", "1")));
+        kv.apply_command(2, in_session(7, 2, set("k", "2")));
+        kv.apply_command(13, set("other", "x"));
+        for seq in [2, 3, 1_000] {
+            let outcome = kv.apply_command(14, in_session(7, seq, set("k", "late")));
+            assert!(expired(&outcome), "SEQ {seq}: {outcome:?}");
+        }
+        assert_eq!(kv.get(b"k"), Some(&b("2")));
+        // Long after its tombstone is gone, a number above 1 is still never
+        // applied: a session existed, since it did not start at 1.
+        kv.apply_command(1_000, set("other", "y"));
+        assert_eq!(kv.session_tombstones(), 0);
+        assert!(expired(
+            &kv.apply_command(1_001, in_session(7, 3, set("k", "late")))
+        ));
+        assert_eq!(kv.get(b"k"), Some(&b("2")));
+    }
+
+    #[test]
+    fn a_brand_new_clients_seq_1_is_applied() {
+        let mut kv = short_lived();
+        // Other clients' sessions and tombstones change nothing for it.
+        kv.apply_command(1, in_session(1, 1, set("a", "1")));
+        kv.apply_command(20, in_session(2, 1, set("b", "1")));
+        assert_eq!((kv.sessions(), kv.session_tombstones()), (1, 1));
+        assert_eq!(
+            kv.apply_command(21, in_session(3, 1, set("c", "1"))),
+            Outcome::Done
+        );
+        assert_eq!(kv.get(b"c"), Some(&b("1")));
+        assert_eq!(kv.sessions(), 2);
+        // A new client that skipped 1 cannot be told from an expired one.
+        assert!(expired(
+            &kv.apply_command(22, in_session(4, 2, set("d", "1")))
+        ));
+        assert_eq!(kv.get(b"d"), None);
+    }
+
+    #[test]
+    fn a_sessioned_transaction_of_an_expired_session_is_not_applied() {
+        let mut kv = short_lived();
+        let multi = || in_session(9, 1, Command::Multi(vec![Command::Incr { key: b("n") }]));
+        assert_eq!(
+            kv.apply_command(1, multi()),
+            Outcome::Multi(vec![Outcome::Integer(1)])
+        );
+        kv.apply_command(12, set("other", "x"));
+        assert!(expired(&kv.apply_command(13, multi())));
+        assert_eq!(kv.get(b"n"), Some(&b("1")));
+    }
+
+    /// The exact guarantee: a tombstone lives `ttl + tombstone_entries`
+    /// entries from the session's last use, and at most `max_tombstones`
+    /// are kept, the oldest dropped first. Past either, SEQ 1 opens a new
+    /// session (the documented limit).
+    #[test]
+    fn tombstones_are_bounded_in_time_and_number() {
+        let mut kv = short_lived();
+        kv.apply_command(1, in_session(1, 1, set("k", "1")));
+        // Entry 31 is exactly ttl + tombstone_entries after 1: still there.
+        kv.apply_command(31, set("other", "x"));
+        assert_eq!(kv.session_tombstones(), 1);
+        assert!(expired(
+            &kv.apply_command(31, in_session(1, 1, set("k", "2")))
+        ));
+        kv.apply_command(32, set("other", "y"));
+        assert_eq!(kv.session_tombstones(), 0, "forgotten one entry later");
+        assert_eq!(
+            kv.apply_command(33, in_session(1, 1, set("k", "2"))),
+            Outcome::Done,
+            "past the window, SEQ 1 opens a new session"
+        );
+        // By number: 1,000 clients, each writing once, expiring in turn.
+        let mut kv = short_lived();
+        let mut index = 0;
+        for client in 1..=1_000u64 {
+            index += 1;
+            kv.apply_command(index, in_session(client, 1, set("k", "v")));
+            assert!(kv.session_tombstones() <= 3, "entry {index}");
+            // A session lives through the ttl entries after its last use.
+            assert!(kv.sessions() <= 11, "entry {index}");
+        }
+        assert_eq!((kv.sessions(), kv.session_tombstones()), (11, 3));
+        // The three most recently used expired clients are remembered, an
+        // older one is not.
+        index += 1;
+        for client in 988..=990 {
+            assert!(expired(
+                &kv.apply_command(index, in_session(client, 1, set("k", "x")))
+            ));
+        }
+        assert_eq!(
+            kv.apply_command(index, in_session(987, 1, set("k", "x"))),
+            Outcome::Done
+        );
+    }
+
+    #[test]
+    fn the_digest_covers_tombstones() {
+        let mut a = short_lived();
+        let mut b = short_lived();
+        a.apply_command(1, in_session(1, 1, set("k", "v")));
+        b.apply_command(1, set("k", "v"));
+        a.apply_command(12, set("x", "1"));
+        b.apply_command(12, set("x", "1"));
+        assert_eq!((a.sessions(), a.session_tombstones()), (0, 1));
+        assert_ne!(a.digest(), b.digest(), "only a tombstone differs");
+        // Until it is dropped, on both alike.
+        a.apply_command(40, set("x", "2"));
+        b.apply_command(40, set("x", "2"));
+        assert_eq!(a.digest(), b.digest());
+    }
+
+    /// A node restored from a snapshot taken while sessions and tombstones
+    /// live decides every later write as the one that applied the log: the
+    /// same outcomes and the same digest after every entry, as sessions
+    /// expire and tombstones are dropped on both.
+    #[test]
+    fn a_restored_store_decides_expired_sessions_identically() {
+        let mut kv = short_lived();
+        // 30 clients, each writing now and then with SEQ 1 to 3, mostly
+        // after its session expired: a pseudo-random function of the index.
+        let command = |i: u64| {
+            let x = i.wrapping_mul(2_654_435_761) >> 7;
+            match x % 5 {
+                0 => set(&format!("k{}", x % 7), "v"),
+                _ => in_session(x % 30 + 1, x / 30 % 3 + 1, Command::Incr { key: b("n") }),
+            }
+        };
+        let mut index = 0;
+        for _ in 0..60 {
+            index += 1 + index % 3;
+            kv.apply_command(index, command(index));
+        }
+        assert!(kv.session_tombstones() > 0 && kv.sessions() > 0);
+        let mut bytes = Vec::new();
+        kv.snapshot().write_to(&mut bytes).unwrap();
+        let mut back = short_lived();
+        back.restore(&mut &bytes[..]).unwrap();
+        assert_eq!(back.digest(), kv.digest());
+        let (mut refused, mut applied) = (0, 0);
+        for _ in 0..300 {
+            index += 1 + index % 3;
+            let (a, b) = (
+                kv.apply_command(index, command(index)),
+                back.apply_command(index, command(index)),
+            );
+            refused += usize::from(matches!(a, Outcome::SessionExpired(_)));
+            applied += usize::from(matches!(a, Outcome::Integer(_)));
+            assert_eq!(a, b, "entry {index}");
+            assert_eq!(kv.digest(), back.digest(), "entry {index}");
+        }
+        assert!(
+            refused > 10 && applied > 10,
+            "{refused} expired, {applied} applied"
+        );
     }
 }

@@ -7,11 +7,11 @@
 //! store goes on applying entries meanwhile. [`read`] streams a payload back
 //! into an empty store.
 //!
-//! # The format, version 1
+//! # The format, version 2
 //!
 //! ```text
 //! "RNKVSNAP"                8 bytes, the magic
-//! version                   u32, big-endian: 1
+//! version                   u32, big-endian: 2 (1 is still read)
 //! record*                   each: a u32 big-endian length, then that many
 //!                           bytes of a codec-encoded Record
 //! ```
@@ -30,10 +30,18 @@
 //!   as an [`Outcome`] is in a reply). That is all exactly-once needs; the
 //!   expiry order is rebuilt from the indexes, and the time to live is
 //!   configuration, not state;
-//! * `End { keys, sessions, crc }` — the counts, and the CRC32 of every
-//!   byte before this record (magic and version included); nothing comes
-//!   after it. A payload that stops short of it, or disagrees with it, is
-//!   refused.
+//! * `Tombstones` (version 2) — expired sessions (see [`super::session`]):
+//!   client id and the index of the session's last use, at most
+//!   [`BATCH_PAIRS`] per record;
+//! * `EndWithTombstones { keys, sessions, tombstones, crc }` (version 2), or
+//!   `End { keys, sessions, crc }` (version 1) — the counts, and the CRC32
+//!   of every byte before this record (magic and version included); nothing
+//!   comes after it. A payload that stops short of it, or disagrees with
+//!   it, is refused.
+//!
+//! Version 1 is version 2 without tombstones and with the older end
+//! record: it is read as a store whose sessions never expired, which is
+//! what it was. Each version's records are refused in the other.
 //!
 //! Keys come in the order of [`Frozen::iter`](super::map::Frozen::iter) and
 //! sessions likewise: a function of the content alone, so two replicas in
@@ -42,7 +50,8 @@
 //! A reader refuses a record longer than [`MAX_RECORD`] before reading it,
 //! and reads a record into memory only as its bytes arrive; every decode is
 //! bounded by the codec. A key appearing twice, a part with no big value
-//! open, a key after the sessions: all are refusals.
+//! open, a key after the sessions, a session after the tombstones, a client
+//! with both a session and a tombstone: all are refusals.
 //!
 //! The snapshot file has its own checksum; the payload carries one too so
 //! that it stands on its own wherever it is streamed (a CRC32 costs little
@@ -63,7 +72,10 @@ use std::io::{self, Read, Write};
 use std::marker::PhantomData;
 
 const MAGIC: &[u8; 8] = b"RNKVSNAP";
-const VERSION: u32 = 1;
+/// The version written.
+const VERSION: u32 = 2;
+/// The first version, without tombstones: still read.
+const VERSION_1: u32 = 1;
 
 /// The most pairs in one `Pairs` record.
 pub const BATCH_PAIRS: usize = 1000;
@@ -90,12 +102,33 @@ enum Record<'a> {
     },
     Part(Bytes<'a>),
     Session(SessionRecord<'a>),
-    /// The counts, and the CRC32 of every byte before this record.
+    /// The counts, and the CRC32 of every byte before this record
+    /// (version 1).
     End {
         keys: u64,
         sessions: u64,
         crc: u32,
     },
+    /// Expired sessions: (client, index of last use) (version 2).
+    Tombstones(Vec<(u64, Index)>),
+    /// The counts, and the CRC32 of every byte before this record
+    /// (version 2).
+    EndWithTombstones {
+        keys: u64,
+        sessions: u64,
+        tombstones: u64,
+        crc: u32,
+    },
+}
+
+impl Record<'_> {
+    /// The CRC an end record of either version carries.
+    fn end_crc(&self) -> Option<u32> {
+        match self {
+            Record::End { crc, .. } | Record::EndWithTombstones { crc, .. } => Some(*crc),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -151,11 +184,22 @@ fn borrowed(bytes: &[u8]) -> Bytes<'_> {
 pub struct KvSnapshot {
     keys: Frozen<Vec<u8>, Vec<u8>>,
     sessions: Frozen<u64, Session>,
+    tombstones: Frozen<u64, Index>,
 }
 
 impl KvSnapshot {
+    /// The store's keys and sessions, and no tombstones.
     pub fn new(keys: Frozen<Vec<u8>, Vec<u8>>, sessions: Frozen<u64, Session>) -> KvSnapshot {
-        KvSnapshot { keys, sessions }
+        KvSnapshot {
+            keys,
+            sessions,
+            tombstones: ShardedMap::new(1).freeze(),
+        }
+    }
+
+    /// The same, with the tombstones of expired sessions.
+    pub fn with_tombstones(self, tombstones: Frozen<u64, Index>) -> KvSnapshot {
+        KvSnapshot { tombstones, ..self }
     }
 
     /// Every key: small values in batches, big ones in parts.
@@ -192,6 +236,21 @@ impl KvSnapshot {
         }
         Ok(())
     }
+
+    /// The tombstones, [`BATCH_PAIRS`] to a record (16 bytes each).
+    fn write_tombstones(&self, writer: &mut RecordWriter<'_>) -> io::Result<()> {
+        let mut batch = Vec::with_capacity(BATCH_PAIRS.min(self.tombstones.len()));
+        for (&client, &last) in self.tombstones.iter() {
+            batch.push((client, last));
+            if batch.len() >= BATCH_PAIRS {
+                writer.write(&Record::Tombstones(std::mem::take(&mut batch)))?;
+            }
+        }
+        if !batch.is_empty() {
+            writer.write(&Record::Tombstones(batch))?;
+        }
+        Ok(())
+    }
 }
 
 impl StateSnapshot for KvSnapshot {
@@ -205,9 +264,11 @@ impl StateSnapshot for KvSnapshot {
         writer.write_raw(&VERSION.to_be_bytes())?;
         self.write_keys(&mut writer)?;
         self.write_sessions(&mut writer)?;
-        writer.write(&Record::End {
+        self.write_tombstones(&mut writer)?;
+        writer.write(&Record::EndWithTombstones {
             keys: self.keys.len() as u64,
             sessions: self.sessions.len() as u64,
+            tombstones: self.tombstones.len() as u64,
             crc: writer.crc.clone().finalize(),
         })
     }
@@ -295,26 +356,31 @@ pub fn read(
         buf: Vec::new(),
         crc: crc32fast::Hasher::new(),
     };
-    stream.read_header()?;
+    let version = stream.read_header()?;
     let mut reader = Reader {
         keys,
         sessions,
         big: None,
         in_sessions: false,
+        in_tombstones: false,
+        version,
         ended: false,
     };
     while !reader.ended {
         let crc_before = stream.crc.clone().finalize();
-        match stream.next_record()? {
-            Record::End { crc, .. } if crc != crc_before => {
+        let record = stream.next_record()?;
+        match record.end_crc() {
+            Some(crc) if crc != crc_before => {
                 return Err(invalid(format!(
                     "the payload's CRC is {crc_before:08x}, its end record says {crc:08x}"
                 )));
             }
-            record => reader.take(record)?,
+            _ => reader.take(record)?,
         }
     }
-    stream.expect_eof()
+    stream.expect_eof()?;
+    reader.sessions.restored();
+    Ok(())
 }
 
 /// The payload's bytes, and the CRC of those read so far.
@@ -326,7 +392,8 @@ struct Stream<'p> {
 }
 
 impl Stream<'_> {
-    fn read_header(&mut self) -> Result<(), RestoreError> {
+    /// Reads the magic and returns the version.
+    fn read_header(&mut self) -> Result<u32, RestoreError> {
         let mut magic = [0; 8];
         self.read_exact(&mut magic, "the magic")?;
         if &magic != MAGIC {
@@ -335,9 +402,9 @@ impl Stream<'_> {
         let mut version = [0; 4];
         self.read_exact(&mut version, "the format version")?;
         match u32::from_be_bytes(version) {
-            VERSION => Ok(()),
+            version @ (VERSION_1 | VERSION) => Ok(version),
             other => Err(invalid(format!(
-                "format version {other}; this build reads version {VERSION}"
+                "format version {other}; this build reads versions {VERSION_1} to {VERSION}"
             ))),
         }
     }
@@ -400,6 +467,10 @@ struct Reader<'r> {
     big: Option<(Vec<u8>, Vec<u8>, u64)>,
     /// Whether a session was read: keys may no longer come.
     in_sessions: bool,
+    /// Whether a tombstone was read: sessions may no longer come either.
+    in_tombstones: bool,
+    /// The payload's format version: which records it may hold.
+    version: u32,
     /// Whether the end record was read and agreed: nothing may come.
     ended: bool,
 }
@@ -409,8 +480,26 @@ impl Reader<'_> {
         match record {
             Record::Part(part) => self.part(part.0.into_owned()),
             _ if self.big.is_some() => Err(invalid("a big value ends before all its parts")),
+            Record::Session(_) if self.in_tombstones => {
+                Err(invalid("a session after the tombstones"))
+            }
             Record::Session(session) => self.session(session),
-            Record::End { keys, sessions, .. } => self.end(keys, sessions),
+            Record::Tombstones(list) if self.version >= VERSION => self.tombstones(list),
+            Record::End { keys, sessions, .. } if self.version == VERSION_1 => {
+                self.end(keys, sessions, 0)
+            }
+            Record::EndWithTombstones {
+                keys,
+                sessions,
+                tombstones,
+                ..
+            } if self.version >= VERSION => self.end(keys, sessions, tombstones),
+            Record::Tombstones(_) | Record::End { .. } | Record::EndWithTombstones { .. } => {
+                Err(invalid(format!(
+                    "a record of another format version than {}",
+                    self.version
+                )))
+            }
             _ if self.in_sessions => Err(invalid("keys after the sessions")),
             Record::Pairs(pairs) => pairs
                 .into_iter()
@@ -462,13 +551,30 @@ impl Reader<'_> {
         }
     }
 
-    fn end(&mut self, keys: u64, sessions: u64) -> Result<(), RestoreError> {
-        let read = (self.keys.len() as u64, self.sessions.len() as u64);
-        if (keys, sessions) != read {
+    fn tombstones(&mut self, list: Vec<(u64, Index)>) -> Result<(), RestoreError> {
+        self.in_sessions = true;
+        self.in_tombstones = true;
+        for (client, last) in list {
+            if !self.sessions.restore_tombstone(client, last) {
+                return Err(invalid(format!(
+                    "client {client} has two sessions or tombstones"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn end(&mut self, keys: u64, sessions: u64, tombstones: u64) -> Result<(), RestoreError> {
+        let read = (
+            self.keys.len() as u64,
+            self.sessions.len() as u64,
+            self.sessions.tombstones() as u64,
+        );
+        if (keys, sessions, tombstones) != read {
             return Err(invalid(format!(
-                "the end record counts {keys} keys and {sessions} sessions; \
-                 the payload held {} and {}",
-                read.0, read.1
+                "the end record counts {keys} keys, {sessions} sessions and {tombstones} \
+                 tombstones; the payload held {}, {} and {}",
+                read.0, read.1, read.2
             )));
         }
         self.ended = true;
@@ -484,9 +590,32 @@ mod tests {
         borrowed(b)
     }
 
-    /// The payload of `records`, then an end record counting `keys` and
-    /// `sessions` with the right CRC: structurally whatever the test wants.
+    /// The version 1 payload of `records` (what the writer wrote before
+    /// tombstones), then an end record counting `keys` and `sessions` with
+    /// the right CRC: structurally whatever the test wants.
     fn payload_of(records: &[Record<'_>], keys: u64, sessions: u64) -> Vec<u8> {
+        payload_with_end(VERSION_1, records, |crc| Record::End {
+            keys,
+            sessions,
+            crc,
+        })
+    }
+
+    /// The same in version 2, counting `tombstones` too.
+    fn payload_v2(records: &[Record<'_>], keys: u64, sessions: u64, tombstones: u64) -> Vec<u8> {
+        payload_with_end(VERSION, records, |crc| Record::EndWithTombstones {
+            keys,
+            sessions,
+            tombstones,
+            crc,
+        })
+    }
+
+    fn payload_with_end(
+        version: u32,
+        records: &[Record<'_>],
+        end: impl FnOnce(u32) -> Record<'static>,
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         let mut writer = RecordWriter {
             out: &mut out,
@@ -494,18 +623,12 @@ mod tests {
             crc: crc32fast::Hasher::new(),
         };
         writer.write_raw(MAGIC).unwrap();
-        writer.write_raw(&VERSION.to_be_bytes()).unwrap();
+        writer.write_raw(&version.to_be_bytes()).unwrap();
         for record in records {
             writer.write(record).unwrap();
         }
         let crc = writer.crc.clone().finalize();
-        writer
-            .write(&Record::End {
-                keys,
-                sessions,
-                crc,
-            })
-            .unwrap();
+        writer.write(&end(crc)).unwrap();
         out
     }
 
@@ -629,5 +752,83 @@ mod tests {
         let error = snapshot.write_to(&mut io::sink()).unwrap_err();
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
         assert!(error.to_string().contains("a reader accepts"), "{error}");
+    }
+
+    /// How many sessions and tombstones `payload` restores, or why not.
+    fn restore_sessions(payload: &[u8]) -> Result<(usize, usize), String> {
+        let mut keys = ShardedMap::new(4);
+        let mut sessions = Sessions::new(100);
+        read(&mut &payload[..], &mut keys, &mut sessions)
+            .map(|()| (sessions.len(), sessions.tombstones()))
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn version_2_carries_tombstones_and_version_1_still_reads() {
+        let tombstones = |list: &[u64]| Record::Tombstones(list.iter().map(|&c| (c, c)).collect());
+        let records = [session(1), tombstones(&[2, 3]), tombstones(&[4])];
+        assert_eq!(restore_sessions(&payload_v2(&records, 0, 1, 3)), Ok((1, 3)));
+        // A version 1 payload, as the writer wrote before tombstones: its
+        // sessions come back, with no tombstones.
+        let old = payload_of(&[session(1), session(2)], 0, 2);
+        assert_eq!(&old[8..12], &1u32.to_be_bytes());
+        assert_eq!(restore_sessions(&old), Ok((2, 0)));
+        // The writer writes version 2.
+        let mut sessions = Sessions::new(1);
+        sessions.record(9, 1, 1, Outcome::Done);
+        sessions.expire(3);
+        assert_eq!(sessions.tombstones(), 1);
+        let snapshot = KvSnapshot::new(ShardedMap::new(4).freeze(), sessions.freeze())
+            .with_tombstones(sessions.freeze_tombstones());
+        let mut payload = Vec::new();
+        snapshot.write_to(&mut payload).unwrap();
+        assert_eq!(&payload[8..12], &2u32.to_be_bytes());
+        assert_eq!(restore_sessions(&payload), Ok((0, 1)));
+    }
+
+    #[test]
+    fn tombstone_records_that_disagree_are_refused() {
+        let tombstone = |client| Record::Tombstones(vec![(client, 5)]);
+        let cases: [(Vec<u8>, &str); 7] = [
+            (payload_of(&[tombstone(1)], 0, 0), "another format version"),
+            (payload_v2(&[], 0, 0, 0)[..12].to_vec(), "no end record"),
+            (
+                payload_v2(&[tombstone(1), tombstone(1)], 0, 0, 1),
+                "two sessions or tombstones",
+            ),
+            (
+                payload_v2(&[session(1), tombstone(1)], 0, 1, 1),
+                "two sessions or tombstones",
+            ),
+            (
+                payload_v2(&[tombstone(1), session(2)], 0, 1, 1),
+                "a session after the tombstones",
+            ),
+            (payload_v2(&[tombstone(1)], 0, 0, 2), "2 tombstones"),
+            (
+                payload_v2(&[tombstone(1), Record::Pairs(vec![])], 0, 0, 1),
+                "keys after the sessions",
+            ),
+        ];
+        for (payload, why) in cases {
+            let error = restore_sessions(&payload).unwrap_err();
+            assert!(error.contains(why), "{why}: {error}");
+        }
+        // Each version's end record is refused in the other.
+        let v2_with_v1_end = payload_with_end(VERSION, &[], |crc| Record::End {
+            keys: 0,
+            sessions: 0,
+            crc,
+        });
+        let error = restore_sessions(&v2_with_v1_end).unwrap_err();
+        assert!(error.contains("another format version"), "{error}");
+        let v1_with_v2_end = payload_with_end(VERSION_1, &[], |crc| Record::EndWithTombstones {
+            keys: 0,
+            sessions: 0,
+            tombstones: 0,
+            crc,
+        });
+        let error = restore_sessions(&v1_with_v2_end).unwrap_err();
+        assert!(error.contains("another format version"), "{error}");
     }
 }

@@ -1,6 +1,6 @@
 //! A node's settings, with the defaults an operator gets when a flag is absent.
 
-use super::wire::DEFAULT_MAX_FRAME;
+use super::wire::{DEFAULT_MAX_FRAME, MAX_HELLO_FIELD};
 use crate::raft::message::NodeId;
 use crate::raft::CoreConfig;
 use std::collections::BTreeMap;
@@ -151,13 +151,28 @@ impl Config {
         if self.read_mode == ReadMode::Lease && !self.check_quorum {
             return Err(ConfigError::LeaseWithoutCheckQuorum);
         }
-        if self.max_append_bytes >= self.max_frame {
+        // An AppendEntries holds up to max_append_bytes of entries (as
+        // `Entry::size` counts them, never less than encoded) or one entry
+        // up to `max_command_bytes`, plus its own fields: it must fit a frame.
+        if self.max_append_bytes.saturating_add(64 * 1024) > self.max_frame {
             return Err(ConfigError::AppendLargerThanFrame);
         }
         if self.snapshot_chunk_bytes == 0
             || self.snapshot_chunk_bytes.saturating_add(64 * 1024) > self.max_frame
         {
             return Err(ConfigError::SnapshotChunkSize);
+        }
+        // They travel in the handshake, whose frame is small (see `wire`).
+        let strings = [
+            ("cluster id", Some(&self.cluster_id)),
+            ("raft address", Some(&self.raft_addr)),
+            ("client address", self.client_addr.as_ref()),
+        ];
+        for (what, value) in strings {
+            let len = value.map_or(0, String::len);
+            if len > MAX_HELLO_FIELD {
+                return Err(ConfigError::TooLong { what, len });
+            }
         }
         let mut core = CoreConfig::new(self.id, self.peers.keys().copied().collect());
         core.election_ticks_min = min;
@@ -197,6 +212,11 @@ pub enum ConfigError {
     AppendLargerThanFrame,
     /// A snapshot chunk must be positive and fit in a frame.
     SnapshotChunkSize,
+    /// The cluster id or an address is longer than a handshake carries.
+    TooLong {
+        what: &'static str,
+        len: usize,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -219,13 +239,155 @@ impl fmt::Display for ConfigError {
                 "lease reads need check-quorum (followers must not vote while a leader's lease may hold)",
             ),
             ConfigError::AppendLargerThanFrame => {
-                f.write_str("max_append_bytes must be below max_frame")
+                f.write_str("max_append_bytes must be at least 64 KiB below max_frame")
             }
             ConfigError::SnapshotChunkSize => f.write_str(
                 "snapshot_chunk_bytes must be positive and at least 64 KiB below max_frame",
+            ),
+            ConfigError::TooLong { what, len } => write!(
+                f,
+                "the {what} is {len} bytes long; at most {MAX_HELLO_FIELD} are allowed"
             ),
         }
     }
 }
 
 impl std::error::Error for ConfigError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+    use crate::node::wire;
+    use crate::raft::membership::Configuration;
+    use crate::raft::message::{Entry, Envelope, Member, Message, Payload, Removal, Suffrage};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn random_entry(rng: &mut StdRng) -> Entry {
+        // Integers of every encoded width, up to the widest.
+        let int = |rng: &mut StdRng| match rng.gen_range(0..3) {
+            0 => rng.gen_range(0..250),
+            1 => rng.gen(),
+            _ => u64::MAX,
+        };
+        let text = |rng: &mut StdRng| "x".repeat(rng.gen_range(0..300));
+        let payload = match rng.gen_range(0..3) {
+            0 => Payload::Noop,
+            1 => Payload::Command(vec![7; rng.gen_range(0..64)]),
+            _ => {
+                let mut config = Configuration::default();
+                for _ in 0..rng.gen_range(0..8) {
+                    let member = Member {
+                        raft_addr: text(rng),
+                        client_addr: rng.gen::<bool>().then(|| text(rng)),
+                        suffrage: if rng.gen() {
+                            Suffrage::Voter
+                        } else {
+                            Suffrage::Learner
+                        },
+                        auto_promote: rng.gen(),
+                        incarnation: rng.gen::<bool>().then(|| int(rng)),
+                    };
+                    config.members.insert(int(rng), member);
+                }
+                for _ in 0..rng.gen_range(0..8) {
+                    let removal = Removal {
+                        index: int(rng),
+                        incarnation: rng.gen::<bool>().then(|| int(rng)),
+                    };
+                    config.removed.insert(int(rng), removal);
+                }
+                Payload::Config(config)
+            }
+        };
+        Entry {
+            index: int(rng),
+            term: int(rng),
+            payload,
+        }
+    }
+
+    /// `Entry::size` is never below an entry's encoded size, whatever the
+    /// widths of its integers and the lengths of its addresses.
+    #[test]
+    fn entry_size_bounds_its_encoded_size() {
+        let mut rng = StdRng::seed_from_u64(12);
+        for _ in 0..5000 {
+            let entry = random_entry(&mut rng);
+            let encoded = codec::encode(&entry).unwrap().len();
+            assert!(
+                encoded <= entry.size(),
+                "{encoded} > {}: {entry:?}",
+                entry.size()
+            );
+        }
+    }
+
+    /// The worst batch the settings allow — `max_append_bytes` of the
+    /// smallest entries with the widest integers, or one entry of
+    /// `max_command_bytes` — fits a frame. (A frame over the limit is never
+    /// sent, and the follower would wait for entries that never come.)
+    #[test]
+    fn the_largest_append_entries_fits_a_frame() {
+        let mut config = Config::new(1, "unused");
+        config.max_frame = 1024 * 1024;
+        config.snapshot_chunk_bytes = 64 * 1024;
+        config.max_append_bytes = config.max_frame - 64 * 1024;
+        assert!(config.core_config().is_ok());
+        config.max_append_bytes += 1;
+        assert!(config.core_config().is_err());
+        config.max_append_bytes -= 1;
+        let noop = |index| Entry {
+            index,
+            term: u64::MAX,
+            payload: Payload::Noop,
+        };
+        let mut entries = Vec::new();
+        let mut bytes = 0;
+        while bytes + noop(u64::MAX).size() <= config.max_append_bytes {
+            bytes += noop(u64::MAX).size();
+            entries.push(noop(u64::MAX - 1 - entries.len() as u64));
+        }
+        let big = Entry {
+            index: u64::MAX,
+            term: u64::MAX,
+            payload: Payload::Command(vec![0; config.max_command_bytes()]),
+        };
+        for entries in [entries, vec![big]] {
+            let append = Envelope {
+                from: u64::MAX,
+                to: u64::MAX,
+                term: u64::MAX,
+                message: Message::AppendEntries {
+                    prev_log_index: u64::MAX,
+                    prev_log_term: u64::MAX,
+                    entries,
+                    leader_commit: u64::MAX,
+                    round: u64::MAX,
+                },
+            };
+            let mut buf = Vec::new();
+            wire::encode_frame(&append, config.max_frame, &mut buf).unwrap();
+        }
+    }
+
+    #[test]
+    fn strings_a_handshake_carries_are_bounded() {
+        let mut config = Config::new(1, "/nonexistent");
+        assert!(config.core_config().is_ok());
+        config.client_addr = Some(format!("{}:7001", "h".repeat(MAX_HELLO_FIELD)));
+        let err = config.core_config().unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::TooLong {
+                what: "client address",
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("at most 512"), "{err}");
+        config.client_addr = None;
+        config.cluster_id = "c".repeat(MAX_HELLO_FIELD);
+        assert!(config.core_config().is_ok());
+    }
+}

@@ -32,7 +32,14 @@ impl Shared {
 /// and incarnation are remembered.
 pub(crate) fn answer(shared: &Shared, hello: &Hello) -> HelloReply {
     let config = &shared.config;
-    let refuse = |reason: String| HelloReply::Refused { reason };
+    let refuse = HelloReply::refused;
+    // Within the handshake frame's limit, but over what any node sends.
+    if let Some(reason) = hello.oversized_field() {
+        return refuse(format!(
+            "node {}'s hello is malformed: {reason}",
+            hello.from
+        ));
+    }
     if hello.cluster_id != config.cluster_id {
         return refuse(format!(
             "node {} belongs to cluster {:?}, this is {:?}",

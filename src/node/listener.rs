@@ -10,6 +10,14 @@
 //! named. A peer keeps at most one inbound connection: a new one from the same
 //! peer replaces the old, whose thread ends (a peer that vanished without
 //! closing its socket would otherwise hold a thread forever).
+//!
+//! Before its handshake a connection is a stranger's: its [`Hello`] must fit
+//! in [`wire::HANDSHAKE_MAX_FRAME`] and arrive whole within the I/O timeout
+//! (a total deadline, not one per read), and at most
+//! [`MAX_UNAUTHENTICATED`] connections wait for theirs at once, each on a
+//! thread; one more is closed at once. Warnings about such connections are
+//! rate-limited (the rest go to the debug log), so a flood of them cannot
+//! flood the log either.
 
 use super::handshake;
 use super::shared::{Outbox, Shared};
@@ -20,13 +28,76 @@ use crate::raft::message::{Envelope, Message, NodeId};
 use log::{debug, info, warn};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::fmt::Display;
 use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
 
 /// The inbound connection currently accepted from each peer.
 type Current = Arc<Mutex<HashMap<NodeId, TcpStream>>>;
+
+/// The most connections that may wait for their handshake at once. Real
+/// peers are a handful and handshake at once; the cap bounds what strangers
+/// can hold (a thread and a 4 KiB frame each) for the I/O timeout.
+const MAX_UNAUTHENTICATED: usize = 64;
+
+/// At most one warning per this interval about connections that failed
+/// before their handshake.
+const WARN_EVERY: Duration = Duration::from_secs(1);
+
+/// The connections waiting for their handshake, and the rate limit of the
+/// warnings about them.
+#[derive(Default)]
+struct Gate {
+    unauthenticated: AtomicUsize,
+    /// When the last warning was logged, and how many went to the debug log
+    /// since.
+    warned: Mutex<(Option<Instant>, u64)>,
+}
+
+impl Gate {
+    /// Counts a new connection in, if there is room for it.
+    fn admit(self: &Arc<Gate>) -> Option<Admitted> {
+        let before = self.unauthenticated.fetch_add(1, Ordering::AcqRel);
+        if before >= MAX_UNAUTHENTICATED {
+            self.unauthenticated.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Admitted(self.clone()))
+    }
+
+    /// Logs `message` as a warning, or at debug level if a warning was
+    /// logged less than [`WARN_EVERY`] ago.
+    fn warn(&self, message: impl Display) {
+        let mut warned = self.warned.lock();
+        let now = Instant::now();
+        match warned.0 {
+            Some(last) if now.duration_since(last) < WARN_EVERY => {
+                warned.1 += 1;
+                debug!("{message}");
+            }
+            _ => {
+                match warned.1 {
+                    0 => warn!("{message}"),
+                    n => warn!("{message} (and {n} more since the last such warning)"),
+                }
+                *warned = (Some(now), 0);
+            }
+        }
+    }
+}
+
+/// A connection counted as waiting for its handshake until this is dropped.
+struct Admitted(Arc<Gate>);
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.0.unauthenticated.fetch_sub(1, Ordering::AcqRel);
+    }
+}
 
 pub(crate) fn run(
     shared: Arc<Shared>,
@@ -35,16 +106,41 @@ pub(crate) fn run(
 ) {
     let id = shared.config.id;
     let current: Current = Arc::default();
+    let gate = Arc::new(Gate::default());
     let what = format!("node {id}: peer port");
     sockets::accept_each(&listener, &shared.stopping, &handles, &what, |stream| {
         let (s, c) = (shared.clone(), current.clone());
+        let admitted = gate.admit();
+        if admitted.is_none() {
+            // Closed here, at once. (`accept_each` wants a thread per
+            // connection; this one only logs, off the accept loop, and ends
+            // at once, so it needs little stack.)
+            drop(stream);
+            let gate = gate.clone();
+            return thread::Builder::new()
+                .name(format!("raft-{id}-refuse"))
+                .stack_size(64 * 1024)
+                .spawn(move || {
+                    gate.warn(format_args!(
+                        "node {id}: peer port: closed a new connection at once: \
+                         {MAX_UNAUTHENTICATED} connections are already in their handshake"
+                    ))
+                });
+        }
+        let g = gate.clone();
         thread::Builder::new()
             .name(format!("raft-{id}-inbound"))
-            .spawn(move || serve(s, c, stream))
+            .spawn(move || serve(s, c, g, admitted, stream))
     });
 }
 
-fn serve(shared: Arc<Shared>, current: Current, stream: TcpStream) {
+fn serve(
+    shared: Arc<Shared>,
+    current: Current,
+    gate: Arc<Gate>,
+    admitted: Option<Admitted>,
+    stream: TcpStream,
+) {
     let id = shared.config.id;
     let remote = stream
         .peer_addr()
@@ -56,11 +152,14 @@ fn serve(shared: Arc<Shared>, current: Current, stream: TcpStream) {
     let peer = match handshake(&shared, &stream) {
         Ok(peer) => peer,
         Err(reason) => {
-            warn!("node {id}: refused peer connection from {remote}: {reason}");
+            gate.warn(format_args!(
+                "node {id}: refused peer connection from {remote}: {reason}"
+            ));
             shared.sockets.unregister(socket_id);
             return;
         }
     };
+    drop(admitted);
     info!("node {id}: peer {peer} connected from {remote}");
     shared.unreachable_peers.lock().remove(&peer);
     // The peer may have been down when this node introduced itself: nudge
@@ -140,15 +239,17 @@ fn serve(shared: Arc<Shared>, current: Current, stream: TcpStream) {
 fn handshake(shared: &Shared, mut stream: &TcpStream) -> Result<NodeId, String> {
     let config = &shared.config;
     stream
-        .set_read_timeout(Some(config.io_timeout))
-        .and_then(|_| stream.set_write_timeout(Some(config.io_timeout)))
+        .set_write_timeout(Some(config.io_timeout))
         .and_then(|_| stream.set_nodelay(true))
         .map_err(|e| e.to_string())?;
-    let hello: Hello = wire::read_frame(&mut stream, config.max_frame)
+    // The whole hello within the I/O timeout, and small: the other end is
+    // nobody yet.
+    let mut reader = wire::Deadline::new(stream, config.io_timeout);
+    let hello: Hello = wire::read_frame(&mut reader, wire::HANDSHAKE_MAX_FRAME)
         .map_err(|e| format!("bad handshake: {e}"))?;
     let reply = handshake::answer(shared, &hello);
     // Best effort: the refusal is logged here whether or not the peer hears it.
-    let _ = wire::write_frame(&mut stream, &reply, config.max_frame);
+    let _ = wire::write_frame(&mut stream, &reply, wire::HANDSHAKE_MAX_FRAME);
     match reply {
         HelloReply::Accepted { .. } => {}
         HelloReply::Refused { reason } => return Err(reason),

@@ -53,7 +53,7 @@ pub use state_machine::{RestoreError, StateMachine, StateSnapshot};
 use crate::raft::membership::Configuration;
 use crate::raft::membership::{ChangeError, ConfChange, Suffrage};
 use crate::raft::message::{Entry, HardState, Index, NodeId, Payload, Term};
-use crate::raft::{ProposeError, RaftCore, Restored, RoleKind, TransferError};
+use crate::raft::{ProgressState, ProposeError, RaftCore, Restored, RoleKind, TransferError};
 use crate::storage::{DiskStore, LogStore, Recovered, SnapshotStore, StorageError};
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use log::{info, warn};
@@ -75,6 +75,9 @@ pub struct Metrics {
     pub read_rounds: u64,
     /// Reads served on the leader's lease without a round.
     pub lease_reads: u64,
+    /// Followers found to have lost entries they acknowledged, while this
+    /// node led, and replicated to again.
+    pub followers_repaired: u64,
 }
 
 /// What a node knows about its snapshots and compacted log, for INFO.
@@ -123,6 +126,9 @@ pub struct MemberStatus {
     pub match_index: Option<Index>,
     /// On the leader: the entries it lacks.
     pub lag: Option<Index>,
+    /// On the leader, for the other members: how it is being replicated to
+    /// (probing for the match point, pipelining, or sent the snapshot).
+    pub replication: Option<ProgressState>,
     /// Whether this node can reach it (true for itself).
     pub connected: bool,
 }
@@ -539,6 +545,7 @@ impl<S> Node<S> {
                     incarnation: m.incarnation,
                     match_index,
                     lag: match_index.map(|i| last_index.saturating_sub(i)),
+                    replication: core.progress(id).map(|pr| pr.state()),
                     connected: id == self.id() || self.peer_reachable(id),
                 }
             })
@@ -625,6 +632,14 @@ impl<S> Node<S> {
         }
     }
 
+    /// Tests only: stops (or restarts) the timer thread's wake-ups, as a
+    /// timer thread that runs very late would. Timeouts then fire only when
+    /// something else uses the core; time is still measured by the clock.
+    #[doc(hidden)]
+    pub fn freeze_timer(&self, frozen: bool) {
+        self.shared.timer_frozen.store(frozen, Ordering::Relaxed);
+    }
+
     /// The index of the entry that removed this node from the cluster, once
     /// it learnt of it and recorded it (it then takes no further part).
     pub fn removed(&self) -> Option<Index> {
@@ -639,6 +654,23 @@ impl<S> Node<S> {
             let _ = self.shared.removed_signal.wait_for(&mut removed, timeout);
         }
         *removed
+    }
+
+    /// The storage failure that stopped this node, if one did (fail-stop):
+    /// a write or fsync of its data dir failed, so the node no longer takes
+    /// part — its core is not stepped, its peer port is closed, and every
+    /// request fails with [`Error::Storage`]. It never recovers by itself:
+    /// halt it and start it again on the same data dir, whose recovery
+    /// finds out what the disk really holds.
+    pub fn failure(&self) -> Option<Arc<StorageError>> {
+        self.shared.storage_failure()
+    }
+
+    /// Waits up to `timeout` for this node's storage to fail (see
+    /// [`Node::failure`]); whoever runs a node should watch this, as
+    /// `raftnode run` does (it exits).
+    pub fn wait_failed(&self, timeout: Duration) -> Option<Arc<StorageError>> {
+        self.shared.wait_failed(timeout)
     }
 
     /// The incarnation of this node's data dir.
@@ -661,6 +693,7 @@ impl<S> Node<S> {
             reads_served: self.shared.reads_served.load(Ordering::Relaxed),
             read_rounds: core.read_rounds(),
             lease_reads: core.lease_reads_served(),
+            followers_repaired: core.followers_repaired(),
         }
     }
 

@@ -243,7 +243,11 @@ impl Replicator {
             match &outgoing {
                 Some(Outgoing::Append(append)) => {
                     if let Err(e) = wire::encode_frame(append, max_frame, &mut self.buf) {
+                        // Batches are cut to fit a frame (`Entry::size`), so
+                        // this is a bug; still, never leave `next_index` past
+                        // entries that did not go: probe again.
                         warn!("node {id}: cannot send AppendEntries to {peer}: {e}");
+                        self.shared.with_core(|core| core.peer_unreachable(peer));
                     }
                 }
                 Some(Outgoing::Snapshot { term }) => {
@@ -303,9 +307,17 @@ fn dial(shared: &Shared, peer: NodeId, addr: &str) -> Result<TcpStream, String> 
                     last = e.to_string();
                     continue;
                 }
-                wire::write_frame(&mut stream, &shared.hello(peer), config.max_frame)
+                wire::write_frame(&mut stream, &shared.hello(peer), wire::HANDSHAKE_MAX_FRAME)
                     .map_err(|e| format!("handshake: {e}"))?;
-                return match wire::read_frame::<HelloReply, _>(&mut stream, config.max_frame) {
+                // What answers may not be the peer: a small reply, whole
+                // within the I/O timeout.
+                let mut reader = wire::Deadline::new(&stream, config.io_timeout);
+                let reply =
+                    wire::read_frame::<HelloReply, _>(&mut reader, wire::HANDSHAKE_MAX_FRAME);
+                if let Err(e) = stream.set_read_timeout(Some(config.io_timeout)) {
+                    return Err(format!("handshake: {e}"));
+                }
+                return match reply {
                     Ok(HelloReply::Accepted { incarnation }) => {
                         // The peer's data dir must be the one the cluster
                         // recorded for it.

@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 /// Where the apply thread sends a reply: `None` means the request definitely
 /// did not happen here (another entry took its place, or leadership was lost
@@ -93,6 +94,8 @@ pub(crate) struct Shared {
     pub(crate) incarnation: u64,
     /// Set once storage has failed: the node stops taking part (fail-stop).
     failure: Mutex<Option<Arc<StorageError>>>,
+    /// Signalled when `failure` is set ([`super::Node::wait_failed`]).
+    failure_signal: Condvar,
     failed: AtomicBool,
     pub(crate) stopping: AtomicBool,
     /// Every open peer socket, so that halting can unblock their threads.
@@ -108,6 +111,12 @@ pub(crate) struct Shared {
     pub(crate) snapshot_stats: SnapshotStats,
     /// A snapshot being received from the leader.
     pub(crate) incoming_snapshot: Mutex<Option<Incoming>>,
+    /// When the core's tick 0 was, by the monotonic clock: the core is told
+    /// how many ticks have passed since each time it is used.
+    clock_start: Instant,
+    /// Tests only: the timer thread skips its ticks while set, as a timer
+    /// running very late would.
+    pub(crate) timer_frozen: AtomicBool,
 }
 
 impl Shared {
@@ -141,6 +150,7 @@ impl Shared {
             to_writer,
             to_apply,
             failure: Mutex::new(None),
+            failure_signal: Condvar::new(),
             failed: AtomicBool::new(false),
             stopping: AtomicBool::new(false),
             sockets: Sockets::default(),
@@ -149,6 +159,8 @@ impl Shared {
             snapshots,
             snapshot_stats: SnapshotStats::default(),
             incoming_snapshot: Mutex::new(None),
+            clock_start: Instant::now(),
+            timer_frozen: AtomicBool::new(false),
         });
         let _ = shared.this.set(Arc::downgrade(&shared));
         shared
@@ -207,15 +219,25 @@ impl Shared {
     }
 
     /// Runs `f` on the core unless the node has failed, then routes whatever
-    /// the core produced.
+    /// the core produced. The core's clock is brought up to date first, so
+    /// whatever `f` does — a lease read, a vote request — is judged at the
+    /// time it really happens, however late the timer thread runs.
     pub(crate) fn with_core<T>(&self, f: impl FnOnce(&mut RaftCore) -> T) -> Option<T> {
         if self.failed.load(Ordering::Acquire) {
             return None;
         }
         let mut core = self.core.lock();
+        core.tick_to(self.ticks_now());
         let result = f(&mut core);
         self.dispatch(&mut core);
         Some(result)
+    }
+
+    /// Ticks since the core's tick 0, by the monotonic clock.
+    fn ticks_now(&self) -> u64 {
+        let elapsed = self.clock_start.elapsed().as_nanos();
+        let ticks = elapsed / self.config.tick.as_nanos().max(1);
+        u64::try_from(ticks).unwrap_or(u64::MAX)
     }
 
     /// Routes the core's pending output. Called with the core locked, so
@@ -278,19 +300,60 @@ impl Shared {
     }
 
     /// Stops the node after a storage failure: nothing it does from now on
-    /// could be trusted to be durable.
+    /// could be trusted to be durable (fail-stop).
+    ///
+    /// A failed write or fsync is never retried: after a failed fsync the
+    /// kernel may have dropped the dirty pages and marked them clean, so a
+    /// second fsync could succeed without the data being on disk. Only a
+    /// restart, whose recovery reads back what the disk really holds, can
+    /// go on. So the core is never stepped again, and the node stops
+    /// answering its peers: its sockets are shut down and the listener
+    /// closes at the next connection attempt (peers then see it as down,
+    /// back off and log it once, instead of reconnecting to a node that
+    /// hangs up on them — which logged two lines a tenth of a second on
+    /// each side). Whoever runs the node is told
+    /// ([`super::Node::wait_failed`]); `raftnode run` exits.
     pub(crate) fn fail(&self, e: StorageError) {
+        let mut failure = self.failure.lock();
+        if failure.is_some() {
+            // Another thread failed first; its error is the one reported.
+            return;
+        }
         error!("node {}: storage failed, stopping: {e}", self.config.id);
-        *self.failure.lock() = Some(Arc::new(e));
+        *failure = Some(Arc::new(e));
         self.failed.store(true, Ordering::Release);
-        // Nothing that waits on this node will complete now.
+        self.stopping.store(true, Ordering::Release);
+        self.failure_signal.notify_all();
+        drop(failure);
+        self.sockets.shutdown_all();
+        // Nothing that waits on this node will complete now: dropping the
+        // answers tells every waiting client (with the failure, see
+        // `Node::await_answer`). Under the core lock, so that a request
+        // that got past the `failed` check in `with_core` has registered
+        // its waiter before they are dropped. (Never called with the core
+        // locked.)
+        let _core = self.core.lock();
         self.waiters.lock().clear();
         self.read_waiters.lock().clear();
     }
 
     /// The storage failure that stopped the node, if one did.
     pub(crate) fn failure(&self) -> Option<Error> {
-        self.failure.lock().clone().map(Error::Storage)
+        self.storage_failure().map(Error::Storage)
+    }
+
+    /// Like [`Shared::failure`], the storage error itself.
+    pub(crate) fn storage_failure(&self) -> Option<Arc<StorageError>> {
+        self.failure.lock().clone()
+    }
+
+    /// Waits up to `timeout` for a storage failure.
+    pub(crate) fn wait_failed(&self, timeout: Duration) -> Option<Arc<StorageError>> {
+        let mut failure = self.failure.lock();
+        if failure.is_none() {
+            let _ = self.failure_signal.wait_for(&mut failure, timeout);
+        }
+        failure.clone()
     }
 
     pub(crate) fn is_stopping(&self) -> bool {

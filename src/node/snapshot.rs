@@ -71,9 +71,25 @@ pub(crate) fn run(shared: Arc<Shared>, jobs: Receiver<SnapshotJob>, shutdown: Re
                 );
                 shared.with_core(|core| core.snapshot_taken(index, term));
             }
+            Err(e @ StorageError::Io { .. }) => {
+                // A write or fsync in the data dir failed (a full disk, a
+                // failing one): the same disk holds the log, and a failed
+                // fsync must never be retried, so the node stops (fail-stop)
+                // like after any other storage failure. Nothing is lost: the
+                // log still holds everything, and the restarted node deletes
+                // the half-written file.
+                shared.snapshot_stats.failed.fetch_add(1, Ordering::Relaxed);
+                shared
+                    .snapshot_stats
+                    .in_progress
+                    .store(false, Ordering::Release);
+                shared.fail(e);
+                return;
+            }
             Err(e) => {
-                // The log still holds everything, so nothing is lost: the
-                // next snapshot tries again (a full disk may have room then).
+                // Not the disk (a state that cannot be encoded): the log
+                // still holds everything, so nothing is lost, and the next
+                // snapshot tries again.
                 shared.snapshot_stats.failed.fetch_add(1, Ordering::Relaxed);
                 error!(
                     "node {}: snapshot at index {index} failed: {e}",
@@ -90,12 +106,12 @@ pub(crate) fn run(shared: Arc<Shared>, jobs: Receiver<SnapshotJob>, shutdown: Re
 
 fn write(shared: &Shared, job: SnapshotJob) -> Result<SnapshotInfo, StorageError> {
     let mut writer = shared.snapshots.create(&job.meta)?;
-    let path = shared.snapshots.dir().to_path_buf();
+    let path = writer.tmp_path().to_path_buf();
     job.state
         .write_to(&mut writer)
         .map_err(|source| StorageError::Io {
             path,
-            op: "write a snapshot in",
+            op: "write",
             source,
         })?;
     shared.snapshots.finish(writer, job.meta)
@@ -264,11 +280,26 @@ pub(crate) fn receive(shared: &Shared, chunk: SnapshotChunk) {
             shared.snapshot_stats.saved_now();
             shared.with_core(|core| core.snapshot_received(leader, index, term, config));
         }
-        Err(reason) => {
+        Err(Refusal::Defect(reason)) => {
             warn!("node {id}: snapshot at {index} from {leader} refused: {reason}");
             shared.with_core(|core| core.snapshot_receive_failed(leader, index));
         }
+        Err(Refusal::Storage(e)) => {
+            // Writing or syncing the file failed: the disk, not the
+            // transfer. Stop, as after any storage failure (a failed fsync
+            // is never retried).
+            shared.fail(e);
+        }
     }
+}
+
+/// Why a received chunk was not taken.
+enum Refusal {
+    /// The transfer itself is wrong (out of order, a file that does not
+    /// check out): the leader starts over.
+    Defect(String),
+    /// Writing, syncing or renaming the file failed.
+    Storage(StorageError),
 }
 
 enum Received {
@@ -282,9 +313,12 @@ fn write_chunk(
     shared: &Shared,
     incoming: &mut Option<Incoming>,
     chunk: SnapshotChunk,
-) -> Result<Received, String> {
+) -> Result<Received, Refusal> {
     let path = shared.snapshots.incoming_path();
-    let fail = |e: io::Error| format!("{}: {e}", path.display());
+    let fail = |op: &'static str| {
+        let path = path.clone();
+        move |source: io::Error| Refusal::Storage(StorageError::Io { path, op, source })
+    };
     if chunk.offset == 0 {
         // A transfer (re)starts: whatever was half-received is dropped.
         let file = OpenOptions::new()
@@ -292,7 +326,7 @@ fn write_chunk(
             .create(true)
             .truncate(true)
             .open(&path)
-            .map_err(fail)?;
+            .map_err(fail("create"))?;
         *incoming = Some(Incoming {
             leader: chunk.from,
             index: chunk.last_included_index,
@@ -302,10 +336,10 @@ fn write_chunk(
         });
     }
     let Some(current) = incoming.as_mut() else {
-        return Err(format!(
+        return Err(Refusal::Defect(format!(
             "chunk at offset {} of a transfer never started",
             chunk.offset
-        ));
+        )));
     };
     let same = (current.leader, current.index, current.term)
         == (
@@ -327,42 +361,44 @@ fn write_chunk(
     };
     if let Some(defect) = defect {
         *incoming = None;
-        return Err(defect);
+        return Err(Refusal::Defect(defect));
     }
     current
         .file
         .seek(SeekFrom::Start(current.received))
         .and_then(|_| current.file.write_all(&chunk.data))
-        .map_err(fail)?;
+        .map_err(fail("write"))?;
     // Pushed to the disk as it comes, so the final fsync is short and does
     // not stall the log's fsyncs behind a large flush.
     if new_len / SYNC_EVERY > current.received / SYNC_EVERY {
-        current.file.sync_data().map_err(fail)?;
+        current.file.sync_data().map_err(fail("fsync"))?;
     }
     current.received = new_len;
     if !chunk.done {
         return Ok(Received::Partial(new_len));
     }
     let Some(done) = incoming.take() else {
-        return Err("transfer vanished".into());
+        return Err(Refusal::Defect("transfer vanished".into()));
     };
     if done.received != chunk.total {
-        return Err(format!(
+        return Err(Refusal::Defect(format!(
             "the last chunk came at {} of {} bytes",
             done.received, chunk.total
-        ));
+        )));
     }
-    done.file.sync_all().map_err(fail)?;
+    done.file.sync_all().map_err(fail("fsync"))?;
     drop(done.file);
-    let info = shared
-        .snapshots
-        .accept_incoming()
-        .map_err(|e| e.to_string())?;
+    let info = shared.snapshots.accept_incoming().map_err(|e| match e {
+        // Renaming it into place or syncing the directory failed.
+        e @ StorageError::Io { .. } => Refusal::Storage(e),
+        // The file does not check out: the transfer was bad.
+        e => Refusal::Defect(e.to_string()),
+    })?;
     if (info.meta.last_included_index, info.meta.last_included_term) != (done.index, done.term) {
-        return Err(format!(
+        return Err(Refusal::Defect(format!(
             "the file holds the snapshot at {}, not the announced {}",
             info.meta.last_included_index, done.index
-        ));
+        )));
     }
     Ok(Received::Whole(info))
 }

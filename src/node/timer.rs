@@ -1,9 +1,17 @@
-//! The timer thread: the core's only clock. It ticks the core every
-//! [`Config::tick`](super::Config::tick); the core counts ticks for election
-//! timeouts, heartbeats and leases.
+//! The timer thread: wakes the core every [`Config::tick`](super::Config::tick)
+//! so that timeouts fire and heartbeats go out when nothing else happens.
+//!
+//! The core counts ticks for election timeouts, heartbeats and leases, but a
+//! wake-up is not a tick: every use of the core ([`Shared::with_core`]) first
+//! advances it to the number of ticks the monotonic clock says have passed.
+//! So a timer thread that runs late — descheduled, or behind a busy lock;
+//! crossbeam's ticker never catches up on missed beats — makes timeouts fire
+//! late but never stretches a lease (§6.4) or a follower's stickiness (§9.6)
+//! in real time.
 
 use super::shared::Shared;
 use crossbeam_channel::{select, Receiver};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +25,10 @@ pub(crate) fn run(shared: Arc<Shared>, shutdown: Receiver<()>) {
     loop {
         select! {
             recv(ticker) -> _ => {
-                shared.with_core(|core| core.tick());
+                if !shared.timer_frozen.load(Ordering::Relaxed) {
+                    // Advancing the clock is all a tick takes.
+                    shared.with_core(|_| ());
+                }
             }
             recv(pruner) -> _ => {
                 shared.with_core(|core| shared.prune_peers(core));

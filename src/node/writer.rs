@@ -9,7 +9,9 @@
 //! leader counts itself towards a majority. The commit index is saved with
 //! the log (no fsync of its own while busy; one when idle), and compaction
 //! after a snapshot happens here too. A storage error stops the node
-//! (fail-stop): after a failed write or fsync, what the disk holds is unknown.
+//! (fail-stop, [`Shared::fail`]): after a failed write or fsync, what the
+//! disk holds is unknown, so the writer returns at once and nothing is ever
+//! written or synced again — above all, a failed fsync is never retried.
 
 use super::shared::Shared;
 use crate::raft::message::{Index, Term};

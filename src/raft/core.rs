@@ -198,6 +198,12 @@ pub struct RaftCore {
     /// Leadership rounds started for reads, and reads served on the lease.
     read_rounds: u64,
     lease_reads_served: u64,
+    /// Followers found to have lost entries they acknowledged, and brought
+    /// up to date again.
+    followers_repaired: u64,
+    /// The core started with a term past 0: the node ran before, and may
+    /// have been in some leader's lease when it stopped.
+    restarted: bool,
     /// The last included index and term of the latest durable snapshot,
     /// (0, 0) before any: what a follower that needs compacted entries is
     /// sent (§7).
@@ -260,6 +266,8 @@ impl RaftCore {
             ticks: 0,
             read_rounds: 0,
             lease_reads_served: 0,
+            followers_repaired: 0,
+            restarted: hard_state.current_term > 0,
             ready: Ready::default(),
             hard_state_dirty: false,
         };
@@ -376,6 +384,12 @@ impl RaftCore {
         self.lease_reads_served
     }
 
+    /// How many times a follower was found to have lost entries it had
+    /// acknowledged (and was replicated to again from its log's end).
+    pub fn followers_repaired(&self) -> u64 {
+        self.followers_repaired
+    }
+
     pub fn randomized_election_timeout(&self) -> u32 {
         self.randomized_election_timeout
     }
@@ -393,6 +407,28 @@ impl RaftCore {
     }
 
     // ----- Inputs ----------------------------------------------------------
+
+    /// Advances logical time to `ticks` ticks since the core was created,
+    /// ticking once for every tick it is behind. A node derives `ticks` from
+    /// its monotonic clock each time it uses the core, so a timer thread
+    /// that runs late (or a process that was paused) loses no time: leases
+    /// and stickiness (§6.4, §9.6) are measured in real time, not in timer
+    /// wake-ups. Past a bound, the missed ticks only move the clock: every
+    /// timeout they could fire has fired by then.
+    pub fn tick_to(&mut self, ticks: u64) {
+        let behind = ticks.saturating_sub(self.ticks);
+        let bound =
+            u64::from(SNAPSHOT_SILENCE_TIMEOUTS + 2) * u64::from(self.config.election_ticks_max);
+        for _ in 0..behind.min(bound) {
+            self.tick();
+        }
+        self.ticks = self.ticks.max(ticks);
+    }
+
+    /// Ticks since the core was created: its notion of time.
+    pub fn ticks(&self) -> u64 {
+        self.ticks
+    }
 
     /// Advances logical time by one tick.
     pub fn tick(&mut self) {

@@ -39,15 +39,40 @@ pub enum Payload {
     Config(Configuration),
 }
 
+/// At least the encoded size of an integer, an enum tag or a length, each of
+/// which the codec writes in at most 9 bytes.
+const INT: usize = 9;
+
 impl Entry {
-    /// Bytes this entry counts against the AppendEntries size cap.
+    /// Bytes this entry counts against the AppendEntries size cap: never
+    /// less than its encoded size, so a batch cut by these sizes is never
+    /// larger on the wire than the cap says (a frame over the peer's limit
+    /// would be refused, and the follower would wait for entries that never
+    /// arrive).
     pub fn size(&self) -> usize {
-        match &self.payload {
-            Payload::Noop => 16,
-            Payload::Command(data) => 16 + data.len(),
-            // An estimate: addresses dominate.
-            Payload::Config(config) => 16 + 96 * (config.members.len() + config.removed.len()),
-        }
+        // Index, term, the payload's tag and a length.
+        let header = 4 * INT;
+        header
+            + match &self.payload {
+                Payload::Noop => 0,
+                Payload::Command(data) => data.len(),
+                Payload::Config(config) => config.encoded_size_bound(),
+            }
+    }
+}
+
+impl Configuration {
+    /// At least its encoded size.
+    fn encoded_size_bound(&self) -> usize {
+        let members: usize = (self.members.values())
+            .map(|m| {
+                // Id, both addresses with their lengths and option tag,
+                // suffrage, flag, incarnation and its option tag.
+                8 * INT + m.raft_addr.len() + m.client_addr.as_ref().map_or(0, String::len)
+            })
+            .sum();
+        // The two maps' lengths; each removal's id, index and incarnation.
+        2 * INT + members + self.removed.len() * 4 * INT
     }
 }
 

@@ -25,6 +25,16 @@ pub enum ProgressState {
     Snapshot,
 }
 
+impl std::fmt::Display for ProgressState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ProgressState::Probe => "probe",
+            ProgressState::Replicate => "replicate",
+            ProgressState::Snapshot => "snapshot",
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Progress {
     /// Index of the next entry to send.
@@ -45,6 +55,9 @@ pub struct Progress {
     /// In snapshot state: ticks since the follower last answered about the
     /// snapshot (or since it was asked for).
     snapshot_silence: u32,
+    /// Rejections in a row saying the follower's log ends before its match
+    /// index (see [`Progress::log_ends_before_match`]).
+    short_rejections: u32,
 }
 
 impl Progress {
@@ -62,6 +75,7 @@ impl Progress {
             acked_round: 0,
             recent_active: false,
             snapshot_silence: 0,
+            short_rejections: 0,
         }
     }
 
@@ -114,6 +128,7 @@ impl Progress {
     /// The follower accepted entries up to `match_index`: its log matches
     /// ours that far, so pipelining can start.
     pub fn accepted(&mut self, match_index: Index) {
+        self.short_rejections = 0;
         self.match_index = self.match_index.max(match_index);
         self.next_index = self.next_index.max(self.match_index + 1);
         // Not while a snapshot is on its way: that ends with its own answer.
@@ -138,6 +153,30 @@ impl Progress {
         self.become_probe();
         // Never below what it has acknowledged, never past the rejected point.
         self.next_index = hinted_next.clamp(self.match_index + 1, rejected_index.max(1));
+        true
+    }
+
+    /// The follower rejected an AppendEntries saying its log ends at
+    /// `log_end`, before the match index it acknowledged. Once is no proof
+    /// of anything: a rejection delayed across a reconnection may arrive
+    /// after a later success. Twice in a row, with no success between, it
+    /// is: the follower lost entries it had made durable (a damaged disk, a
+    /// torn tail cut off on restart). Then nothing it acknowledged can be
+    /// assumed any more — even the entries it kept may be from a different
+    /// history, if its disk was restored from a backup — so the match point
+    /// is forgotten and found again by probing from its log end. Returns
+    /// whether it was.
+    pub fn log_ends_before_match(&mut self, log_end: Index) -> bool {
+        self.short_rejections += 1;
+        if self.short_rejections < 2 {
+            return false;
+        }
+        self.short_rejections = 0;
+        self.match_index = 0;
+        self.state = ProgressState::Probe;
+        self.next_index = log_end + 1;
+        self.probe_sent = false;
+        self.heartbeat_due = true;
         true
     }
 

@@ -233,6 +233,14 @@ impl Client {
                     self.conn = None;
                     continue;
                 }
+            } else if text.starts_with("SESSIONEXPIRED") {
+                // Not retried: the outcome is unknown, and a retry under any
+                // number would be refused the same way. Later writes go out
+                // under a new client id, from SEQ 1.
+                self.client_id = rand::random::<u64>().max(1);
+                self.seq = 0;
+                self.conn = None;
+                return Ok(reply);
             } else if (text.starts_with("TRYAGAIN") || text.starts_with("TIMEOUT"))
                 && Instant::now() < deadline
             {

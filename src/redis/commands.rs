@@ -32,7 +32,10 @@
 //! after waiting up to two election timeouts for one) mean it did not;
 //! `-TIMEOUT` means a write was proposed but not seen committed in time, so
 //! it may or may not take effect — never a definite error when the
-//! outcome is unknown. `-ERR` is for requests that are wrong in themselves.
+//! outcome is unknown. `-SESSIONEXPIRED` answers a `SEQ` write of a client
+//! whose session expired: not applied now, but an earlier attempt may have
+//! been, so its outcome is unknown too ([`crate::kv::session`]). `-ERR` is
+//! for requests that are wrong in themselves.
 //!
 //! The connection preambles Redis clients send (`HELLO`, `AUTH`,
 //! `CLIENT SETNAME`/`SETINFO`, `SELECT 0`, `COMMAND [DOCS]`, `CONFIG GET`,
@@ -439,6 +442,8 @@ fn outcome_reply(outcome: Outcome) -> Reply {
         Outcome::Swapped(swapped) => Reply::Integer(i64::from(swapped)),
         Outcome::Integer(n) => Reply::Integer(n),
         Outcome::Refused(why) => err(&why),
+        // Its own prefix: unlike -ERR, it does not say "not applied".
+        Outcome::SessionExpired(why) => Reply::Error(format!("SESSIONEXPIRED {why}")),
         Outcome::Value(Some(value)) => Reply::Bulk(value),
         Outcome::Value(None) => Reply::NullBulk,
         // A transaction's outcomes are nested no deeper than one level.
@@ -508,5 +513,28 @@ mod tests {
             build(&format!("GET {big_key}")),
             Some(Err(Reply::Error(text))) if text.contains("byte limit")
         ));
+    }
+
+    /// An expired session's write has its own prefix: `-ERR` would say it
+    /// was not applied, and an earlier attempt may have been. Inside a
+    /// transaction's reply too.
+    #[test]
+    fn an_expired_session_is_answered_sessionexpired_not_err() {
+        let expired = || Outcome::SessionExpired("client 7 has no session".into());
+        assert_eq!(
+            outcome_reply(expired()),
+            Reply::Error("SESSIONEXPIRED client 7 has no session".into())
+        );
+        assert_eq!(
+            outcome_reply(Outcome::Refused("sequence number 1 is older".into())),
+            Reply::Error("ERR sequence number 1 is older".into())
+        );
+        let queued = vec![transaction::Queued::Store(Command::Incr {
+            key: b"n".to_vec(),
+        })];
+        assert_eq!(
+            transaction::exec(queued, |_| Ok(expired()), outcome_reply),
+            Reply::Error("SESSIONEXPIRED client 7 has no session".into())
+        );
     }
 }

@@ -49,12 +49,12 @@ pub fn info(port: &Port, args: &[Vec<u8>]) -> String {
             out.push_str("\r\n");
         }
         let (title, fields) = match section {
-            "server" => ("Server", server(port)),
-            "clients" => ("Clients", clients(port)),
-            "stats" => ("Stats", stats(port)),
+            "server" => ("Server", owned(server(port))),
+            "clients" => ("Clients", owned(clients(port))),
+            "stats" => ("Stats", owned(stats(port))),
             "raft" => ("Raft", raft(port)),
-            "cluster" => ("Cluster", vec![("cluster_enabled", "1".to_string())]),
-            _ => ("Keyspace", keyspace(port)),
+            "cluster" => ("Cluster", owned(vec![("cluster_enabled", "1".into())])),
+            _ => ("Keyspace", owned(keyspace(port))),
         };
         out.push_str(&format!("# {title}\r\n"));
         for (field, value) in fields {
@@ -65,6 +65,14 @@ pub fn info(port: &Port, args: &[Vec<u8>]) -> String {
 }
 
 type Fields = Vec<(&'static str, String)>;
+
+/// Fields whose names are not all known in advance (one per follower).
+fn owned(fields: Fields) -> Vec<(String, String)> {
+    fields
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+}
 
 fn server(port: &Port) -> Fields {
     vec![
@@ -128,7 +136,7 @@ fn stats(port: &Port) -> Fields {
     ]
 }
 
-fn raft(port: &Port) -> Fields {
+fn raft(port: &Port) -> Vec<(String, String)> {
     let node = &port.node;
     let on_off = |b: bool| if b { "on" } else { "off" }.to_string();
     let m = node.metrics();
@@ -181,9 +189,45 @@ fn raft(port: &Port) -> Fields {
             "duplicate_writes_suppressed",
             node.with_state(|kv| kv.duplicates_suppressed()).to_string(),
         ),
+        ("sessions", node.with_state(|kv| kv.sessions()).to_string()),
+        (
+            "session_tombstones",
+            node.with_state(|kv| kv.session_tombstones()).to_string(),
+        ),
     ];
+    fields.push(("followers_repaired", m.followers_repaired.to_string()));
     fields.extend(snapshot_fields(port));
+    let mut fields = owned(fields);
+    fields.extend(follower_fields(port));
     fields
+}
+
+/// On the leader, one line per other member, as Redis lists its replicas
+/// (`slave0:ip=...,state=online,offset=...,lag=...`):
+/// `follower_2:state=replicate,match_index=120,lag=0,connected=1`, where
+/// `state` is how it is being replicated to — `probe` (looking for where
+/// the logs match), `replicate` (pipelining) or `snapshot` (being sent the
+/// snapshot). Nothing on other nodes.
+fn follower_fields(port: &Port) -> Vec<(String, String)> {
+    let own = port.node.id();
+    port.node
+        .membership()
+        .members
+        .into_iter()
+        .filter(|m| m.id != own)
+        .filter_map(|m| {
+            let state = m.replication?;
+            Some((
+                format!("follower_{}", m.id),
+                format!(
+                    "state={state},match_index={},lag={},connected={}",
+                    m.match_index.unwrap_or(0),
+                    m.lag.unwrap_or(0),
+                    u8::from(m.connected)
+                ),
+            ))
+        })
+        .collect()
 }
 
 /// Snapshots and the compacted log (§7).

@@ -318,6 +318,7 @@ mod tests {
             incarnation: None,
             match_index: leader_view.then_some(100 + id),
             lag: leader_view.then_some(20 - id),
+            replication: (leader_view && id != 1).then_some(crate::raft::ProgressState::Replicate),
             connected: id != 3,
         }
     }

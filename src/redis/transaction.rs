@@ -367,8 +367,11 @@ pub fn exec(
     let outcomes = match write(Command::Multi(commands)) {
         Ok(Outcome::Multi(outcomes)) if outcomes.len() == count => outcomes,
         // A session's refusal (a sequence number older than the client's
-        // last, or an expired session): nothing was applied.
+        // last): nothing was applied.
         Ok(Outcome::Refused(why)) => return Reply::error(why),
+        // An expired session: not applied now, but an earlier EXEC under
+        // this number may have been, so it keeps its own error.
+        Ok(expired @ Outcome::SessionExpired(_)) => return reply(expired),
         // A session answers a retry with the first run's outcome, which only
         // fits if the retry resent the same transaction. (A retry with as
         // many store commands but different ones cannot be told apart.)

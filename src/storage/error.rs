@@ -91,10 +91,17 @@ impl fmt::Display for StorageError {
                 offset: None,
                 reason,
             } => write!(f, "corrupt {}: {reason}", path.display()),
+            // Deleting or wiping the dir would make the node forget its
+            // votes and log (the cluster refuses it then anyway, by its new
+            // incarnation), and an older copy of the file is no safer: the
+            // way back is through the membership (issue 11).
             Missing { path } => write!(
                 f,
-                "{} is missing although the data dir is initialized; \
-                 refusing to start without it (restore it or wipe the whole dir)",
+                "{} is missing although the data dir is initialized: this node may have \
+                 forgotten votes or log entries, so it refuses to go on. Do not delete the \
+                 data dir (or put back an old copy of the file) to get past this: remove the \
+                 node from the cluster (RAFT.NODE REMOVE <id>, on any other member) and add it \
+                 back with an empty data dir and --join",
                 path.display()
             ),
             WrongNode {
@@ -208,5 +215,41 @@ pub(super) fn missing_or_io(path: &Path, op: &'static str, e: io::Error) -> Stor
         }
     } else {
         io_err(path, op)(e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_file_advises_remove_and_add_back_never_wiping() {
+        let e = StorageError::Missing {
+            path: PathBuf::from("/data/node-2/hard_state"),
+        };
+        let text = e.to_string();
+        assert!(
+            text.starts_with("/data/node-2/hard_state is missing"),
+            "{text}"
+        );
+        assert!(text.contains("RAFT.NODE REMOVE <id>"), "{text}");
+        assert!(text.contains("empty data dir and --join"), "{text}");
+        assert!(!text.contains("wipe"), "{text}");
+    }
+
+    #[test]
+    fn an_io_error_names_the_file_the_operation_and_the_os_error() {
+        let e = StorageError::Io {
+            path: PathBuf::from("/data/node-2/log-00000000000000000001"),
+            op: "fsync",
+            source: io::Error::from_raw_os_error(5),
+        };
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "cannot fsync /data/node-2/log-00000000000000000001: {}",
+                io::Error::from_raw_os_error(5)
+            )
+        );
     }
 }

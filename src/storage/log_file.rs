@@ -277,7 +277,15 @@ pub(super) fn scan(
                         entry.index, entry.term
                     )));
                 }
-                expected += 1;
+                // The next entry's index, and every "one past the last"
+                // the log computes from it, must exist.
+                let Some(next_index) = expected.checked_add(1) else {
+                    return Err(corrupt(format!(
+                        "entry has index {}, the largest possible: no log reaches it",
+                        entry.index
+                    )));
+                };
+                expected = next_index;
                 previous_term = Some(entry.term);
                 scan.offsets.push(pos);
                 scan.entries.push(entry);

@@ -137,6 +137,12 @@ impl SnapshotWriter {
         Ok(writer)
     }
 
+    /// The file being written (`<path>.tmp` until [`SnapshotWriter::finish`]),
+    /// for errors that must name it.
+    pub fn tmp_path(&self) -> &Path {
+        &self.tmp
+    }
+
     /// Ends the payload, makes the file durable and puts it in place.
     pub fn finish(mut self) -> Result<PathBuf, StorageError> {
         let mut trailer = Vec::with_capacity(TRAILER as usize);

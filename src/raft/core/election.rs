@@ -252,14 +252,19 @@ impl RaftCore {
         ignore
     }
 
-    /// Whether this node recently heard from a live leader (or is one).
+    /// Whether this node recently heard from a live leader (or is one) —
+    /// or restarted less than a minimum election timeout ago. A restarted
+    /// node may have heard from the leader just before it went down; were
+    /// it to vote at once, a leader's lease, which counts on that
+    /// follower's stickiness, could be cut short (§6.4). (A node that never
+    /// left term 0 has acknowledged no leader, so no lease counts on it.)
     pub(super) fn in_lease(&self) -> bool {
+        let min = self.config.election_ticks_min;
         self.config.check_quorum
             && match self.role {
                 Role::Leader { .. } => true,
-                Role::Follower { leader: Some(_) } => {
-                    self.election_elapsed < self.config.election_ticks_min
-                }
+                Role::Follower { leader: Some(_) } => self.election_elapsed < min,
+                Role::Follower { leader: None } => self.restarted && self.ticks < u64::from(min),
                 _ => false,
             }
     }

@@ -149,13 +149,17 @@ impl RaftCore {
         if !self.follow(leader) {
             return None;
         }
-        let well_formed = entries.iter().enumerate().all(|(i, e)| {
-            e.index == prev_log_index + 1 + i as Index && e.term <= self.current_term
-        });
-        if !well_formed {
+        if let Err(problem) =
+            check_entries(prev_log_index, prev_log_term, &entries, self.current_term)
+        {
+            // Written, such entries would break the Log Matching Property
+            // (§5.3) that every check here relies on — and storage refuses
+            // them, which would stop this node. A correct leader never sends
+            // them: this one is broken or not a real node.
             warn!(
-                "node {}: malformed AppendEntries from {} (entry indexes or terms out of order); ignored",
-                self.config.id, leader
+                "node {}: malformed AppendEntries from {leader} at {prev_log_index}: {problem}; \
+                 ignored",
+                self.config.id
             );
             return None;
         }
@@ -280,6 +284,11 @@ impl RaftCore {
     }
 
     fn handle_append_reject(&mut self, from: NodeId, rejected_index: Index, hint: RejectHint) {
+        if let RejectHint::LogTooShort { last_index } = hint {
+            if self.lost_entries(from, last_index) {
+                return;
+            }
+        }
         // Where the hint says to resume. If we have entries of the follower's
         // conflicting term, the logs may match up to our last one of them;
         // otherwise skip the follower's whole run of that term.
@@ -319,6 +328,38 @@ impl RaftCore {
         }
     }
 
+    /// A follower says its log ends at `log_end`, before the match index it
+    /// acknowledged: it may have lost entries it had promised were durable
+    /// (disk damage, or a torn tail cut off on restart). Without a fresh
+    /// start its progress would never move — every rejection below the match
+    /// index looks stale (see [`Progress::rejected`]) — and it would stay
+    /// behind for as long as this leader lasts. Once the loss is certain
+    /// ([`Progress::log_ends_before_match`]) it is said loudly, once per
+    /// loss: if a majority loses entries this way, committed entries may be
+    /// gone. Returns whether the follower's progress was reset.
+    ///
+    /// [`Progress::rejected`]: crate::raft::progress::Progress::rejected
+    /// [`Progress::log_ends_before_match`]: crate::raft::progress::Progress::log_ends_before_match
+    fn lost_entries(&mut self, from: NodeId, log_end: Index) -> bool {
+        let Role::Leader { progress, .. } = &mut self.role else {
+            return false;
+        };
+        let Some(pr) = progress.get_mut(&from) else {
+            return false;
+        };
+        let acknowledged = pr.match_index();
+        if log_end >= acknowledged || !pr.log_ends_before_match(log_end) {
+            return false;
+        }
+        error!(
+            "node {}: follower {from} lost acknowledged entries: its log ends at {log_end}, it \
+             had acknowledged {acknowledged}; replicating to it again from there",
+            self.config.id,
+        );
+        self.followers_repaired += 1;
+        true
+    }
+
     /// §5.3, §5.4.2: commit the highest index stored on a majority of the
     /// voters, but only if its entry is from the current term (Figure 8).
     /// The leader's own copy counts once durable, and only if it votes.
@@ -348,4 +389,41 @@ impl RaftCore {
             self.step_down_if_removed();
         }
     }
+}
+
+/// What is wrong with the entries of an AppendEntries, if anything. A log
+/// holds consecutive indexes whose terms never decrease, none above the term
+/// of the leader that sends them (§5.3); the first entry follows
+/// `prev_log_index` and its term is at least `prev_log_term`.
+fn check_entries(
+    prev_log_index: Index,
+    prev_log_term: Term,
+    entries: &[Entry],
+    leader_term: Term,
+) -> Result<(), String> {
+    if prev_log_term > leader_term {
+        return Err(format!(
+            "previous entry's term {prev_log_term} is above the leader's term {leader_term}"
+        ));
+    }
+    let (mut index, mut term) = (prev_log_index, prev_log_term);
+    for e in entries {
+        if index.checked_add(1) != Some(e.index) {
+            return Err(format!("entry {} follows entry {index}", e.index));
+        }
+        if e.term < term {
+            return Err(format!(
+                "entry {} has term {}, below the term {term} before it",
+                e.index, e.term
+            ));
+        }
+        if e.term > leader_term {
+            return Err(format!(
+                "entry {} has term {}, above the leader's term {leader_term}",
+                e.index, e.term
+            ));
+        }
+        (index, term) = (e.index, e.term);
+    }
+    Ok(())
 }

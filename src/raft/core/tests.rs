@@ -1716,6 +1716,25 @@ fn test_malformed_append_ignored() {
         assert!(ready.messages.is_empty(), "{entries:?}");
         assert!(ready.committed.is_empty());
     }
+    // Terms that go down, or start below the previous entry's, or a
+    // previous entry of a later term than the leader's: from a broken peer,
+    // and written they would stop this node (storage refuses them).
+    let bad: Vec<((Index, Term), Vec<Entry>)> = vec![
+        ((1, 1), vec![entry(2, 3), entry(3, 2)]),
+        ((1, 1), vec![entry(2, 2), entry(3, 3), entry(4, 1)]),
+        ((1, 1), vec![entry(2, 0)]),
+        ((1, 4), vec![]),
+        ((1, 4), vec![entry(2, 4)]),
+        ((u64::MAX, 1), vec![entry(0, 1)]),
+    ];
+    for (prev, entries) in bad {
+        let mut core = core_with_log(2, 3, &[1], 1, None);
+        core.step(append(1, 2, 3, prev, entries.clone(), 9));
+        assert_eq!(terms_of(&core), vec![1], "{entries:?}");
+        let ready = core.take_ready();
+        assert!(ready.entries.is_empty() && ready.truncate_after.is_none());
+        assert!(ready.messages.is_empty(), "{prev:?} {entries:?}");
+    }
     // A prev index far past the end is just a rejection.
     let mut core = core_with_log(2, 3, &[1], 1, None);
     core.step(append(1, 2, 1, (u64::MAX, 1), vec![], u64::MAX));
@@ -1857,6 +1876,60 @@ fn test_peer_unreachable_falls_back_to_probe() {
     assert!(follower.take_ready().is_empty());
 }
 
+/// A follower whose log turns out shorter than what it acknowledged (a torn
+/// tail cut off on restart, a damaged disk) is repaired: the leader forgets
+/// the match point, probes from the follower's log end and brings it up to
+/// date. Before this, every such rejection looked stale (it is below the
+/// match index) and the follower stayed behind while that leader lasted.
+#[test]
+fn test_follower_that_lost_acknowledged_entries_is_repaired() {
+    let mut leader = steady_leader(3, &[1, 1, 1, 1, 1], 2);
+    for data in [b"a", b"b", b"c"] {
+        leader.propose(data.to_vec()).unwrap();
+    }
+    let last = leader.log().last_index();
+    leader.persisted(last, 2);
+    settle(&mut leader);
+    leader.step(success(2, 1, 2, last));
+    leader.step(success(3, 1, 2, last));
+    assert_eq!(leader.commit_index(), last);
+    assert_eq!(leader.progress(2).unwrap().match_index(), last);
+
+    // Node 2 restarts having lost its tail: its log ends at 4. One such
+    // rejection could be a stale one, delayed; the second in a row is not.
+    leader.propose(b"d".to_vec()).unwrap();
+    settle(&mut leader);
+    let too_short = reject(2, 1, 2, last, RejectHint::LogTooShort { last_index: 4 });
+    leader.step(too_short.clone());
+    assert_eq!(leader.followers_repaired(), 0);
+    assert_eq!(leader.progress(2).unwrap().match_index(), last);
+    leader.step(too_short);
+    assert_eq!(leader.followers_repaired(), 1);
+    let pr = leader.progress(2).unwrap();
+    assert_eq!(
+        (pr.state(), pr.match_index(), pr.next_index()),
+        (ProgressState::Probe, 0, 5)
+    );
+    // The probe goes out from there, and the commit index stays put.
+    let sent = drain_appends(&mut leader, 2);
+    assert_eq!(sent.len(), 1);
+    let (prev, _, entries, _) = append_entries_of(&sent[0]);
+    assert_eq!(
+        (prev, entries.len() as Index),
+        (4, leader.log().last_index() - 4)
+    );
+    assert_eq!(leader.commit_index(), last);
+    // Once it accepts, it is replicated to as before; a later rejection of
+    // the same kind that is not below its match is an ordinary one.
+    leader.step(success(2, 1, 2, leader.log().last_index()));
+    let pr = leader.progress(2).unwrap();
+    assert_eq!(
+        (pr.state(), pr.match_index()),
+        (ProgressState::Replicate, leader.log().last_index())
+    );
+    assert_eq!(leader.followers_repaired(), 1);
+}
+
 /// Messages are built when the replication thread is ready, so everything
 /// proposed meanwhile travels together, up to `max_append_bytes`.
 #[test]
@@ -1874,7 +1947,12 @@ fn test_batching_in_append_for() {
 
     // A cap of two entries' worth splits the batch: 2 + 2 + 1.
     let mut leader = steady_leader(3, &[], 1);
-    leader.config.max_append_bytes = 2 * (16 + 4);
+    let four_bytes = Entry {
+        index: 2,
+        term: 1,
+        payload: Payload::Command(vec![0; 4]),
+    };
+    leader.config.max_append_bytes = 2 * four_bytes.size();
     for i in 0..5u8 {
         leader.propose(vec![i; 4]).unwrap();
     }
@@ -2261,6 +2339,10 @@ fn test_pre_vote_does_not_bump_terms_9_6() {
         },
         entries_of(&[1, 4]),
     );
+    // (A restarted node votes only a minimum election timeout after it
+    // started.)
+    voter.tick_to(u64::from(voter.config().election_ticks_min));
+    voter.take_ready();
     voter.step(pre_vote(1, 2, 5, (2, 4)));
     assert_eq!(voter.current_term(), 4);
     assert_eq!(voter.voted_for(), Some(3));
@@ -2439,6 +2521,73 @@ fn test_follower_in_lease_ignores_vote_requests_stickiness() {
     follower.step(vote_request(3, 2, 2, (9, 9)));
     assert_eq!(follower.current_term(), 2);
     assert!(vote_granted(only_message(&follower.take_ready())));
+}
+
+/// A node that just started may have heard from the leader just before it
+/// went down: it grants no vote until a minimum election timeout after it
+/// started, or it could cut that leader's lease short (§6.4).
+#[test]
+fn test_restarted_node_grants_no_vote_for_a_minimum_election_timeout() {
+    let hard_state = HardState {
+        current_term: 1,
+        voted_for: None,
+    };
+    let mut node = RaftCore::new(extended_config(2, 3), hard_state, Vec::new());
+    let min = u64::from(node.config().election_ticks_min);
+    node.step(vote_request(3, 2, 2, (9, 9)));
+    node.step(pre_vote(3, 2, 2, (9, 9)));
+    assert_eq!(node.current_term(), 1);
+    assert!(node.take_ready().messages.is_empty());
+    node.tick_to(min - 1);
+    node.step(vote_request(3, 2, 2, (9, 9)));
+    assert!(node.take_ready().messages.is_empty());
+    node.tick_to(min);
+    node.take_ready();
+    node.step(vote_request(3, 2, 2, (9, 9)));
+    assert_eq!(node.current_term(), 2);
+    assert!(vote_granted(only_message(&node.take_ready())));
+    // A node that never left term 0 was in no leader's lease: it votes.
+    let mut fresh = extended_core(2, 3);
+    fresh.step(vote_request(3, 2, 2, (9, 9)));
+    assert!(vote_granted(only_message(&fresh.take_ready())));
+}
+
+/// Time is what the node's clock says: ticks missed by a late timer are
+/// made up at once, so a follower's stickiness and a leader's lease end when
+/// their time is up, not when the timer thread gets round to it. A long
+/// gap (a paused process) costs a bounded number of ticks.
+#[test]
+fn test_tick_to_makes_up_missed_ticks() {
+    let mut follower = extended_core(2, 3);
+    follower.tick_to(100);
+    follower.step(heartbeat(1, 2, 1));
+    follower.take_ready();
+    follower.tick_to(100 + u64::from(follower.config().election_ticks_min));
+    follower.take_ready();
+    follower.step(vote_request(3, 2, 2, (9, 9)));
+    assert!(vote_granted(only_message(&follower.take_ready())));
+    // A day's worth of ticks at once: the clock moves, the work is bounded.
+    follower.tick_to(8_640_000);
+    assert_eq!(follower.ticks(), 8_640_000);
+    assert!(follower.take_ready().messages.len() < 1000);
+
+    let mut cfg = extended_config(1, 3);
+    cfg.lease_reads = true;
+    let mut leader = RaftCore::new(cfg, HardState::default(), Vec::new());
+    make_leader(&mut leader);
+    let noop = leader.log().last_index();
+    leader.persisted(noop, 1);
+    let (_, sent) = settle(&mut leader);
+    leader.step(ack(2, 1, noop, round_of(&sent[0])));
+    leader.take_ready();
+    leader.read_index(1).unwrap();
+    assert_eq!(leader.lease_reads_served(), 1);
+    // The timer skipped a whole election timeout: no lease is left.
+    let now = leader.ticks();
+    leader.tick_to(now + u64::from(leader.config().election_ticks_min));
+    leader.take_ready();
+    leader.read_index(2).unwrap();
+    assert_eq!(leader.lease_reads_served(), 1);
 }
 
 #[test]
