@@ -152,8 +152,10 @@ pub(super) fn run(args: &[String]) -> Result<ExitCode, CliError> {
     config.client_addr = Some(advertised.clone());
     config.join = join.is_some();
     let id = config.id;
-    clients.max_clients = server::fit_max_clients(clients.max_clients, config.peers.len());
+    let peers = config.peers.len();
     let node = Arc::new(Node::start(config, Kv::new()).map_err(CliError::Start)?);
+    // Once the node has started: a node that cannot start says only why.
+    clients.max_clients = server::fit_max_clients(clients.max_clients, peers);
     let server = Server::start_with(node.clone(), client_listener, clients).map_err(|source| {
         CliError::ServeClients {
             addr: client_addr.clone(),
