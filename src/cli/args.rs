@@ -117,6 +117,34 @@ impl Flags {
     }
 }
 
+impl Flags {
+    /// A size in bytes: a number, optionally followed by `kb`, `mb` or `gb`
+    /// (powers of 1024; any case), as in `--client-output-limit 64mb`.
+    pub(super) fn size(&self, name: &str, default: usize) -> Result<usize, CliError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(v) => parse_size(v)
+                .ok_or_else(|| usage(format!("{name} expects a size such as 64mb, got {v:?}"))),
+        }
+    }
+}
+
+/// `123`, `64kb`, `64mb`, `1gb` (any case) in bytes; `None` if malformed or
+/// too large.
+fn parse_size(text: &str) -> Option<usize> {
+    let lower = text.to_ascii_lowercase();
+    let (digits, unit) = match lower.len().checked_sub(2).map(|i| lower.split_at(i)) {
+        Some((d, "kb")) => (d, 1 << 10),
+        Some((d, "mb")) => (d, 1 << 20),
+        Some((d, "gb")) => (d, 1 << 30),
+        _ => (lower.as_str(), 1),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse::<usize>().ok()?.checked_mul(unit)
+}
+
 pub(super) fn init_logging() {
     let env = env_logger::Env::default().default_filter_or("info");
     let _ = env_logger::Builder::from_env(env).try_init();
@@ -133,5 +161,29 @@ pub(super) fn check_addr(addr: &str, flag: &str) -> Result<(), CliError> {
     match membership::host_port(addr) {
         Some(_) => Ok(()),
         None => Err(usage(format!("{flag} expects HOST:PORT, got {addr:?}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_take_binary_units() {
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("64kb"), Some(64 * 1024));
+        assert_eq!(parse_size("64MB"), Some(64 << 20));
+        assert_eq!(parse_size("1gb"), Some(1 << 30));
+        for bad in [
+            "",
+            "mb",
+            "-1",
+            "1.5mb",
+            "12 mb",
+            "1tb",
+            "99999999999999999999gb",
+        ] {
+            assert_eq!(parse_size(bad), None, "{bad:?}");
+        }
     }
 }

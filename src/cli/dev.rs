@@ -13,7 +13,7 @@ const DEV_HELP: &str = "\
 raftnode dev: run a local cluster on loopback in one command
 
 Usage:
-  raftnode dev [--nodes N] [--data-dir DIR] [--base-port P]
+  raftnode dev [--nodes N] [--data-dir DIR] [--base-port P] [--max-clients N]
 
 Node i serves clients on 127.0.0.1:(P+i-1) and peers on 127.0.0.1:(P+100+i-1).
 Ctrl-C (or killing this process) stops every node. Running it again resumes
@@ -28,6 +28,7 @@ Options:
   --nodes N        how many nodes [default: 3]
   --data-dir DIR   where their data goes, one dir per node [default: ./raftnode-dev]
   --base-port P    first client port [default: 7001]
+  --max-clients N  clients each node serves at once [default: 10000]
   -h, --help       this help
 ";
 
@@ -36,6 +37,8 @@ struct Layout {
     nodes: u64,
     dir: PathBuf,
     base: u16,
+    /// `--max-clients`, passed on to every node.
+    max_clients: Option<u64>,
 }
 
 impl Layout {
@@ -111,7 +114,7 @@ pub(super) fn dev(args: &[String]) -> Result<ExitCode, CliError> {
 fn parse(args: &[String]) -> Result<Option<Layout>, CliError> {
     let flags = Flags::parse(
         args,
-        &["--nodes", "--data-dir", "--base-port"],
+        &["--nodes", "--data-dir", "--base-port", "--max-clients"],
         &["-h", "--help"],
         false,
     )?;
@@ -130,7 +133,19 @@ fn parse(args: &[String]) -> Result<Option<Layout>, CliError> {
         )));
     }
     let dir = PathBuf::from(flags.get("--data-dir").unwrap_or("./raftnode-dev"));
-    Ok(Some(Layout { nodes, dir, base }))
+    let max_clients = match flags.get("--max-clients") {
+        None => None,
+        Some(_) => Some(flags.number("--max-clients", 0u64)?).filter(|&n| n > 0),
+    };
+    if flags.get("--max-clients").is_some() && max_clients.is_none() {
+        return Err(usage("--max-clients must be at least 1"));
+    }
+    Ok(Some(Layout {
+        nodes,
+        dir,
+        base,
+        max_clients,
+    }))
 }
 
 /// The membership is fixed by the first run: starting the same data with
@@ -187,6 +202,9 @@ fn node_command(exe: &Path, layout: &Layout, i: u64) -> Command {
         ])
         .args(["--cluster-id", "raftnode-dev", "--exit-on-stdin-eof"])
         .stdin(Stdio::piped());
+    if let Some(max) = layout.max_clients {
+        cmd.args(["--max-clients", &max.to_string()]);
+    }
     for j in (1..=layout.nodes).filter(|&j| j != i) {
         cmd.args(["--peer", &format!("{j}=127.0.0.1:{}", layout.raft_port(j))]);
     }

@@ -6,7 +6,8 @@ use super::join;
 use crate::kv::Kv;
 use crate::node::{Config, Node, ReadMode};
 use crate::raft::message::NodeId;
-use crate::redis::server::Server;
+use crate::redis::port::ClientLimits;
+use crate::redis::server::{self, Server};
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 use std::net::TcpListener;
@@ -24,7 +25,8 @@ Usage:
                [--peer ID=HOST:PORT]... [--join HOST:PORT] [--cluster-id NAME]
                [--election-timeout-ms MIN-MAX] [--heartbeat-ms MS]
                [--read-mode read-index|lease] [--pre-vote on|off] [--check-quorum on|off]
-               [--snapshot-entries N] [--snapshot-keep N]
+               [--snapshot-entries N] [--snapshot-keep N] [--max-clients N]
+               [--client-output-limit SIZE] [--max-client-memory SIZE]
 
 Membership is kept in the data dir. A new data dir either forms a cluster
 (the node and its --peers, all voters) or, with --join, joins a running one.
@@ -69,6 +71,15 @@ Options:
                                 BGSAVE [default: 10000]
   --snapshot-keep N             log entries kept before a snapshot's index, for
                                 followers slightly behind [default: 5000]
+  --max-clients N               clients served at once; more are answered
+                                -ERR max number of clients reached. Lowered, with
+                                a warning, if the open file limit cannot hold
+                                them [default: 10000]
+  --client-output-limit SIZE    a client whose unsent replies would pass SIZE is
+                                disconnected (sizes: 123, 64kb, 64mb, 1gb)
+                                [default: 64mb]
+  --max-client-memory SIZE      what all clients together may hold in large
+                                requests and unsent replies [default: 1gb]
   --exit-on-stdin-eof           exit when standard input closes (used by `dev`, so
                                 nodes never outlive it)
   -h, --help                    this help
@@ -105,6 +116,8 @@ struct Options {
     exit_on_eof: bool,
     /// `--join`: a member's client address.
     join: Option<String>,
+    /// `--max-clients` and the other limits of the client port.
+    clients: ClientLimits,
 }
 
 /// `raftnode run`: starts the node and its client port, then serves until
@@ -118,6 +131,7 @@ pub(super) fn run(args: &[String]) -> Result<ExitCode, CliError> {
         client_addr,
         exit_on_eof,
         join,
+        mut clients,
     }) = parse(args)?
     else {
         return Ok(ExitCode::SUCCESS);
@@ -138,12 +152,16 @@ pub(super) fn run(args: &[String]) -> Result<ExitCode, CliError> {
     config.client_addr = Some(advertised.clone());
     config.join = join.is_some();
     let id = config.id;
+    let peers = config.peers.len();
     let node = Arc::new(Node::start(config, Kv::new()).map_err(CliError::Start)?);
-    let server =
-        Server::start(node.clone(), client_listener).map_err(|source| CliError::ServeClients {
+    // Once the node has started: a node that cannot start says only why.
+    clients.max_clients = server::fit_max_clients(clients.max_clients, peers);
+    let server = Server::start_with(node.clone(), client_listener, clients).map_err(|source| {
+        CliError::ServeClients {
             addr: client_addr.clone(),
             source,
-        })?;
+        }
+    })?;
     log::info!(
         "node {id}: up; peers on {}, clients on {bound}",
         node.raft_addr()
@@ -243,6 +261,9 @@ fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
             "--check-quorum",
             "--snapshot-entries",
             "--snapshot-keep",
+            "--max-clients",
+            "--client-output-limit",
+            "--max-client-memory",
         ],
         &["-h", "--help", "--exit-on-stdin-eof"],
         false,
@@ -288,12 +309,28 @@ fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
     config.snapshot_entries = flags.number("--snapshot-entries", config.snapshot_entries)?;
     config.snapshot_keep = flags.number("--snapshot-keep", config.snapshot_keep)?;
     config.core_config().map_err(|e| usage(e.to_string()))?;
+    let clients = parse_client_limits(&flags)?;
     Ok(Some(Options {
         config,
         client_addr,
         exit_on_eof: flags.has("--exit-on-stdin-eof"),
         join,
+        clients,
     }))
+}
+
+/// `--max-clients`, `--client-output-limit`, `--max-client-memory`.
+fn parse_client_limits(flags: &Flags) -> Result<ClientLimits, CliError> {
+    let default = ClientLimits::default();
+    let limits = ClientLimits {
+        max_clients: flags.number("--max-clients", default.max_clients)?,
+        output_limit: flags.size("--client-output-limit", default.output_limit)?,
+        max_memory: flags.size("--max-client-memory", default.max_memory)?,
+    };
+    if limits.max_clients == 0 {
+        return Err(usage("--max-clients must be at least 1"));
+    }
+    Ok(limits)
 }
 
 /// `--peer ID=HOST:PORT`, repeated: on a new data dir the other founding

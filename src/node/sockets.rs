@@ -1,8 +1,10 @@
 //! Listening and halting: the accept loop shared by the peer and client
-//! ports, a registry of open streams that a halt shuts down to unblock their
-//! threads, and a way to wake a blocked `accept`.
+//! ports (which backs off when the process runs out of file descriptors or
+//! memory), a registry of open streams that a halt shuts down to unblock
+//! their threads, a way to wake a blocked `accept`, and the process's file
+//! descriptor limit.
 
-use log::warn;
+use log::{debug, info, warn};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io;
@@ -10,6 +12,11 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
+
+/// The first pause after an accept failed for want of resources; it doubles
+/// with each further failure up to [`MAX_ACCEPT_BACKOFF`].
+const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
+const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Accepts connections on `listener` until `stopping` is set, handing each to
 /// `spawn`, which serves it on a thread of its own. The threads' handles go
@@ -22,19 +29,7 @@ pub fn accept_each(
     what: &str,
     mut spawn: impl FnMut(TcpStream) -> io::Result<JoinHandle<()>>,
 ) {
-    for stream in listener.incoming() {
-        if stopping.load(Ordering::Acquire) {
-            break;
-        }
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(e) => {
-                // Typically out of file descriptors: pause rather than spin.
-                warn!("{what}: accepting a connection failed: {e}");
-                thread::sleep(Duration::from_millis(50));
-                continue;
-            }
-        };
+    accept_loop(listener, stopping, what, |stream| {
         let spawned = spawn(stream);
         let mut handles = handles.lock();
         handles.retain(|h| !h.is_finished());
@@ -42,7 +37,105 @@ pub fn accept_each(
             Ok(handle) => handles.push(handle),
             Err(e) => warn!("{what}: cannot start a thread for a connection: {e}"),
         }
+    });
+}
+
+/// Accepts connections on `listener` until `stopping` is set, handing each to
+/// `handle`. When accepting fails for want of resources (out of file
+/// descriptors, socket buffers or memory) it pauses, 10 ms at first and
+/// doubling up to a second, until one succeeds: the connection stays queued
+/// in the kernel meanwhile, and spinning on it would only burn a core and
+/// fill the log. Such a run of failures is logged once when it starts and
+/// once when it ends. `what` names the connections in logs.
+pub fn accept_loop(
+    listener: &TcpListener,
+    stopping: &AtomicBool,
+    what: &str,
+    mut handle: impl FnMut(TcpStream),
+) {
+    let mut backoff = MIN_ACCEPT_BACKOFF;
+    let mut failures = 0u64;
+    for stream in listener.incoming() {
+        if stopping.load(Ordering::Acquire) {
+            break;
+        }
+        match stream {
+            Ok(stream) => {
+                if failures > 0 {
+                    info!("{what}: accepting connections again after {failures} failures");
+                    failures = 0;
+                    backoff = MIN_ACCEPT_BACKOFF;
+                }
+                handle(stream);
+            }
+            Err(e) if !lacks_resources(&e) => {
+                // A connection reset before it was accepted, and the like:
+                // nothing is wrong with this process.
+                debug!("{what}: accepting a connection failed: {e}");
+            }
+            Err(e) => {
+                if failures == 0 {
+                    warn!(
+                        "{what}: accepting a connection failed: {e}; pausing (up to \
+                         {MAX_ACCEPT_BACKOFF:?} at a time) until it works again"
+                    );
+                }
+                failures += 1;
+                pause(backoff, stopping);
+                backoff = (backoff * 2).min(MAX_ACCEPT_BACKOFF);
+            }
+        }
     }
+}
+
+/// Whether an accept failed for want of file descriptors, socket buffers or
+/// memory: the errors that persist until something is released.
+fn lacks_resources(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    ) || e.kind() == io::ErrorKind::OutOfMemory
+}
+
+/// Sleeps for `how_long`, waking early if `stopping` is set, so a halt is
+/// not held up by a long pause.
+fn pause(how_long: Duration, stopping: &AtomicBool) {
+    let step = MIN_ACCEPT_BACKOFF;
+    let mut slept = Duration::ZERO;
+    while slept < how_long && !stopping.load(Ordering::Acquire) {
+        thread::sleep(step);
+        slept += step;
+    }
+}
+
+/// Raises the soft limit on open file descriptors (RLIMIT_NOFILE) towards
+/// `wanted`, as far as the hard limit allows, as Redis does at start; the
+/// limit in force afterwards. An unlimited limit is reported as `u64::MAX`.
+pub fn raise_fd_limit(wanted: u64) -> io::Result<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let current = limit.rlim_cur;
+    if current >= wanted {
+        return Ok(current);
+    }
+    let raised = libc::rlimit {
+        rlim_cur: wanted.min(limit.rlim_max),
+        rlim_max: limit.rlim_max,
+    };
+    // SAFETY: setrlimit only reads the struct it is given.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } != 0 {
+        // Above the kernel's nr_open, say: keep what we have.
+        let e = io::Error::last_os_error();
+        warn!("cannot raise the open file limit from {current} to {wanted}: {e}");
+        return Ok(current);
+    }
+    Ok(raised.rlim_cur)
 }
 
 /// Open sockets by a registration number, so halting can shut them down.
@@ -103,4 +196,30 @@ pub fn wake_listener(addr: SocketAddr) {
         });
     }
     let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_errors_are_told_from_passing_ones() {
+        assert!(lacks_resources(&io::Error::from_raw_os_error(libc::EMFILE)));
+        assert!(lacks_resources(&io::Error::from_raw_os_error(libc::ENFILE)));
+        assert!(lacks_resources(&io::Error::from_raw_os_error(
+            libc::ENOBUFS
+        )));
+        assert!(lacks_resources(&io::Error::from_raw_os_error(libc::ENOMEM)));
+        assert!(!lacks_resources(&io::Error::from_raw_os_error(
+            libc::ECONNABORTED
+        )));
+    }
+
+    #[test]
+    fn the_fd_limit_is_at_least_what_is_open() {
+        // Asking for no more than we have changes nothing.
+        let limit = raise_fd_limit(0).expect("getrlimit");
+        assert!(limit >= 3, "{limit}");
+        assert_eq!(raise_fd_limit(limit).expect("getrlimit"), limit);
+    }
 }

@@ -111,10 +111,13 @@ fn os() -> &'static str {
 }
 
 fn clients(port: &Port) -> Fields {
-    vec![(
-        "connected_clients",
-        port.stats.connected_clients().to_string(),
-    )]
+    vec![
+        (
+            "connected_clients",
+            port.stats.connected_clients().to_string(),
+        ),
+        ("maxclients", port.limits.max_clients.to_string()),
+    ]
 }
 
 fn stats(port: &Port) -> Fields {

@@ -1,7 +1,7 @@
 //! The client port's shared state and each connection's own: the node the
-//! port serves, its address and counters (behind INFO's `# Clients` and
-//! `# Stats`), and what a connection has set (protocol, name, session,
-//! transaction).
+//! port serves, its address, limits and counters (behind INFO's `# Clients`
+//! and `# Stats`), the memory budget its clients share, and what a
+//! connection has set (protocol, name, session, transaction).
 
 use crate::kv::KvNode;
 use crate::redis::resp::Protocol;
@@ -9,7 +9,7 @@ use crate::redis::transaction::Transaction;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,15 +19,20 @@ pub struct Port {
     pub node: Arc<KvNode>,
     pub addr: SocketAddr,
     pub stats: Stats,
+    pub limits: ClientLimits,
+    /// The budget for what clients hold beyond their allowances.
+    pub memory: ClientMemory,
     next_connection_id: AtomicU64,
 }
 
 impl Port {
-    pub fn new(node: Arc<KvNode>, addr: SocketAddr) -> Port {
+    pub fn new(node: Arc<KvNode>, addr: SocketAddr, limits: ClientLimits) -> Port {
         Port {
             node,
             addr,
             stats: Stats::default(),
+            memory: ClientMemory::new(limits.max_memory),
+            limits,
             next_connection_id: AtomicU64::new(1),
         }
     }
@@ -38,6 +43,113 @@ impl Port {
             id: self.next_connection_id.fetch_add(1, Ordering::Relaxed),
             ..Connection::default()
         }
+    }
+}
+
+/// What a client port allows its clients (`raftnode run --max-clients`,
+/// `--client-output-limit`, `--max-client-memory`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// Connections served at once; one more is answered `-ERR max number of
+    /// clients reached` and closed. Each is a thread, so this is also the
+    /// bound on client threads.
+    pub max_clients: usize,
+    /// The most reply bytes one connection may hold unsent; a client whose
+    /// replies would pass it is disconnected.
+    pub output_limit: usize,
+    /// The most bytes all connections together may hold in requests being
+    /// read, replies not yet sent and transactions' queued commands, beyond
+    /// each one's [`CLIENT_ALLOWANCE`] for each.
+    pub max_memory: usize,
+}
+
+impl Default for ClientLimits {
+    /// 10,000 clients (Redis's `maxclients`), 64 MiB of unsent replies per
+    /// client, 1 GiB for all clients' large requests and replies.
+    fn default() -> Self {
+        ClientLimits {
+            max_clients: 10_000,
+            output_limit: 64 * 1024 * 1024,
+            max_memory: 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// What a connection's request, and separately its unsent replies, may hold
+/// without drawing on [`ClientMemory`]: ordinary traffic never touches the
+/// shared counter.
+pub const CLIENT_ALLOWANCE: usize = 64 * 1024;
+
+/// The bytes all clients hold beyond their allowances, against a limit.
+/// Charged before a request's argument is buffered and after a reply is
+/// encoded; a client that cannot be charged is disconnected, so the sum
+/// never exceeds the limit by more than one reply per connection.
+#[derive(Debug)]
+pub struct ClientMemory {
+    used: AtomicUsize,
+    limit: usize,
+}
+
+impl ClientMemory {
+    pub fn new(limit: usize) -> ClientMemory {
+        ClientMemory {
+            used: AtomicUsize::new(0),
+            limit,
+        }
+    }
+
+    /// The bytes charged now.
+    pub fn used(&self) -> usize {
+        self.used.load(Ordering::Relaxed)
+    }
+
+    /// A connection's charge against this budget, released when dropped.
+    pub fn charge(&self) -> Charge<'_> {
+        Charge {
+            pool: self,
+            held: 0,
+        }
+    }
+}
+
+/// One connection's share of a [`ClientMemory`]: what it holds beyond its
+/// allowance.
+#[derive(Debug)]
+pub struct Charge<'a> {
+    pool: &'a ClientMemory,
+    held: usize,
+}
+
+impl Charge<'_> {
+    /// Makes this charge cover `bytes` held (less the allowance). Lowering
+    /// always succeeds; raising fails, changing nothing, if the budget
+    /// would be passed.
+    pub fn hold(&mut self, bytes: usize) -> bool {
+        let want = bytes.saturating_sub(CLIENT_ALLOWANCE);
+        if want <= self.held {
+            self.pool
+                .used
+                .fetch_sub(self.held - want, Ordering::Relaxed);
+            self.held = want;
+            return true;
+        }
+        let more = want - self.held;
+        let raised = self
+            .pool
+            .used
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                used.checked_add(more).filter(|&u| u <= self.pool.limit)
+            });
+        if raised.is_ok() {
+            self.held = want;
+        }
+        raised.is_ok()
+    }
+}
+
+impl Drop for Charge<'_> {
+    fn drop(&mut self) {
+        self.hold(0);
     }
 }
 
@@ -176,6 +288,24 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn charges_beyond_the_allowance_share_one_budget_and_are_released() {
+        let memory = ClientMemory::new(100_000);
+        let mut a = memory.charge();
+        let mut b = memory.charge();
+        assert!(a.hold(CLIENT_ALLOWANCE), "the allowance costs nothing");
+        assert_eq!(memory.used(), 0);
+        assert!(a.hold(CLIENT_ALLOWANCE + 60_000));
+        assert_eq!(memory.used(), 60_000);
+        assert!(!b.hold(CLIENT_ALLOWANCE + 50_000), "over the budget");
+        assert_eq!(memory.used(), 60_000, "a refused charge takes nothing");
+        assert!(b.hold(CLIENT_ALLOWANCE + 40_000), "exactly the budget");
+        assert!(a.hold(10), "lowering always works");
+        assert_eq!(memory.used(), 40_000);
+        drop(b);
+        assert_eq!(memory.used(), 0);
+    }
 
     #[test]
     fn ops_per_sec_measures_recent_commands_and_falls_to_zero_when_idle() {

@@ -53,7 +53,21 @@
 //! * one argument may be at most `max_bulk_len` bytes (4 MiB) — more, or a
 //!   negative length, is `invalid bulk length`. Even an accepted length is
 //!   not allocated up front: the buffer grows as the bytes actually arrive,
-//!   so a client announcing 4 MiB and then stalling costs little.
+//!   so a client announcing 4 MiB and then stalling costs little;
+//! * a whole multibulk request may take at most `max_request_bytes` on the
+//!   wire (8 MiB: the largest command that can succeed, a CAS with a 64 KiB
+//!   key, a 4 MiB expected value and a 1 MiB new one, with room to spare).
+//!   Each argument's length is checked against what is left *before* its
+//!   bytes are read, so `*65536` followed by 4 MiB bulks is refused at the
+//!   third one with `too big request`, having buffered at most 8 MiB
+//!   (Redis's `client-query-buffer-limit`, but per request);
+//! * [`read_request_metered`] also asks a caller's meter before buffering
+//!   each argument, which is how the server charges requests against a
+//!   budget shared by all its clients.
+//!
+//! Nothing else a request declares is trusted either: the argument vector
+//! starts at most 1,024 slots long and grows as arguments arrive, so a
+//! `*1000000` or `$4000000000` costs nothing until the bytes come.
 //!
 //! The length lines themselves (`*<n>`, `$<len>`) are read with a small
 //! fixed bound, since a valid one is never longer than a sign, 19 digits and
@@ -98,17 +112,22 @@ pub struct Limits {
     pub max_bulk_len: usize,
     /// Most arguments in one request (and most elements in one reply array).
     pub max_args: usize,
+    /// Most bytes one multibulk request may take on the wire: its `*<n>`
+    /// line and every argument's `$<len>` line, payload and `\r\n`.
+    /// (Replies read by [`read_reply`] are not bound by it.)
+    pub max_request_bytes: usize,
 }
 
 impl Default for Limits {
     /// 64 KiB inline lines (Redis's `PROTO_INLINE_MAX_SIZE`), 4 MiB bulks
     /// (far below Redis's 512 MB: values are replicated through the Raft log,
-    /// so huge ones are a liability), 65 536 arguments.
+    /// so huge ones are a liability), 65 536 arguments, 8 MiB requests.
     fn default() -> Self {
         Limits {
             max_inline_len: 64 * 1024,
             max_bulk_len: 4 * 1024 * 1024,
             max_args: 65_536,
+            max_request_bytes: 8 * 1024 * 1024,
         }
     }
 }
@@ -171,6 +190,8 @@ fn unexpected_eof() -> RespError {
 }
 
 const UNBALANCED_QUOTES: &str = "unbalanced quotes in request";
+/// A multibulk request over [`Limits::max_request_bytes`].
+pub const TOO_BIG_REQUEST: &str = "too big request";
 
 /// Longest `*<n>\r\n`, `$<len>\r\n` or `:<int>\r\n` line we will read. The
 /// longest valid one is `$-9223372036854775808\r\n` (23 bytes); anything
@@ -188,6 +209,7 @@ const MAX_REPLY_DEPTH: usize = 128;
 /// Redis, which preallocates at most 1024 argv slots.
 const INITIAL_BULK_CAPACITY: usize = 16 * 1024;
 const INITIAL_ARGS_CAPACITY: usize = 1024;
+const INITIAL_REPLY_CAPACITY: usize = 16;
 
 // ---------------------------------------------------------------------------
 // Low-level reading helpers
@@ -234,15 +256,37 @@ fn read_line_bounded<R: BufRead>(
 /// protocol message for any malformation (Redis reports a missing `\r`, a
 /// non-numeric value and an overlong line all as "invalid ... length").
 fn read_number_line<R: BufRead>(r: &mut R, bad: &str) -> Result<i64, RespError> {
-    let mut line = Vec::with_capacity(MAX_HEADER_LINE);
-    if !read_line_bounded(r, MAX_HEADER_LINE, &mut line)? {
-        return Err(protocol(bad));
+    read_number_line_len(r, bad).map(|(n, _)| n)
+}
+
+/// [`read_number_line`], also returning how many bytes the line took
+/// (with its `\r\n`), for the request size limit.
+fn read_number_line_len<R: BufRead>(r: &mut R, bad: &str) -> Result<(i64, usize), RespError> {
+    let mut line = [0u8; MAX_HEADER_LINE];
+    let mut len = 0;
+    // Byte by byte from the reader's buffer: no allocation per header.
+    loop {
+        let byte = match r.fill_buf() {
+            Ok([]) => return Err(unexpected_eof()),
+            Ok(buf) => buf[0],
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e.into()),
+        };
+        r.consume(1);
+        if byte == b'\n' {
+            break;
+        }
+        if len == MAX_HEADER_LINE - 1 {
+            return Err(protocol(bad));
+        }
+        line[len] = byte;
+        len += 1;
     }
     // line = type byte, digits, '\r'
-    match line.split_last() {
-        Some((b'\r', body)) if !body.is_empty() => {
-            parse_int(&body[1..]).ok_or_else(|| protocol(bad))
-        }
+    match line[..len].split_last() {
+        Some((b'\r', body)) if !body.is_empty() => parse_int(&body[1..])
+            .map(|n| (n, len + 1))
+            .ok_or_else(|| protocol(bad)),
         _ => Err(protocol(bad)),
     }
 }
@@ -344,10 +388,23 @@ pub fn read_request<R: BufRead>(
     r: &mut R,
     limits: &Limits,
 ) -> Result<Option<Vec<Vec<u8>>>, RespError> {
+    read_request_metered(r, limits, &mut |_| Ok(()))
+}
+
+/// [`read_request`], asking `meter` before each multibulk argument is
+/// buffered: it is told the request's size so far on the wire, that
+/// argument included, and may refuse with the text of the protocol error
+/// to answer (the server's budget for all its clients' requests). Inline
+/// requests are not metered: they are at most `max_inline_len`.
+pub fn read_request_metered<R: BufRead>(
+    r: &mut R,
+    limits: &Limits,
+    meter: &mut dyn FnMut(usize) -> Result<(), String>,
+) -> Result<Option<Vec<Vec<u8>>>, RespError> {
     loop {
         let request = match peek_byte(r)? {
             None => return Ok(None),
-            Some(b'*') => read_multibulk(r, limits)?,
+            Some(b'*') => read_multibulk(r, limits, meter)?,
             Some(_) => read_inline(r, limits)?,
         };
         match request {
@@ -361,11 +418,12 @@ pub fn read_request<R: BufRead>(
 fn read_multibulk<R: BufRead>(
     r: &mut R,
     limits: &Limits,
+    meter: &mut dyn FnMut(usize) -> Result<(), String>,
 ) -> Result<Option<Vec<Vec<u8>>>, RespError> {
     const BAD_COUNT: &str = "invalid multibulk length";
     const BAD_LEN: &str = "invalid bulk length";
 
-    let count = read_number_line(r, BAD_COUNT)?;
+    let (count, mut size) = read_number_line_len(r, BAD_COUNT)?;
     if count <= 0 {
         return Ok(None); // Redis ignores *0 and any negative count
     }
@@ -386,11 +444,17 @@ fn read_multibulk<R: BufRead>(
                 )));
             }
         }
-        let len = read_number_line(r, BAD_LEN)?;
+        let (len, header) = read_number_line_len(r, BAD_LEN)?;
         let len = usize::try_from(len).map_err(|_| protocol(BAD_LEN))?; // negative
         if len > limits.max_bulk_len {
             return Err(protocol(BAD_LEN));
         }
+        // Counted before the payload is read, so it is never buffered.
+        size = size.saturating_add(header + len + 2);
+        if size > limits.max_request_bytes {
+            return Err(protocol(TOO_BIG_REQUEST));
+        }
+        meter(size).map_err(protocol)?;
         args.push(read_bulk_payload(r, len)?);
     }
     Ok(Some(args))
@@ -835,7 +899,10 @@ fn read_reply_at<R: BufRead>(r: &mut R, limits: &Limits, depth: usize) -> Result
                 return Err(protocol("reply arrays nested too deeply"));
             }
             let mut read_one = || read_reply_at(r, limits, depth + 1);
-            let capacity = count.min(INITIAL_ARGS_CAPACITY);
+            // Small: arrays nest, and a declared count at each of 128
+            // levels would otherwise reserve megabytes for a few bytes of
+            // input (found by tests/fuzz_resp.rs).
+            let capacity = count.min(INITIAL_REPLY_CAPACITY);
             if kind == b'%' {
                 let mut pairs = Vec::with_capacity(capacity);
                 for _ in 0..count {
@@ -1251,6 +1318,7 @@ mod tests {
             max_inline_len: 10,
             max_bulk_len: 5,
             max_args: 3,
+            max_request_bytes: 64,
         }
     }
 

@@ -289,6 +289,13 @@ fn harmless(name: &str, args: &[Vec<u8>]) -> Option<Reply> {
 }
 
 impl Transaction {
+    /// What the queued commands hold: their encoded size, and the arguments
+    /// of the queued PINGs and ECHOs (the server charges it to the memory
+    /// its clients share).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
     /// Queues a command taking `bytes`, within the limits.
     fn queue(&mut self, queued: Queued, bytes: usize, max_bytes: usize) -> Step {
         if self.aborted {
