@@ -109,28 +109,21 @@ pub(crate) fn run(
     let gate = Arc::new(Gate::default());
     let what = format!("node {id}: peer port");
     sockets::accept_each(&listener, &shared.stopping, &handles, &what, |stream| {
-        let (s, c) = (shared.clone(), current.clone());
-        let admitted = gate.admit();
-        if admitted.is_none() {
-            // Closed here, at once. (`accept_each` wants a thread per
-            // connection; this one only logs, off the accept loop, and ends
-            // at once, so it needs little stack.)
+        let Some(admitted) = gate.admit() else {
+            // Closed at once, on this thread: a stranger's flood costs no
+            // thread, and its warnings are rate-limited.
             drop(stream);
-            let gate = gate.clone();
-            return thread::Builder::new()
-                .name(format!("raft-{id}-refuse"))
-                .stack_size(64 * 1024)
-                .spawn(move || {
-                    gate.warn(format_args!(
-                        "node {id}: peer port: closed a new connection at once: \
-                         {MAX_UNAUTHENTICATED} connections are already in their handshake"
-                    ))
-                });
-        }
-        let g = gate.clone();
-        thread::Builder::new()
+            gate.warn(format_args!(
+                "node {id}: peer port: closed a new connection at once: \
+                 {MAX_UNAUTHENTICATED} connections are already in their handshake"
+            ));
+            return None;
+        };
+        let (s, c, g) = (shared.clone(), current.clone(), gate.clone());
+        let spawned = thread::Builder::new()
             .name(format!("raft-{id}-inbound"))
-            .spawn(move || serve(s, c, g, admitted, stream))
+            .spawn(move || serve(s, c, g, admitted, stream));
+        Some(spawned)
     });
 }
 
@@ -138,7 +131,7 @@ fn serve(
     shared: Arc<Shared>,
     current: Current,
     gate: Arc<Gate>,
-    admitted: Option<Admitted>,
+    admitted: Admitted,
     stream: TcpStream,
 ) {
     let id = shared.config.id;

@@ -19,18 +19,22 @@ const MIN_ACCEPT_BACKOFF: Duration = Duration::from_millis(10);
 const MAX_ACCEPT_BACKOFF: Duration = Duration::from_secs(1);
 
 /// Accepts connections on `listener` until `stopping` is set, handing each to
-/// `spawn`, which serves it on a thread of its own. The threads' handles go
-/// into `handles` (pruned of finished ones as it goes) so that a halt can
-/// join them all. `what` names the connections in logs.
+/// `spawn`, which serves it on a thread of its own — or deals with it at
+/// once, on the accepting thread, and returns `None` (a connection refused).
+/// The threads' handles go into `handles` (pruned of finished ones as it
+/// goes) so that a halt can join them all. `what` names the connections in
+/// logs.
 pub fn accept_each(
     listener: &TcpListener,
     stopping: &AtomicBool,
     handles: &Mutex<Vec<JoinHandle<()>>>,
     what: &str,
-    mut spawn: impl FnMut(TcpStream) -> io::Result<JoinHandle<()>>,
+    mut spawn: impl FnMut(TcpStream) -> Option<io::Result<JoinHandle<()>>>,
 ) {
     accept_loop(listener, stopping, what, |stream| {
-        let spawned = spawn(stream);
+        let Some(spawned) = spawn(stream) else {
+            return;
+        };
         let mut handles = handles.lock();
         handles.retain(|h| !h.is_finished());
         match spawned {
