@@ -332,8 +332,8 @@ impl Drop for Killed {
 
 #[test]
 fn a_low_file_limit_lowers_the_cap_with_a_warning_and_the_node_works_at_it() {
-    // 256 descriptors: 64 kept for the node and its peers, 2 per client.
-    const FITTED: usize = (256 - 64) / 2;
+    // 256 descriptors: 64 kept for the node and its peers, 1 per client.
+    const FITTED: usize = 256 - 64;
     let cluster = ProcCluster::start_some(1, &[]);
     let node = cluster.command(1);
     let log_path = cluster.dir.path().join("low-limit.log");

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
@@ -151,7 +152,7 @@ pub struct Sockets {
 
 #[derive(Default)]
 struct Open {
-    streams: HashMap<u64, TcpStream>,
+    streams: HashMap<u64, Arc<TcpStream>>,
     /// Set by the first [`Sockets::shutdown_all`]: a socket registered
     /// afterwards (its thread was preempted between accepting and
     /// registering) is shut down at once, or the halt could wait forever
@@ -160,15 +161,25 @@ struct Open {
 }
 
 impl Sockets {
+    /// Registers `stream` by a copy of its descriptor (one descriptor more
+    /// while it is registered).
     pub fn register(&self, stream: &TcpStream) -> Option<u64> {
+        let clone = stream.try_clone().ok()?;
+        self.register_shared(&Arc::new(clone))
+    }
+
+    /// Registers a shared `stream` at no descriptor's cost: the socket
+    /// stays open until the last of its owner and this registration lets it
+    /// go, so a halt never shuts down a descriptor number that was closed
+    /// and reused meanwhile.
+    pub fn register_shared(&self, stream: &Arc<TcpStream>) -> Option<u64> {
         let mut open = self.open.lock();
         if open.closed {
             let _ = stream.shutdown(std::net::Shutdown::Both);
             return None;
         }
-        let clone = stream.try_clone().ok()?;
         let id = self.next.fetch_add(1, Ordering::Relaxed);
-        open.streams.insert(id, clone);
+        open.streams.insert(id, stream.clone());
         Some(id)
     }
 

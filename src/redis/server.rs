@@ -15,8 +15,8 @@
 //! What a client can make the server hold is bounded ([`ClientLimits`]):
 //!
 //! * **Connections**: at most `max_clients` at once, each one thread (with a
-//!   256 KiB stack) and two file descriptors (the socket and the clone the
-//!   halt uses to unblock it). One more is answered `-ERR max number of
+//!   256 KiB stack) and one file descriptor (its socket, shared with the
+//!   registry a halt uses to unblock it). One more is answered `-ERR max number of
 //!   clients reached` and closed by the listener itself, without a thread.
 //!   [`fit_max_clients`] lowers the cap at start if the process's file
 //!   descriptor limit could not hold that many beside what the node needs.
@@ -77,9 +77,9 @@ const RESERVED_FDS: u64 = 32;
 /// since members can be added while the node runs.
 const FDS_PER_PEER: u64 = 4;
 const MIN_PEERS_RESERVED: u64 = 8;
-/// File descriptors per client connection: its socket and the clone the
-/// halt uses to shut it down.
-const FDS_PER_CLIENT: u64 = 2;
+/// File descriptors per client connection: its socket (the registry that
+/// lets a halt shut it down shares it, see [`Sockets::register_shared`]).
+const FDS_PER_CLIENT: u64 = 1;
 
 /// The largest client cap the process's file descriptor limit can hold
 /// beside the node's own descriptors, after raising the soft limit as far
@@ -227,9 +227,12 @@ fn accept_loop(state: Arc<State>, listener: TcpListener) {
             .stack_size(CONNECTION_STACK)
             .spawn(move || {
                 let _place = Place(&s.port);
-                let socket = s.sockets.register(&stream);
+                // Shared with the registry rather than copied: a client
+                // costs one file descriptor.
+                let stream = Arc::new(stream);
+                let socket = s.sockets.register_shared(&stream);
                 if !s.stopping.load(Ordering::Acquire) {
-                    serve(&s.port, stream);
+                    serve(&s.port, &stream);
                 }
                 s.sockets.unregister(socket);
             });
@@ -265,14 +268,14 @@ fn refuse(stream: TcpStream) {
     }
 }
 
-fn serve(port: &Port, stream: TcpStream) {
+fn serve(port: &Port, stream: &TcpStream) {
     let peer = stream
         .peer_addr()
         .map_or_else(|_| "?".into(), |a| a.to_string());
     let _ = stream.set_nodelay(true);
     let _ = stream.set_write_timeout(Some(WRITE_TIMEOUT));
-    let mut writer = &stream;
-    let mut reader = BufReader::with_capacity(READ_BUFFER, &stream);
+    let mut writer = stream;
+    let mut reader = BufReader::with_capacity(READ_BUFFER, stream);
     let limits = Limits::default();
     let output_limit = port.limits.output_limit;
     let mut out = Vec::new();
@@ -356,7 +359,7 @@ fn serve(port: &Port, stream: TcpStream) {
             output.hold(0);
         }
         if after == After::Close {
-            linger(&stream);
+            linger(stream);
             break;
         }
     }
