@@ -116,3 +116,37 @@ fn oversize_and_garbage_frames_close_only_that_connection() {
     cluster.set("still", "works");
     cluster.wait_replicated("still", "works");
 }
+
+/// Nodes of the cluster that are not members (a joining node, a leader added
+/// since) are accepted, but only 16 at once: the cluster id is no secret, and
+/// each such connection may send full-size frames. The 17th is refused,
+/// saying why; when one closes, another gets in; the members are unaffected.
+#[test]
+fn connections_from_non_members_are_capped() {
+    let cluster = Cluster::new(3);
+    cluster.wait_for_leader();
+    let accepted = HelloReply::Accepted {
+        incarnation: cluster.node(1).incarnation(),
+    };
+    let mut strangers: Vec<TcpStream> = (100..116)
+        .map(|from| {
+            let mut stream = connect(&cluster, 1);
+            assert_eq!(hello_as(&mut stream, "test", from, 1, from), accepted);
+            stream
+        })
+        .collect();
+    let mut stream = connect(&cluster, 1);
+    match hello_as(&mut stream, "test", 200, 1, 200) {
+        HelloReply::Refused { reason } => assert!(reason.contains("not a member"), "{reason}"),
+        other => panic!("the 17th non-member was not refused: {other:?}"),
+    }
+    assert_closed(&mut stream);
+    cluster.set("k", "v");
+    cluster.wait_replicated("k", "v");
+    // One leaves: there is room again (once its thread has seen it go).
+    drop(strangers.pop());
+    wait_for(WAIT, "room for another non-member", || {
+        let mut stream = connect(&cluster, 1);
+        (hello_as(&mut stream, "test", 201, 1, 201) == accepted).then_some(stream)
+    });
+}

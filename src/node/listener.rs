@@ -44,6 +44,11 @@ type Current = Arc<Mutex<HashMap<NodeId, TcpStream>>>;
 /// can hold (a thread and a 4 KiB frame each) for the I/O timeout.
 const MAX_UNAUTHENTICATED: usize = 64;
 
+/// The most connections from nodes that passed the handshake but are not
+/// members here (a node joining, a leader added since this node last caught
+/// up) that may be open at once. Real ones are one or two.
+const MAX_STRANGERS: usize = 16;
+
 /// At most one warning per this interval about connections that failed
 /// before their handshake.
 const WARN_EVERY: Duration = Duration::from_secs(1);
@@ -53,6 +58,7 @@ const WARN_EVERY: Duration = Duration::from_secs(1);
 #[derive(Default)]
 struct Gate {
     unauthenticated: AtomicUsize,
+    strangers: AtomicUsize,
     /// When the last warning was logged, and how many went to the debug log
     /// since.
     warned: Mutex<(Option<Instant>, u64)>,
@@ -67,6 +73,16 @@ impl Gate {
             return None;
         }
         Some(Admitted(self.clone()))
+    }
+
+    /// Counts a non-member's accepted connection in, if there is room.
+    fn admit_stranger(self: &Arc<Gate>) -> Option<Stranger> {
+        let before = self.strangers.fetch_add(1, Ordering::AcqRel);
+        if before >= MAX_STRANGERS {
+            self.strangers.fetch_sub(1, Ordering::AcqRel);
+            return None;
+        }
+        Some(Stranger(self.clone()))
     }
 
     /// Logs `message` as a warning, or at debug level if a warning was
@@ -87,6 +103,15 @@ impl Gate {
                 *warned = (Some(now), 0);
             }
         }
+    }
+}
+
+/// A non-member's connection, counted until this is dropped.
+struct Stranger(Arc<Gate>);
+
+impl Drop for Stranger {
+    fn drop(&mut self) {
+        self.0.strangers.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -142,8 +167,9 @@ fn serve(
         return;
     }
     let socket_id = shared.sockets.register(&stream);
-    let peer = match handshake(&shared, &stream) {
-        Ok(peer) => peer,
+    // Held for as long as the connection lasts, if the peer is no member.
+    let (peer, _stranger) = match handshake(&shared, &gate, &stream) {
+        Ok(accepted) => accepted,
         Err(reason) => {
             gate.warn(format_args!(
                 "node {id}: refused peer connection from {remote}: {reason}"
@@ -229,7 +255,11 @@ fn serve(
 }
 
 /// Reads and checks the [`Hello`], answering it. Returns the peer's id.
-fn handshake(shared: &Shared, mut stream: &TcpStream) -> Result<NodeId, String> {
+fn handshake(
+    shared: &Shared,
+    gate: &Arc<Gate>,
+    mut stream: &TcpStream,
+) -> Result<(NodeId, Option<Stranger>), String> {
     let config = &shared.config;
     stream
         .set_write_timeout(Some(config.io_timeout))
@@ -240,7 +270,24 @@ fn handshake(shared: &Shared, mut stream: &TcpStream) -> Result<NodeId, String> 
     let mut reader = wire::Deadline::new(stream, config.io_timeout);
     let hello: Hello = wire::read_frame(&mut reader, wire::HANDSHAKE_MAX_FRAME)
         .map_err(|e| format!("bad handshake: {e}"))?;
-    let reply = handshake::answer(shared, &hello);
+    let mut reply = handshake::answer(shared, &hello);
+    // A node of this cluster that is not a member here (a joining node, or
+    // a leader added since this node last caught up) is accepted, but only
+    // so many at once: the cluster id is no secret, and each such
+    // connection may send frames of up to the full limit.
+    let mut stranger = None;
+    if matches!(reply, HelloReply::Accepted { .. }) && !shared.members.lock().contains(hello.from) {
+        stranger = gate.admit_stranger();
+        if stranger.is_none() {
+            reply = HelloReply::Refused {
+                reason: format!(
+                    "node {} is not a member here, and {MAX_STRANGERS} connections from \
+                     non-members are open already",
+                    hello.from
+                ),
+            };
+        }
+    }
     // Best effort: the refusal is logged here whether or not the peer hears it.
     let _ = wire::write_frame(&mut stream, &reply, wire::HANDSHAKE_MAX_FRAME);
     match reply {
@@ -256,5 +303,5 @@ fn handshake(shared: &Shared, mut stream: &TcpStream) -> Result<NodeId, String> 
     // From now on the connection may be idle for long stretches (followers
     // rarely talk to each other); a replacement connection ends it instead.
     stream.set_read_timeout(None).map_err(|e| e.to_string())?;
-    Ok(hello.from)
+    Ok((hello.from, stranger))
 }
