@@ -35,6 +35,7 @@ use std::net::TcpStream;
 use std::panic::{self, AssertUnwindSafe};
 use std::path::Path;
 use std::time::Duration;
+use support::fuzz::{cases, OneByte};
 
 // ----- The largest allocation ----------------------------------------------
 
@@ -80,15 +81,6 @@ fn largest_allocation<T>(f: impl FnOnce() -> T) -> (T, usize) {
 }
 
 // ----- Cases and the mutator -----------------------------------------------
-
-/// `base` times the multiplier in `RAFTNODE_FUZZ` (1 when unset).
-fn cases(base: usize) -> usize {
-    let factor = std::env::var("RAFTNODE_FUZZ")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(1);
-    base * factor.max(1)
-}
 
 /// Runs `case` `n` times, each with a generator seeded from the test's seed
 /// and the case number; a failure names both.
@@ -313,22 +305,6 @@ fn random_reply(rng: &mut StdRng) -> HelloReply {
 }
 
 // ----- Peer frames -----------------------------------------------------------
-
-/// Yields at most one byte per read, as a slow peer's socket would.
-struct OneByte<'a>(&'a [u8]);
-
-impl Read for OneByte<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match (self.0.split_first(), buf.is_empty()) {
-            (Some((&b, rest)), false) => {
-                buf[0] = b;
-                self.0 = rest;
-                Ok(1)
-            }
-            _ => Ok(0),
-        }
-    }
-}
 
 /// Reads frames of `T` from `bytes` until an error, whole and a byte at a
 /// time, with `limit`; the two must agree, and neither may allocate much

@@ -5,6 +5,8 @@
 //!
 //! `RAFTNODE_FUZZ=N` runs N times as many cases.
 
+mod support;
+
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use raftnode::redis::resp::{
@@ -12,19 +14,15 @@ use raftnode::redis::resp::{
 };
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::io::{self, BufRead, BufReader, Cursor, Read};
+use std::io::{self, BufRead, BufReader, Cursor};
+use support::fuzz::OneByte;
+
+/// `base` cases, times `RAFTNODE_FUZZ` (see [`support::fuzz::cases`]).
+fn cases(base: u32) -> u32 {
+    u32::try_from(support::fuzz::cases(base as usize)).unwrap_or(u32::MAX)
+}
 
 // --- the case count ----------------------------------------------------------
-
-/// `base` cases, times `RAFTNODE_FUZZ` if set (a positive integer).
-fn cases(base: u32) -> u32 {
-    let factor = std::env::var("RAFTNODE_FUZZ")
-        .ok()
-        .and_then(|v| v.parse::<u32>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or(1);
-    base.saturating_mul(factor)
-}
 
 fn runner(base: u32) -> TestRunner {
     TestRunner::new(Config {
@@ -92,22 +90,6 @@ fn peak_of<T>(f: impl FnOnce() -> T) -> (T, usize) {
 }
 
 // --- readers -----------------------------------------------------------------
-
-/// Yields one byte per read: the worst a socket can do to a parser.
-struct OneByte<'a>(&'a [u8]);
-
-impl Read for OneByte<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match (self.0.split_first(), buf.is_empty()) {
-            (Some((&b, rest)), false) => {
-                buf[0] = b;
-                self.0 = rest;
-                Ok(1)
-            }
-            _ => Ok(0),
-        }
-    }
-}
 
 /// A buffered reader that never holds more than one byte.
 fn one_byte(input: &[u8]) -> BufReader<OneByte<'_>> {

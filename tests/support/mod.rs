@@ -617,4 +617,5 @@ impl Drop for RoleWatch {
         }
     }
 }
+pub mod fuzz;
 pub mod process;

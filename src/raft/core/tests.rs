@@ -2571,15 +2571,7 @@ fn test_tick_to_makes_up_missed_ticks() {
     assert_eq!(follower.ticks(), 8_640_000);
     assert!(follower.take_ready().messages.len() < 1000);
 
-    let mut cfg = extended_config(1, 3);
-    cfg.lease_reads = true;
-    let mut leader = RaftCore::new(cfg, HardState::default(), Vec::new());
-    make_leader(&mut leader);
-    let noop = leader.log().last_index();
-    leader.persisted(noop, 1);
-    let (_, sent) = settle(&mut leader);
-    leader.step(ack(2, 1, noop, round_of(&sent[0])));
-    leader.take_ready();
+    let mut leader = leader_with_fresh_lease();
     leader.read_index(1).unwrap();
     assert_eq!(leader.lease_reads_served(), 1);
     // The timer skipped a whole election timeout: no lease is left.
@@ -2590,8 +2582,9 @@ fn test_tick_to_makes_up_missed_ticks() {
     assert_eq!(leader.lease_reads_served(), 1);
 }
 
-#[test]
-fn test_lease_read_needs_no_round_while_the_lease_holds() {
+/// A lease-reading leader of three whose no-op one follower has just
+/// acknowledged, in the round the no-op went out with.
+fn leader_with_fresh_lease() -> RaftCore {
     let mut cfg = extended_config(1, 3);
     cfg.lease_reads = true;
     let mut leader = RaftCore::new(cfg, HardState::default(), Vec::new());
@@ -2599,9 +2592,14 @@ fn test_lease_read_needs_no_round_while_the_lease_holds() {
     let noop = leader.log().last_index();
     leader.persisted(noop, 1);
     let (_, sent) = settle(&mut leader);
-    let round = round_of(&sent[0]);
-    leader.step(ack(2, 1, noop, round));
+    leader.step(ack(2, 1, noop, round_of(&sent[0])));
     leader.take_ready();
+    leader
+}
+
+#[test]
+fn test_lease_read_needs_no_round_while_the_lease_holds() {
+    let mut leader = leader_with_fresh_lease();
     // Fresh acknowledgement from a majority: served at once.
     leader.read_index(1).unwrap();
     assert_eq!(read_ids(&leader.take_ready()), vec![1]);
