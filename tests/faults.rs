@@ -514,9 +514,6 @@ fn membership_changes_under_faults(seed: u64, plan: Plan) {
 /// `a_lagging_voter_votes_for_members_added_back_while_it_was_down` for one
 /// it met once that one was fixed (seed 5002).
 #[test]
-#[ignore = "bug (open): a voter that lagged while ids were removed and added back refuses them \
-            by their old incarnation; see \
-            a_lagging_voter_votes_for_members_added_back_while_it_was_down"]
 fn membership_changes_adding_removed_nodes_back_under_faults() {
     for seed in seeds(&[44, 45, 46]) {
         let plan = Plan {
@@ -806,9 +803,6 @@ fn a_lagging_voter_votes_for_a_member_it_does_not_know_yet() {
 /// 5002, where the lagging node also hung up on a node it knew as removed
 /// though it had been added back since.)
 #[test]
-#[ignore = "bug: a voter that lagged while members were removed and added back refuses them \
-            (old incarnation recorded, or removed) and so never votes for them; a cluster \
-            that needs its vote never elects a leader again"]
 fn a_lagging_voter_votes_for_members_added_back_while_it_was_down() {
     let c = Chaos::with_pool(4, 3, seed(73), |_| {});
     let leader = c.wait_for_leader();

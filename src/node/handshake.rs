@@ -58,9 +58,12 @@ pub(crate) fn answer(shared: &Shared, hello: &Hello) -> HelloReply {
     if let Some(index) = removed_at(shared, hello.from, hello.incarnation) {
         return HelloReply::Removed { index };
     }
-    if let Err(reason) = check_incarnation(shared, hello.from, hello.incarnation) {
-        return refuse(reason);
-    }
+    // A data dir other than the one recorded for the peer is not refused
+    // here: this node's configuration may be the stale one (the peer was
+    // removed and added back with a new dir while this node was down), and
+    // then only the peer can bring it up to date. The connection is
+    // accepted, and the listener does not count what the peer says as a
+    // voter until the incarnations agree (see `check_incarnation`).
     remember(shared, hello);
     HelloReply::Accepted {
         incarnation: shared.incarnation,
@@ -80,30 +83,47 @@ pub(crate) fn removed_at(shared: &Shared, peer: NodeId, incarnation: u64) -> Opt
 }
 
 /// Whether `incarnation` is the one the configuration recorded for `peer`
-/// (or none is recorded yet: then the leader learns it, to record it).
+/// (or none is recorded yet: then the leader learns it, to record it). If
+/// not, says so loudly: either the peer's data dir was wiped or replaced —
+/// it forgot its votes and log, and its votes and acknowledgements must not
+/// count — or this node's configuration is behind (the peer was removed
+/// and added back with a new dir since). Both ends of the connection then
+/// treat the peer as *unverified*: nothing it answers as a voter (votes,
+/// acknowledgements) is stepped, and no AppendEntries are sent to it, until
+/// this node's configuration records the same incarnation; its requests
+/// (AppendEntries if it leads, vote requests) are heard, which is how a
+/// node that is behind catches up. (The peer itself, if wiped, finds its
+/// old incarnation in the configuration it receives, and neither votes nor
+/// campaigns.)
 pub(crate) fn check_incarnation(
     shared: &Shared,
     peer: NodeId,
     incarnation: u64,
 ) -> Result<(), String> {
-    let recorded = (shared.members.lock().members.get(&peer)).and_then(|m| m.incarnation);
-    match recorded {
-        Some(recorded) if recorded != incarnation => {
-            let reason = format!(
-                "node {peer} has data dir incarnation {incarnation:016x}, but the cluster \
-                 recorded {recorded:016x} for it: its data dir was wiped or replaced, so it has \
-                 forgotten its votes and log and must not rejoin under its old identity. Remove \
-                 it (RAFT.NODE REMOVE {peer}) and add it back (start it with an empty data dir \
-                 and --join)"
-            );
-            error!("node {}: refusing node {peer}: {reason}", shared.config.id);
-            Err(reason)
-        }
-        _ => {
-            shared.with_core(|core| core.learn_incarnation(peer, incarnation));
-            Ok(())
-        }
+    if incarnation_matches(shared, peer, incarnation) {
+        shared.with_core(|core| core.learn_incarnation(peer, incarnation));
+        return Ok(());
     }
+    let recorded = (shared.members.lock().members.get(&peer)).and_then(|m| m.incarnation);
+    let reason = format!(
+        "node {peer} has data dir incarnation {incarnation:016x}, but the cluster recorded \
+         {:016x} for it: its data dir was wiped or replaced, so it has forgotten its votes and \
+         log and must not rejoin under its old identity (its votes and acknowledgements are not \
+         counted). Remove it (RAFT.NODE REMOVE {peer}) and add it back (start it with an empty \
+         data dir and --join). (Or this node's configuration is behind, and will catch up.)",
+        recorded.unwrap_or(0)
+    );
+    error!(
+        "node {}: not counting node {peer}: {reason}",
+        shared.config.id
+    );
+    Err(reason)
+}
+
+/// Whether the configuration records `incarnation` for `peer`, or none.
+pub(crate) fn incarnation_matches(shared: &Shared, peer: NodeId, incarnation: u64) -> bool {
+    let recorded = (shared.members.lock().members.get(&peer)).and_then(|m| m.incarnation);
+    recorded.is_none_or(|r| r == incarnation)
 }
 
 /// Remembers where an accepted peer serves clients and listens for peers.

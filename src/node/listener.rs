@@ -167,8 +167,7 @@ fn serve(
         return;
     }
     let socket_id = shared.sockets.register(&stream);
-    // Held for as long as the connection lasts, if the peer is no member.
-    let (peer, _stranger) = match handshake(&shared, &gate, &stream) {
+    let mut accepted = match handshake(&shared, &gate, &stream) {
         Ok(accepted) => accepted,
         Err(reason) => {
             gate.warn(format_args!(
@@ -179,6 +178,7 @@ fn serve(
         }
     };
     drop(admitted);
+    let peer = accepted.peer;
     info!("node {id}: peer {peer} connected from {remote}");
     shared.unreachable_peers.lock().remove(&peer);
     // The peer may have been down when this node introduced itself: nudge
@@ -209,8 +209,30 @@ fn serve(
                     // cut off when it was removed) keeps asking for votes,
                     // which are ignored. Hang up: its next message redials,
                     // and the handshake tells it it was removed.
-                    if let Some(index) = handshake::removed_at(&shared, peer, 0) {
+                    let removed = handshake::removed_at(&shared, peer, accepted.incarnation);
+                    if let Some(index) = removed {
                         break format!("it was removed from the cluster at index {index}");
+                    }
+                }
+                let counts_as_voter = matches!(
+                    envelope.message,
+                    Message::RequestVoteResponse { .. }
+                        | Message::PreVoteResponse { .. }
+                        | Message::AppendEntriesResponse { .. }
+                        | Message::InstallSnapshotResponse { .. }
+                );
+                if counts_as_voter && !accepted.verified {
+                    // Until this node's configuration records the peer's
+                    // data dir, its votes and acknowledgements do not count.
+                    accepted.verified =
+                        handshake::incarnation_matches(&shared, peer, accepted.incarnation);
+                    if !accepted.verified {
+                        debug!(
+                            "node {id}: not counting {} from {peer}: its data dir is not the \
+                             one recorded for it",
+                            envelope.message.name()
+                        );
+                        continue;
                     }
                 }
                 let stepped = shared.with_core(|core| {
@@ -255,11 +277,24 @@ fn serve(
 }
 
 /// Reads and checks the [`Hello`], answering it. Returns the peer's id.
+/// A peer that passed the handshake.
+struct Accepted {
+    peer: NodeId,
+    /// Its data dir's incarnation.
+    incarnation: u64,
+    /// Whether that is the incarnation recorded for it (or none is): if
+    /// not, what it answers as a voter is not stepped (see
+    /// [`handshake::check_incarnation`]).
+    verified: bool,
+    /// Held while the connection lasts, if the peer is no member here.
+    _stranger: Option<Stranger>,
+}
+
 fn handshake(
     shared: &Shared,
     gate: &Arc<Gate>,
     mut stream: &TcpStream,
-) -> Result<(NodeId, Option<Stranger>), String> {
+) -> Result<Accepted, String> {
     let config = &shared.config;
     stream
         .set_write_timeout(Some(config.io_timeout))
@@ -303,5 +338,10 @@ fn handshake(
     // From now on the connection may be idle for long stretches (followers
     // rarely talk to each other); a replacement connection ends it instead.
     stream.set_read_timeout(None).map_err(|e| e.to_string())?;
-    Ok((hello.from, stranger))
+    Ok(Accepted {
+        peer: hello.from,
+        incarnation: hello.incarnation,
+        verified: handshake::check_incarnation(shared, hello.from, hello.incarnation).is_ok(),
+        _stranger: stranger,
+    })
 }

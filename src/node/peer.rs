@@ -111,6 +111,12 @@ enum Dial {
 struct Connection {
     stream: TcpStream,
     socket_id: Option<u64>,
+    /// The peer's data dir's incarnation, and whether it is the one
+    /// recorded for it (or none is). To an unverified peer only answers
+    /// and requests go, no AppendEntries: its acknowledgements would not
+    /// count (see [`handshake::check_incarnation`]).
+    incarnation: u64,
+    verified: bool,
 }
 
 /// One peer's replication thread state.
@@ -193,12 +199,19 @@ impl Replicator {
         }
         let addr = self.shared.dial_addr(peer).unwrap_or_default();
         match dial(&self.shared, peer, &addr) {
-            Ok(stream) => {
+            Ok((stream, incarnation)) => {
                 info!("node {id}: connected to peer {peer} at {addr}");
                 self.last_error.clear();
                 self.backoff = MIN_BACKOFF;
                 let socket_id = self.shared.sockets.register(&stream);
-                self.conn = Some(Connection { stream, socket_id });
+                let verified =
+                    handshake::check_incarnation(&self.shared, peer, incarnation).is_ok();
+                self.conn = Some(Connection {
+                    stream,
+                    socket_id,
+                    incarnation,
+                    verified,
+                });
                 self.shared.unreachable_peers.lock().remove(&peer);
                 Dial::Connected
             }
@@ -235,11 +248,19 @@ impl Replicator {
                 );
             }
         }
+        if !conn.verified {
+            conn.verified = handshake::incarnation_matches(&self.shared, peer, conn.incarnation);
+        }
         loop {
-            let outgoing = self
-                .shared
-                .with_core(|core| core.append_for(peer))
-                .flatten();
+            // Nothing to replicate to a peer whose acknowledgements do not
+            // count: only the answers and requests in `pending` go.
+            let outgoing = match conn.verified {
+                true => self
+                    .shared
+                    .with_core(|core| core.append_for(peer))
+                    .flatten(),
+                false => None,
+            };
             match &outgoing {
                 Some(Outgoing::Append(append)) => {
                     if let Err(e) = wire::encode_frame(append, max_frame, &mut self.buf) {
@@ -289,7 +310,9 @@ impl Replicator {
 }
 
 /// Connects to the peer and performs the handshake.
-fn dial(shared: &Shared, peer: NodeId, addr: &str) -> Result<TcpStream, String> {
+/// Dials `peer` at `addr` and introduces this node. Returns the connection
+/// and the peer's data dir's incarnation.
+fn dial(shared: &Shared, peer: NodeId, addr: &str) -> Result<(TcpStream, u64), String> {
     let config = &shared.config;
     let addrs: Vec<_> = addr
         .to_socket_addrs()
@@ -318,12 +341,7 @@ fn dial(shared: &Shared, peer: NodeId, addr: &str) -> Result<TcpStream, String> 
                     return Err(format!("handshake: {e}"));
                 }
                 return match reply {
-                    Ok(HelloReply::Accepted { incarnation }) => {
-                        // The peer's data dir must be the one the cluster
-                        // recorded for it.
-                        handshake::check_incarnation(shared, peer, incarnation)?;
-                        Ok(stream)
-                    }
+                    Ok(HelloReply::Accepted { incarnation }) => Ok((stream, incarnation)),
                     Ok(HelloReply::Refused { reason }) => Err(format!("refused: {reason}")),
                     Ok(HelloReply::Removed { index }) => {
                         handshake::told_removed(shared, peer, index);

@@ -436,9 +436,10 @@ impl RaftCore {
         self.election_elapsed += 1;
         if self.role() == RoleKind::Leader {
             self.tick_leader();
-        } else if !self.is_voter() {
+        } else if !self.is_voter() || self.forgot_its_votes() {
             // A learner (or a node not yet, or no longer, a member) never
-            // starts an election (§4.2.1).
+            // starts an election (§4.2.1); nor does a member whose data dir
+            // is not the one recorded for it (see `forgot_its_votes`).
             self.election_elapsed = self.election_elapsed.min(self.randomized_election_timeout);
         } else if self.election_elapsed >= self.randomized_election_timeout {
             // §5.2: no word from a leader and no vote granted for a whole

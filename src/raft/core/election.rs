@@ -75,6 +75,21 @@ impl RaftCore {
         }
     }
 
+    /// Whether the configuration records for this node a data dir other
+    /// than its own: this dir was wiped or replaced while the node was a
+    /// member, so it has forgotten the votes it gave and the entries it
+    /// acknowledged. Such a node never votes and never campaigns: a vote
+    /// from it could elect a second leader in a term, or a leader that lacks
+    /// committed entries. (Its peers do not count its votes or
+    /// acknowledgements either; the way back is to remove it and add it
+    /// back, which records its new data dir.)
+    pub(super) fn forgot_its_votes(&self) -> bool {
+        let own = self.config.incarnation;
+        let recorded =
+            (self.configs.latest().members.get(&self.config.id)).and_then(|m| m.incarnation);
+        own != 0 && recorded.is_some_and(|r| r != own)
+    }
+
     /// The answers of the election (or pre-vote) under way.
     fn votes(&self) -> &BTreeMap<NodeId, bool> {
         static NONE: BTreeMap<NodeId, bool> = BTreeMap::new();
@@ -94,7 +109,7 @@ impl RaftCore {
         // the candidate's log is at least as up-to-date as ours (§5.4.1).
         let free_to_vote = self.voted_for.is_none_or(|v| v == candidate);
         let up_to_date = self.log.is_up_to_date(last_log_index, last_log_term);
-        let vote_granted = free_to_vote && up_to_date;
+        let vote_granted = free_to_vote && up_to_date && !self.forgot_its_votes();
         if vote_granted {
             self.voted_for = Some(candidate);
             self.hard_state_dirty = true;
@@ -120,7 +135,7 @@ impl RaftCore {
         let up_to_date = self.log.is_up_to_date(last_index, last_term);
         let free = term > self.current_term
             || (self.leader_id().is_none() && self.voted_for.is_none_or(|v| v == candidate));
-        let vote_granted = up_to_date && free;
+        let vote_granted = up_to_date && free && !self.forgot_its_votes();
         debug!(
             "node {}: pre-vote for {candidate} in term {term}: {vote_granted}",
             self.config.id
@@ -217,7 +232,11 @@ impl RaftCore {
             Message::RequestVote { .. } | Message::PreVote { .. }
         );
         let latest = self.configs.latest();
-        if asks_for_vote && !latest.contains(env.from) && latest.removed.contains_key(&env.from) {
+        // The removed node, not a node added back under its id with a new
+        // data dir (whose incarnation a handshake told us) that this node
+        // has not heard of yet.
+        let incarnation = self.incarnations.get(&env.from).copied().unwrap_or(0);
+        if asks_for_vote && latest.removal_of(env.from, incarnation).is_some() {
             // A removed node must not disrupt the cluster: not even its term
             // is adopted (§4.2.3). (A node merely unknown here is heard: it
             // may be a voter added by entries this node has yet to receive,

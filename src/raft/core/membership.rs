@@ -306,8 +306,11 @@ impl RaftCore {
 
     /// The node learned, from a handshake, the incarnation of `id`'s data
     /// dir; a leader records it in the configuration if it is not yet.
+    /// (Removed ones' too: a node added back under a removed id, with a new
+    /// data dir, is told from the one removed by it.)
     pub fn learn_incarnation(&mut self, id: NodeId, incarnation: u64) {
-        if incarnation != 0 && self.configs.latest().contains(id) {
+        let latest = self.configs.latest();
+        if incarnation != 0 && (latest.contains(id) || latest.removed.contains_key(&id)) {
             self.incarnations.insert(id, incarnation);
         }
     }

@@ -786,3 +786,66 @@ fn test_node_added_back_does_not_take_the_old_removal_for_its_own_4_1() {
     );
     assert!(net.core(3).is_voter());
 }
+
+/// A node whose configuration records another data dir for it (its own was
+/// wiped or replaced while it was a member) has forgotten its votes: it
+/// neither votes nor campaigns, whatever its log. And a node that knows an
+/// id as removed still hears the vote requests of a node added back under
+/// it, once a handshake told it that node's new data dir (it may be the
+/// one behind: the node was removed and added back while it was down).
+#[test]
+fn test_wiped_node_never_votes_and_a_node_added_back_is_heard_4_1() {
+    let mut config = Configuration::of_voters((1..=3).map(|id| (id, String::new())));
+    config.members.get_mut(&2).unwrap().incarnation = Some(0x102);
+    let entries = vec![Entry {
+        index: 1,
+        term: 1,
+        payload: Payload::Config(config.clone()),
+    }];
+    let hard_state = HardState {
+        current_term: 1,
+        voted_for: None,
+    };
+    let mut cfg = super::config(2, 3);
+    cfg.incarnation = 0x202;
+    let mut wiped = RaftCore::new(cfg, hard_state, entries.clone());
+    for _ in 0..2 * wiped.config().election_ticks_max {
+        wiped.tick();
+    }
+    assert_eq!(wiped.role(), RoleKind::Follower, "it campaigned");
+    wiped.take_ready();
+    wiped.step(vote_request(1, 2, 2, (5, 1)));
+    assert!(!vote_granted(only_message(&wiped.take_ready())));
+    // The same node on the recorded data dir votes.
+    let mut cfg = super::config(2, 3);
+    cfg.incarnation = 0x102;
+    let mut same = RaftCore::new(cfg, hard_state, entries);
+    same.step(vote_request(1, 2, 2, (5, 1)));
+    assert!(vote_granted(only_message(&same.take_ready())));
+
+    // Node 3 was removed (with its data dir 0x103) as far as node 1 knows.
+    config.members.remove(&3);
+    config.removed.insert(
+        3,
+        crate::raft::message::Removal {
+            index: 1,
+            incarnation: Some(0x103),
+        },
+    );
+    let entries = vec![Entry {
+        index: 1,
+        term: 1,
+        payload: Payload::Config(config),
+    }];
+    let mut one = RaftCore::new(super::config(1, 3), hard_state, entries);
+    one.step(vote_request(3, 1, 2, (5, 1)));
+    assert!(
+        one.take_ready().messages.is_empty(),
+        "the removed node is heard"
+    );
+    assert_eq!(one.current_term(), 1);
+    // A handshake says node 3 now has another data dir: added back.
+    one.learn_incarnation(3, 0x303);
+    one.step(vote_request(3, 1, 2, (5, 1)));
+    assert!(vote_granted(only_message(&one.take_ready())));
+}
