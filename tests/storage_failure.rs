@@ -457,19 +457,7 @@ fn check_acknowledged(cluster: &FaultCluster, ids: &[NodeId], acked: &BTreeMap<S
     });
     assert_eq!(read.as_deref(), Some(last_value.as_bytes()));
     for &id in ids {
-        let node = cluster.node(id);
-        wait_for(
-            WAIT,
-            &format!("node {id} to apply every acknowledged write"),
-            || {
-                node.with_state(|kv| {
-                    acked
-                        .iter()
-                        .all(|(k, v)| kv.get(k.as_bytes()).map(Vec::as_slice) == Some(v.as_bytes()))
-                })
-                .then_some(())
-            },
-        );
+        support::wait_applied(&cluster.node(id), acked.iter());
     }
 }
 

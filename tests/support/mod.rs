@@ -409,21 +409,28 @@ impl Cluster {
             }
         });
         for &id in members {
-            let node = self.node(id);
-            wait_for(
-                WAIT,
-                &format!("node {id} to apply every acknowledged write"),
-                || {
-                    node.with_state(|kv| {
-                        acked.iter().all(|(k, v)| {
-                            kv.get(k.as_bytes()).map(Vec::as_slice) == Some(v.as_bytes())
-                        })
-                    })
-                    .then_some(())
-                },
-            );
+            wait_applied(self.node(id), acked.iter().copied());
         }
     }
+}
+
+/// Waits until `node` has applied every one of the `acked` writes.
+pub fn wait_applied<'a>(
+    node: &KvNode,
+    acked: impl Iterator<Item = (&'a String, &'a String)> + Clone,
+) {
+    wait_for(
+        WAIT,
+        &format!("node {} to apply every acknowledged write", node.id()),
+        || {
+            node.with_state(|kv| {
+                acked
+                    .clone()
+                    .all(|(k, v)| kv.get(k.as_bytes()).map(Vec::as_slice) == Some(v.as_bytes()))
+            })
+            .then_some(())
+        },
+    );
 }
 
 impl Drop for Cluster {
