@@ -36,6 +36,7 @@ pub mod sockets;
 pub mod state_machine;
 pub mod wire;
 
+mod answer;
 mod apply;
 mod handshake;
 mod listener;
@@ -372,7 +373,7 @@ impl<S: StateMachine> Node<S> {
             return Err(e);
         }
         let id = self.shared.next_read_id.fetch_add(1, Ordering::Relaxed);
-        let (tx, rx) = bounded(1);
+        let (tx, rx) = answer::slot();
         let started = self.shared.with_core(|core| {
             core.read_index(id)
                 .map_err(|e| Error::NotLeader { leader: e.leader })?;
@@ -417,7 +418,7 @@ impl<S: StateMachine> Node<S> {
         &self,
         append: impl FnOnce(&mut RaftCore) -> Result<(Index, Term), Error>,
     ) -> Result<(Index, Vec<u8>), Error> {
-        let (tx, rx) = bounded(1);
+        let (tx, rx) = answer::slot();
         let appended = self.shared.with_core(|core| {
             let key = append(core)?;
             // Registered under the core lock, so it is in place before the
@@ -718,21 +719,19 @@ impl<S> Node<S> {
     /// unknown.
     fn await_answer(
         &self,
-        rx: Receiver<Option<Vec<u8>>>,
+        rx: answer::Pending<Option<Vec<u8>>>,
         forget: impl FnOnce(),
     ) -> Result<Vec<u8>, Error> {
-        match rx.recv_timeout(self.shared.config.proposal_timeout) {
+        match rx.wait_until(Instant::now() + self.shared.config.proposal_timeout) {
             Ok(Some(answer)) => Ok(answer),
             Ok(None) => Err(Error::NotLeader {
                 leader: self.shared.core.lock().leader_id(),
             }),
-            Err(crossbeam_channel::RecvTimeoutError::Timeout) => {
+            Err(answer::Waited::TimedOut) => {
                 forget();
                 Err(Error::Timeout)
             }
-            Err(crossbeam_channel::RecvTimeoutError::Disconnected) => {
-                Err(self.shared.failure().unwrap_or(Error::ShutDown))
-            }
+            Err(answer::Waited::Dropped) => Err(self.shared.failure().unwrap_or(Error::ShutDown)),
         }
     }
 

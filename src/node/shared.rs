@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 /// Where the apply thread sends a reply: `None` means the request definitely
 /// did not happen here (another entry took its place, or leadership was lost
 /// before a read was confirmed).
-pub(crate) type Answer = Sender<Option<Vec<u8>>>;
+pub(crate) type Answer = super::answer::Answer<Option<Vec<u8>>>;
 
 /// Work for the apply thread, in the order the core released it.
 pub(crate) enum ApplyWork {
