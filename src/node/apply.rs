@@ -11,7 +11,7 @@
 //! entries — a cheap copy-on-write capture — and hands it to the snapshot
 //! thread to write out (see [`super::snapshot`]).
 
-use super::shared::{ApplyWork, Shared};
+use super::shared::{ApplyWork, ReadAnswer, Shared};
 use super::snapshot::{self, SnapshotJob};
 use super::state_machine::StateMachine;
 use crate::raft::membership::Configuration;
@@ -19,14 +19,14 @@ use crate::raft::message::{Entry, Index, Payload, Term};
 use crate::storage::{SnapshotMeta, StorageError};
 use crossbeam_channel::{select, Receiver, Sender};
 use log::info;
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 /// The apply thread's own state.
 pub(crate) struct Applier<S> {
     pub(crate) shared: Arc<Shared>,
-    pub(crate) state: Arc<Mutex<S>>,
+    pub(crate) state: Arc<RwLock<S>>,
     pub(crate) snapshots: Sender<SnapshotJob>,
     /// The last entry applied (or the snapshot restored), and its term.
     pub(crate) applied: (Index, Term),
@@ -85,7 +85,7 @@ impl<S: StateMachine> Applier<S> {
         };
         let job = SnapshotJob {
             meta,
-            state: self.state.lock().snapshot(),
+            state: self.state.read().snapshot(),
         };
         self.snapshot_index = self.applied.0;
         if self.snapshots.send(job).is_err() {
@@ -102,7 +102,7 @@ impl<S: StateMachine> Applier<S> {
                 path: self.shared.snapshots.dir().to_path_buf(),
             });
         };
-        let meta = snapshot::restore_from(&info, &mut *self.state.lock())?;
+        let meta = snapshot::restore_from(&info, &mut *self.state.write())?;
         self.applied = (meta.last_included_index, meta.last_included_term);
         self.config = (meta.config_index, meta.config);
         self.snapshot_index = self.snapshot_index.max(self.applied.0);
@@ -137,10 +137,10 @@ impl<S: StateMachine> Applier<S> {
     }
 }
 
-fn apply_entries<S: StateMachine>(shared: &Shared, state: &Mutex<S>, entries: &[Entry]) {
+fn apply_entries<S: StateMachine>(shared: &Shared, state: &RwLock<S>, entries: &[Entry]) {
     let mut replies = Vec::with_capacity(entries.len());
     {
-        let mut state = state.lock();
+        let mut state = state.write();
         for entry in entries {
             let reply = match &entry.payload {
                 // A new leader's no-op (§8): nothing for the state machine.
@@ -173,12 +173,12 @@ fn apply_entries<S: StateMachine>(shared: &Shared, state: &Mutex<S>, entries: &[
     }
 }
 
-fn serve_reads<S: StateMachine>(shared: &Shared, state: &Mutex<S>, ids: Vec<u64>) {
-    let state = state.lock();
+fn serve_reads<S: StateMachine>(shared: &Shared, state: &RwLock<S>, ids: Vec<u64>) {
+    let state = state.read();
     let mut read_waiters = shared.read_waiters.lock();
     for id in ids {
         if let Some((query, answer)) = read_waiters.remove(&id) {
-            if answer.send(Some(state.query(&query))) {
+            if answer.send(ReadAnswer::Value(state.query(&query))) {
                 shared.reads_served.fetch_add(1, Ordering::Relaxed);
             }
         }

@@ -58,8 +58,8 @@ use crate::raft::{ProgressState, ProposeError, RaftCore, Restored, RoleKind, Tra
 use crate::storage::{DiskStore, LogStore, Recovered, SnapshotStore, StorageError};
 use crossbeam_channel::{bounded, unbounded, Receiver};
 use log::{info, warn};
-use parking_lot::Mutex;
-use shared::Shared;
+use parking_lot::{Mutex, RwLock};
+use shared::{ReadAnswer, Shared};
 use std::collections::BTreeMap;
 use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::Ordering;
@@ -173,7 +173,7 @@ pub struct Status {
 /// A running node replicating the state machine `S`. Dropping it halts it.
 pub struct Node<S> {
     shared: Arc<Shared>,
-    state: Arc<Mutex<S>>,
+    state: Arc<RwLock<S>>,
     raft_addr: SocketAddr,
     shutdown: Mutex<Option<crossbeam_channel::Sender<()>>>,
     threads: Mutex<Vec<JoinHandle<()>>>,
@@ -296,7 +296,7 @@ impl<S: StateMachine> Node<S> {
                 .map_or(0, |d| d.as_secs());
             (shared.snapshot_stats.last_save_unix).store(saved, Ordering::Relaxed);
         }
-        let state = Arc::new(Mutex::new(state_machine));
+        let state = Arc::new(RwLock::new(state_machine));
         let inbound = Arc::new(Mutex::new(Vec::new()));
         let spawner = Spawner {
             id: shared.config.id,
@@ -385,12 +385,26 @@ impl<S: StateMachine> Node<S> {
             None => return Err(self.shared.failure().unwrap_or(Error::ShutDown)),
             Some(result) => result?,
         }
-        self.await_answer(rx, || {
+        let answer = self.await_answer(rx, || {
             self.shared.read_waiters.lock().remove(&id);
             // And the core's side of it, or a leader whose rounds are never
             // confirmed would keep every timed-out read (issue 12).
             self.shared.with_core(|core| core.cancel_read(id));
-        })
+        })?;
+        match answer {
+            ReadAnswer::Value(value) => Ok(value),
+            // Everything the read must observe is applied: query the state
+            // here, sparing a hop through the apply thread (a lease read
+            // never leaves this thread at all).
+            ReadAnswer::Serve(query) => {
+                let value = self.state.read().query(&query);
+                self.shared.reads_served.fetch_add(1, Ordering::Relaxed);
+                Ok(value)
+            }
+            ReadAnswer::Aborted => Err(Error::NotLeader {
+                leader: self.shared.core.lock().leader_id(),
+            }),
+        }
     }
 
     /// Changes the cluster's membership (§4.1, one server at a time) and
@@ -433,7 +447,13 @@ impl<S: StateMachine> Node<S> {
         let answer = self.await_answer(rx, || {
             self.shared.waiters.lock().remove(&key);
         })?;
-        Ok((key.0, answer))
+        match answer {
+            Some(answer) => Ok((key.0, answer)),
+            // Another entry took its place: it will never apply.
+            None => Err(Error::NotLeader {
+                leader: self.shared.core.lock().leader_id(),
+            }),
+        }
     }
 
     /// Hands this node's leadership to `target`, or to the most up-to-date
@@ -478,7 +498,7 @@ impl<S: StateMachine> Node<S> {
     /// which on a follower, or on a leader deposed without knowing it, may
     /// miss recent writes. Use [`Node::query`] for a linearizable one.
     pub fn with_state<T>(&self, f: impl FnOnce(&S) -> T) -> T {
-        f(&self.state.lock())
+        f(&self.state.read())
     }
 }
 
@@ -717,16 +737,9 @@ impl<S> Node<S> {
     /// it definitely did not happen here (another entry took its place, or
     /// leadership was lost); no answer in time is a timeout, whose outcome is
     /// unknown.
-    fn await_answer(
-        &self,
-        rx: answer::Pending<Option<Vec<u8>>>,
-        forget: impl FnOnce(),
-    ) -> Result<Vec<u8>, Error> {
+    fn await_answer<T>(&self, rx: answer::Pending<T>, forget: impl FnOnce()) -> Result<T, Error> {
         match rx.wait_until(Instant::now() + self.shared.config.proposal_timeout) {
-            Ok(Some(answer)) => Ok(answer),
-            Ok(None) => Err(Error::NotLeader {
-                leader: self.shared.core.lock().leader_id(),
-            }),
+            Ok(answer) => Ok(answer),
             Err(answer::Waited::TimedOut) => {
                 forget();
                 Err(Error::Timeout)

@@ -24,6 +24,20 @@ use std::time::{Duration, Instant};
 /// before a read was confirmed).
 pub(crate) type Answer = super::answer::Answer<Option<Vec<u8>>>;
 
+/// What a linearizable read's waiter is told.
+pub(crate) enum ReadAnswer {
+    /// The answer, from the apply thread.
+    Value(Vec<u8>),
+    /// The state machine has already applied everything the read must
+    /// observe: the waiter queries it itself (here is its query back).
+    Serve(Vec<u8>),
+    /// Leadership was lost before the read was confirmed.
+    Aborted,
+}
+
+/// A read waiting to be released: its query, and where the answer goes.
+pub(crate) type ReadWaiter = (Vec<u8>, super::answer::Answer<ReadAnswer>);
+
 /// Work for the apply thread, in the order the core released it.
 pub(crate) enum ApplyWork {
     Entries(Vec<Entry>),
@@ -65,7 +79,7 @@ pub(crate) struct Shared {
     pub(crate) waiters: Mutex<BTreeMap<(Index, Term), Answer>>,
     /// Clients waiting for a linearizable read: the query, and where the
     /// answer goes.
-    pub(crate) read_waiters: Mutex<HashMap<u64, (Vec<u8>, Answer)>>,
+    pub(crate) read_waiters: Mutex<HashMap<u64, ReadWaiter>>,
     pub(crate) next_read_id: AtomicU64,
     pub(crate) reads_served: AtomicU64,
     pub(crate) last_applied: AtomicU64,
@@ -256,14 +270,30 @@ impl Shared {
             let _ = self.to_apply.send(ApplyWork::Entries(entries));
         }
         if !ready.reads.is_empty() {
-            let ids = ready.reads.drain(..).map(|r| r.id).collect();
-            let _ = self.to_apply.send(ApplyWork::Reads(ids));
+            // A read whose index is applied already is handed back to its
+            // waiter to serve; the rest wait their turn behind the entries
+            // on the apply thread's channel. (`last_applied` is stored only
+            // once the state holds those entries.)
+            let applied = self.last_applied.load(Ordering::Acquire);
+            let mut later = Vec::new();
+            let mut read_waiters = self.read_waiters.lock();
+            for read in ready.reads.drain(..) {
+                if read.index > applied {
+                    later.push(read.id);
+                } else if let Some((query, answer)) = read_waiters.remove(&read.id) {
+                    answer.send(ReadAnswer::Serve(query));
+                }
+            }
+            drop(read_waiters);
+            if !later.is_empty() {
+                let _ = self.to_apply.send(ApplyWork::Reads(later));
+            }
         }
         if !ready.aborted_reads.is_empty() {
             let mut read_waiters = self.read_waiters.lock();
             for id in ready.aborted_reads.drain(..) {
                 if let Some((_, answer)) = read_waiters.remove(&id) {
-                    let _ = answer.send(None);
+                    answer.send(ReadAnswer::Aborted);
                 }
             }
         }

@@ -21,7 +21,7 @@ use std::io::{self, Read, Write};
 /// the whole state — including whatever `apply` needs to stay deterministic,
 /// such as client sessions — and [`restore`](StateMachine::restore)
 /// replaces the state with a snapshot's.
-pub trait StateMachine: Send + 'static {
+pub trait StateMachine: Send + Sync + 'static {
     /// Applies the command of the committed entry at `index` and returns the
     /// reply for the client that proposed it.
     ///
