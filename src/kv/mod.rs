@@ -38,7 +38,7 @@ pub use command::{
 };
 pub use session::{SessionLimits, SESSION_TTL_ENTRIES};
 
-use crate::node::{Error, Node, RestoreError, StateMachine, StateSnapshot};
+use crate::node::{Error, Node, Proposal, RestoreError, StateMachine, StateSnapshot};
 use crate::raft::message::Index;
 use log::error;
 use map::ShardedMap;
@@ -322,6 +322,11 @@ pub trait KeyValue {
     /// application) and waits until it is applied.
     fn write(&self, command: Command) -> Result<Outcome, Error>;
 
+    /// Proposes a write without waiting for it to apply: a client with
+    /// several writes at once proposes them all, then waits for each in
+    /// turn ([`Node::start_proposal`]).
+    fn start_write(&self, command: Command) -> Result<PendingWrite<'_>, Error>;
+
     /// Reads `key` linearizably (see [`Node::query`]).
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
 
@@ -388,10 +393,26 @@ pub trait KeyValue {
     }
 }
 
+/// A write proposed and not yet known applied ([`KeyValue::start_write`]).
+#[must_use = "a write's outcome is only known by waiting for it"]
+pub struct PendingWrite<'a>(Proposal<'a, Kv>);
+
+impl PendingWrite<'_> {
+    /// Waits until the write is applied; its outcome. The errors are
+    /// [`Proposal::wait`]'s.
+    pub fn wait(self) -> Result<Outcome, Error> {
+        Outcome::decode(&self.0.wait()?).map_err(Error::Codec)
+    }
+}
+
 impl KeyValue for Node<Kv> {
     fn write(&self, command: Command) -> Result<Outcome, Error> {
-        let reply = self.propose(command.encode().map_err(Error::Codec)?)?;
-        Outcome::decode(&reply).map_err(Error::Codec)
+        self.start_write(command)?.wait()
+    }
+
+    fn start_write(&self, command: Command) -> Result<PendingWrite<'_>, Error> {
+        let bytes = command.encode().map_err(Error::Codec)?;
+        self.start_proposal(bytes).map(PendingWrite)
     }
 
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {

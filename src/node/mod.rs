@@ -79,6 +79,9 @@ pub struct Metrics {
     /// Followers found to have lost entries they acknowledged, while this
     /// node led, and replicated to again.
     pub followers_repaired: u64,
+    /// Syncs (fsync) of the log: each makes a whole batch of writes durable
+    /// (group commit), so under load there are far fewer than writes.
+    pub log_syncs: u64,
 }
 
 /// What a node knows about its snapshots and compacted log, for INFO.
@@ -168,6 +171,35 @@ pub struct Status {
     /// On the leader, how much of each peer's log is known to match its
     /// own (§5.3); empty on other nodes.
     pub match_index: BTreeMap<NodeId, Index>,
+}
+
+/// An entry appended to the leader's log whose outcome is not known yet
+/// ([`Node::start_proposal`]).
+#[must_use = "a proposal's outcome is only known by waiting for it"]
+pub struct Proposal<'a, S> {
+    node: &'a Node<S>,
+    /// The entry's index and term.
+    key: (Index, Term),
+    answer: answer::Pending<Option<Vec<u8>>>,
+    /// When waiting gives up ([`Config::proposal_timeout`] after it was
+    /// proposed).
+    deadline: Instant,
+}
+
+impl<S> Proposal<'_, S> {
+    /// Waits until the entry is committed and applied; returns the state
+    /// machine's reply. [`Error::NotLeader`] means it never will be (another
+    /// entry took its place), [`Error::Timeout`] that it was not seen
+    /// applied in time, so it may or may not be.
+    pub fn wait(self) -> Result<Vec<u8>, Error> {
+        let (node, key) = (self.node, self.key);
+        let answer = node.await_answer(self.answer, self.deadline, || {
+            node.shared.waiters.lock().remove(&key);
+        })?;
+        answer.ok_or_else(|| Error::NotLeader {
+            leader: node.shared.core.lock().leader_id(),
+        })
+    }
 }
 
 /// A running node replicating the state machine `S`. Dropping it halts it.
@@ -343,6 +375,14 @@ impl<S: StateMachine> Node<S> {
     /// Proposes a command and waits until it is committed and applied;
     /// returns the state machine's reply.
     pub fn propose(&self, command: Vec<u8>) -> Result<Vec<u8>, Error> {
+        self.start_proposal(command)?.wait()
+    }
+
+    /// Proposes a command without waiting for it: [`Proposal::wait`] waits.
+    /// A caller with many commands at once (a client that pipelines)
+    /// proposes them all before waiting for the first, so one fsync and one
+    /// round trip commit the lot. They are applied in the order proposed.
+    pub fn start_proposal(&self, command: Vec<u8>) -> Result<Proposal<'_, S>, Error> {
         if let Some(e) = self.shared.failure() {
             return Err(e);
         }
@@ -353,13 +393,12 @@ impl<S: StateMachine> Node<S> {
                 limit,
             });
         }
-        let (_, answer) = self.append_and_wait(|core| {
+        self.append(|core| {
             core.propose(command).map_err(|e| match e {
                 ProposeError::NotLeader(e) => Error::NotLeader { leader: e.leader },
                 ProposeError::Transferring { target } => Error::Transferring { target },
             })
-        })?;
-        Ok(answer)
+        })
     }
 
     /// Answers `query` linearizably: the answer reflects every write
@@ -385,7 +424,8 @@ impl<S: StateMachine> Node<S> {
             None => return Err(self.shared.failure().unwrap_or(Error::ShutDown)),
             Some(result) => result?,
         }
-        let answer = self.await_answer(rx, || {
+        let deadline = Instant::now() + self.shared.config.proposal_timeout;
+        let answer = self.await_answer(rx, deadline, || {
             self.shared.read_waiters.lock().remove(&id);
             // And the core's side of it, or a leader whose rounds are never
             // confirmed would keep every timed-out read (issue 12).
@@ -425,14 +465,14 @@ impl<S: StateMachine> Node<S> {
         Ok(index)
     }
 
-    /// Has the core append an entry (`append` returns its index and term)
-    /// and waits until it is committed and applied; returns its index and
-    /// the state machine's reply.
-    fn append_and_wait(
+    /// Has the core append an entry (`append` returns its index and term);
+    /// the [`Proposal`] waits until it is committed and applied.
+    fn append(
         &self,
         append: impl FnOnce(&mut RaftCore) -> Result<(Index, Term), Error>,
-    ) -> Result<(Index, Vec<u8>), Error> {
+    ) -> Result<Proposal<'_, S>, Error> {
         let (tx, rx) = answer::slot();
+        let deadline = Instant::now() + self.shared.config.proposal_timeout;
         let appended = self.shared.with_core(|core| {
             let key = append(core)?;
             // Registered under the core lock, so it is in place before the
@@ -440,20 +480,26 @@ impl<S: StateMachine> Node<S> {
             self.shared.waiters.lock().insert(key, tx);
             Ok(key)
         });
-        let key = match appended {
-            None => return Err(self.shared.failure().unwrap_or(Error::ShutDown)),
-            Some(result) => result?,
-        };
-        let answer = self.await_answer(rx, || {
-            self.shared.waiters.lock().remove(&key);
-        })?;
-        match answer {
-            Some(answer) => Ok((key.0, answer)),
-            // Another entry took its place: it will never apply.
-            None => Err(Error::NotLeader {
-                leader: self.shared.core.lock().leader_id(),
+        match appended {
+            None => Err(self.shared.failure().unwrap_or(Error::ShutDown)),
+            Some(result) => Ok(Proposal {
+                node: self,
+                key: result?,
+                answer: rx,
+                deadline,
             }),
         }
+    }
+
+    /// Like [`Node::append`], and waits; returns the entry's index and the
+    /// state machine's reply.
+    fn append_and_wait(
+        &self,
+        append: impl FnOnce(&mut RaftCore) -> Result<(Index, Term), Error>,
+    ) -> Result<(Index, Vec<u8>), Error> {
+        let proposal = self.append(append)?;
+        let index = proposal.key.0;
+        Ok((index, proposal.wait()?))
     }
 
     /// Hands this node's leadership to `target`, or to the most up-to-date
@@ -715,6 +761,7 @@ impl<S> Node<S> {
             read_rounds: core.read_rounds(),
             lease_reads: core.lease_reads_served(),
             followers_repaired: core.followers_repaired(),
+            log_syncs: self.shared.log_syncs.load(Ordering::Relaxed),
         }
     }
 
@@ -737,8 +784,15 @@ impl<S> Node<S> {
     /// it definitely did not happen here (another entry took its place, or
     /// leadership was lost); no answer in time is a timeout, whose outcome is
     /// unknown.
-    fn await_answer<T>(&self, rx: answer::Pending<T>, forget: impl FnOnce()) -> Result<T, Error> {
-        match rx.wait_until(Instant::now() + self.shared.config.proposal_timeout) {
+    /// Waits for an answer until `deadline`; `forget` drops the waiter if
+    /// none came.
+    fn await_answer<T>(
+        &self,
+        rx: answer::Pending<T>,
+        deadline: Instant,
+        forget: impl FnOnce(),
+    ) -> Result<T, Error> {
+        match rx.wait_until(deadline) {
             Ok(answer) => Ok(answer),
             Err(answer::Waited::TimedOut) => {
                 forget();

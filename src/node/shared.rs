@@ -82,6 +82,8 @@ pub(crate) struct Shared {
     pub(crate) read_waiters: Mutex<HashMap<u64, ReadWaiter>>,
     pub(crate) next_read_id: AtomicU64,
     pub(crate) reads_served: AtomicU64,
+    /// Syncs of the log by the writer: each makes a whole batch durable.
+    pub(crate) log_syncs: AtomicU64,
     pub(crate) last_applied: AtomicU64,
     /// The term of the hard state storage last made durable.
     pub(crate) durable_term: AtomicU64,
@@ -159,6 +161,7 @@ impl Shared {
             read_waiters: Mutex::new(HashMap::new()),
             next_read_id: AtomicU64::new(1),
             reads_served: AtomicU64::new(0),
+            log_syncs: AtomicU64::new(0),
             last_applied: AtomicU64::new(0),
             durable_term: AtomicU64::new(0),
             to_writer,

@@ -54,6 +54,7 @@ pub(crate) fn run<L: LogStore>(
                     shared.fail(e);
                     return;
                 }
+                shared.log_syncs.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
         };
@@ -61,6 +62,9 @@ pub(crate) fn run<L: LogStore>(
         batch.extend(jobs.try_iter());
         match persist(&mut store, &batch) {
             Ok((last_written, synced)) => {
+                if synced {
+                    shared.log_syncs.fetch_add(1, Ordering::Relaxed);
+                }
                 if let Some(hs) = batch.iter().rev().find_map(|r| r.hard_state) {
                     (shared.durable_term).fetch_max(hs.current_term, Ordering::Release);
                 }

@@ -46,7 +46,7 @@
 //! protocol the connection speaks.
 
 use crate::kv::{Command, Outcome};
-use crate::kv::{KeyValue, KvNode};
+use crate::kv::{KeyValue, KvNode, PendingWrite};
 use crate::node::error::Error;
 use crate::node::BgsaveError;
 use crate::redis::catalog;
@@ -110,6 +110,68 @@ const HELP: &[&str] = &[
 pub fn execute(port: &Port, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, After) {
     port.stats.command();
     execute_in(port, conn, args, None)
+}
+
+/// A write proposed for a pipelining client and not answered yet
+/// ([`start`]); [`finish`] answers it.
+pub struct Started<'a> {
+    write: PendingWrite<'a>,
+    args: Vec<Vec<u8>>,
+}
+
+impl Started<'_> {
+    /// The request's size, as its client sent it (less framing).
+    pub fn bytes(&self) -> usize {
+        self.args.iter().map(Vec::len).sum()
+    }
+}
+
+/// Proposes `args` and returns at once, if it is a plain write on the store
+/// (`SET`, `DEL`, `INCR` ... outside a transaction) that this node, the
+/// leader, took. Anything else comes back to be run with [`execute`], as
+/// does a write the node refused (it is then redirected or waited for
+/// there, exactly as if it had come alone).
+///
+/// A connection proposes a pipelined burst's writes one after the other and
+/// only then waits for the first, so the whole burst shares one fsync and
+/// one round trip instead of paying for one each. It answers them in order
+/// with [`finish`], before running anything else: a later command of the
+/// burst sees every earlier write.
+pub fn start<'a>(
+    port: &'a Port,
+    conn: &Connection,
+    args: Vec<Vec<u8>>,
+) -> Result<Started<'a>, Vec<Vec<u8>>> {
+    if conn.transaction.is_some() {
+        return Err(args);
+    }
+    let Some(name) = args.first() else {
+        return Err(args);
+    };
+    let name = String::from_utf8_lossy(name).to_ascii_uppercase();
+    let command = match store_command(&name, &args) {
+        Some(Ok(Command::Get { .. })) | Some(Err(_)) | None => return Err(args),
+        Some(Ok(command)) => command,
+    };
+    match port.node.start_write(command) {
+        Ok(write) => {
+            port.stats.command();
+            Ok(Started { write, args })
+        }
+        Err(_) => Err(args),
+    }
+}
+
+/// Waits for a [`start`]ed write and answers it. One whose entry lost its
+/// place to another leader's (so it never applied) is run again the
+/// ordinary way; one not seen applied in time is `-TIMEOUT`, as it would
+/// have been alone.
+pub fn finish(port: &Port, conn: &mut Connection, started: Started) -> (Reply, After) {
+    match started.write.wait() {
+        Ok(outcome) => (outcome_reply(outcome), After::Continue),
+        Err(Error::NotLeader { .. }) => execute_in(port, conn, &started.args, None),
+        Err(e) => (Reply::Error(format!("TIMEOUT {e}")), After::Continue),
+    }
 }
 
 /// Executes a request; `seq` is set for the command of a `SEQ n ...`.

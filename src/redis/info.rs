@@ -196,6 +196,7 @@ fn raft(port: &Port) -> Vec<(String, String)> {
         ),
     ];
     fields.push(("followers_repaired", m.followers_repaired.to_string()));
+    fields.push(("log_syncs", m.log_syncs.to_string()));
     fields.extend(snapshot_fields(port));
     let mut fields = owned(fields);
     fields.extend(follower_fields(port));

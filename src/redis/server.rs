@@ -39,11 +39,12 @@
 
 use crate::kv::KvNode;
 use crate::node::sockets::{self, Sockets};
-use crate::redis::commands::{self, After};
-use crate::redis::port::{ClientLimits, Port};
+use crate::redis::commands::{self, After, Started};
+use crate::redis::port::{Charge, ClientLimits, Connection, Port};
 use crate::redis::resp::{self, Limits, RespError};
 use log::{debug, info, warn};
 use parking_lot::Mutex;
+use std::collections::VecDeque;
 use std::io::{BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -284,28 +285,48 @@ fn serve(port: &Port, stream: &TcpStream) {
     let mut input = port.memory.charge();
     let mut output = port.memory.charge();
     let mut queued = port.memory.charge();
+    // A pipelined burst's writes, proposed and not yet answered.
+    let mut inflight = Inflight::new(port.memory.charge());
     loop {
-        let mut meter = |size: usize| match input.hold(size) {
-            true => Ok(()),
-            false => Err(CLIENT_MEMORY_SPENT.to_string()),
-        };
-        let after = match resp::read_request_metered(&mut reader, &limits, &mut meter) {
-            Ok(None) => break,
-            Ok(Some(args)) => {
-                let (reply, after) = commands::execute(port, &mut conn, &args);
-                reply.write_to(&mut out, conn.protocol);
-                after
-            }
-            Err(e @ RespError::Protocol(_)) => {
-                debug!("client {peer}: {e}; closing");
-                if let Some(reply) = e.to_reply() {
-                    reply.write_to(&mut out, conn.protocol);
+        let after = if !inflight.is_empty() && reader.buffer().is_empty() {
+            // The burst is read (as far as it had arrived): answer it.
+            inflight.finish_all(port, &mut conn, &mut out)
+        } else {
+            let mut meter = |size: usize| match input.hold(size) {
+                true => Ok(()),
+                false => Err(CLIENT_MEMORY_SPENT.to_string()),
+            };
+            match resp::read_request_metered(&mut reader, &limits, &mut meter) {
+                Ok(None) => {
+                    inflight.finish_all(port, &mut conn, &mut out);
+                    let _ = writer.write_all(&out);
+                    break;
                 }
-                After::Close
-            }
-            Err(RespError::Io(e)) => {
-                debug!("client {peer}: {e}");
-                break;
+                Ok(Some(args)) => match inflight.start(port, &conn, args) {
+                    Ok(true) => After::Continue,
+                    // The budget cannot hold more: answer what it holds.
+                    Ok(false) => inflight.finish_all(port, &mut conn, &mut out),
+                    Err(args) => {
+                        // Not a write to start: everything before it is
+                        // answered first, in order.
+                        inflight.finish_all(port, &mut conn, &mut out);
+                        let (reply, after) = commands::execute(port, &mut conn, &args);
+                        reply.write_to(&mut out, conn.protocol);
+                        after
+                    }
+                },
+                Err(e @ RespError::Protocol(_)) => {
+                    debug!("client {peer}: {e}; closing");
+                    inflight.finish_all(port, &mut conn, &mut out);
+                    if let Some(reply) = e.to_reply() {
+                        reply.write_to(&mut out, conn.protocol);
+                    }
+                    After::Close
+                }
+                Err(RespError::Io(e)) => {
+                    debug!("client {peer}: {e}");
+                    break;
+                }
             }
         };
         // The request's arguments are gone by now.
@@ -341,7 +362,8 @@ fn serve(port: &Port, stream: &TcpStream) {
         // Write once the pipelined burst has been read, before closing, or
         // as soon as enough is pending: a client that sends faster than it
         // reads waits here, holding no more than this.
-        if after == After::Close || out.len() >= FLUSH_AT || reader.buffer().is_empty() {
+        let burst_read = reader.buffer().is_empty() && inflight.is_empty();
+        if after == After::Close || out.len() >= FLUSH_AT || burst_read {
             if let Err(e) = writer.write_all(&out) {
                 match e.kind() {
                     ErrorKind::WouldBlock | ErrorKind::TimedOut => warn!(
@@ -364,6 +386,67 @@ fn serve(port: &Port, stream: &TcpStream) {
         }
     }
     let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// The most writes a connection proposes before answering any.
+const MAX_INFLIGHT: usize = 1024;
+/// The most request bytes a connection's unanswered writes hold (each keeps
+/// its request, in case it must run again after a change of leader).
+const MAX_INFLIGHT_BYTES: usize = 1024 * 1024;
+
+/// A connection's proposed, unanswered writes, oldest first. Their
+/// requests are charged to the clients' shared budget.
+struct Inflight<'a> {
+    writes: VecDeque<Started<'a>>,
+    bytes: usize,
+    charge: Charge<'a>,
+}
+
+impl<'a> Inflight<'a> {
+    fn new(charge: Charge<'a>) -> Inflight<'a> {
+        Inflight {
+            writes: VecDeque::new(),
+            bytes: 0,
+            charge,
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.writes.is_empty()
+    }
+
+    /// Proposes `args` if it is a write that can wait for its answer
+    /// ([`commands::start`]) and there is room, and says whether there is
+    /// room for more; gives it back if not proposed.
+    fn start(
+        &mut self,
+        port: &'a Port,
+        conn: &Connection,
+        args: Vec<Vec<u8>>,
+    ) -> Result<bool, Vec<Vec<u8>>> {
+        if self.writes.len() >= MAX_INFLIGHT || self.bytes >= MAX_INFLIGHT_BYTES {
+            return Err(args);
+        }
+        let started = commands::start(port, conn, args)?;
+        self.bytes += started.bytes();
+        self.writes.push_back(started);
+        Ok(self.charge.hold(self.bytes))
+    }
+
+    /// Waits for every write in turn and appends its reply to `out`.
+    fn finish_all(&mut self, port: &Port, conn: &mut Connection, out: &mut Vec<u8>) -> After {
+        let mut after = After::Continue;
+        for started in self.writes.drain(..) {
+            let (reply, then) = commands::finish(port, conn, started);
+            reply.write_to(out, conn.protocol);
+            if then == After::Close {
+                after = After::Close;
+            }
+        }
+        self.bytes = 0;
+        self.charge.hold(0);
+        after
+    }
 }
 
 /// How long a closing connection is drained, at most.

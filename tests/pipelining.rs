@@ -1,0 +1,160 @@
+//! A client that pipelines: its burst's writes are proposed together and
+//! answered in order (issue 13). Real `raftnode run` processes.
+
+mod support;
+
+use raftnode::redis::cluster::key_slot;
+use raftnode::redis::resp::{self, Reply};
+use support::process::{bulk, ok, ProcCluster, Resp};
+use support::{wait_for, WAIT};
+
+fn command(args: &[&str]) -> Vec<u8> {
+    let args: Vec<&[u8]> = args.iter().map(|a| a.as_bytes()).collect();
+    let mut buf = Vec::new();
+    resp::encode_command(&args, &mut buf);
+    buf
+}
+
+fn log_syncs(c: &mut Resp) -> u64 {
+    c.info()["log_syncs"].parse().expect("a number")
+}
+
+/// Sends `burst` in one write and reads `n` replies.
+fn pipeline(port: u16, burst: &[u8], n: usize) -> Vec<Reply> {
+    let mut c = Resp::connect(port).unwrap();
+    c.send_raw(burst);
+    (0..n).map(|_| c.read()).collect()
+}
+
+#[test]
+fn a_pipelined_burst_is_answered_in_order_and_its_writes_share_syncs() {
+    let cluster = ProcCluster::start(3);
+    let leader = cluster.wait_for_leader();
+    let port = cluster.nodes[&leader].client_port;
+    let mut c = cluster.client(leader);
+    let syncs_before = log_syncs(&mut c);
+
+    // 2,000 writes, with the odd refusal, a read of an earlier write of the
+    // same burst, and a delete, each answered in its place.
+    const WRITES: usize = 2000;
+    let (mut burst, mut expected) = (Vec::new(), Vec::new());
+    let mut counter = 0;
+    for i in 0..WRITES {
+        let (key, value) = (format!("k{i}"), format!("v{i}"));
+        burst.extend(command(&["SET", &key, &value]));
+        expected.push(ok());
+        if i % 250 == 0 {
+            counter += 1;
+            burst.extend(command(&["INCR", "n"]));
+            expected.push(Reply::Integer(counter));
+        }
+        if i == 1000 {
+            burst.extend(command(&["SET", "s", "text"]));
+            expected.push(ok());
+            burst.extend(command(&["INCR", "s"]));
+            expected.push(Reply::error("value is not an integer or out of range"));
+            burst.extend(command(&["GET", "k999"]));
+            expected.push(bulk("v999"));
+            burst.extend(command(&["DEL", "k0", "k1", "missing"]));
+            expected.push(Reply::Integer(2));
+        }
+    }
+    let replies = pipeline(port, &burst, expected.len());
+    for (i, (got, want)) in replies.iter().zip(&expected).enumerate() {
+        assert_eq!(got, want, "reply {i} of the burst");
+    }
+    assert_eq!(c.call(&["GET", "k1999"]), bulk("v1999"));
+    assert_eq!(c.call(&["GET", "k0"]), Reply::NullBulk);
+
+    // Each write waited for its own commit before the next was read, so it
+    // had a log sync of its own: at least 2,000. Proposed together, a
+    // burst's writes share them.
+    let syncs = log_syncs(&mut c) - syncs_before;
+    assert!(
+        syncs < WRITES as u64 / 2,
+        "{syncs} log syncs on the leader for {WRITES} pipelined writes"
+    );
+    eprintln!("{WRITES} pipelined writes: {syncs} log syncs on the leader");
+}
+
+#[test]
+fn a_burst_sent_to_a_follower_is_redirected_in_order_and_not_applied() {
+    let cluster = ProcCluster::start(3);
+    let leader = cluster.wait_for_leader();
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    // A follower knows the leader's client address once it has heard from it.
+    let mut f = cluster.client(follower);
+    let leader_addr = cluster.client_addr(leader);
+    wait_for(WAIT, "the follower to know the leader's address", || {
+        (f.info().get("leader_client_addr") == Some(&leader_addr)).then_some(())
+    });
+    let keys: Vec<String> = (0..20).map(|i| format!("key{i}")).collect();
+    let burst: Vec<u8> = keys
+        .iter()
+        .flat_map(|k| command(&["SET", k, "v"]))
+        .collect();
+    let replies = pipeline(cluster.nodes[&follower].client_port, &burst, keys.len());
+    for (key, reply) in keys.iter().zip(&replies) {
+        let moved = format!("MOVED {} {leader_addr}", key_slot(key.as_bytes()));
+        assert_eq!(reply, &Reply::Error(moved));
+    }
+    let mut l = cluster.client(leader);
+    for key in &keys {
+        assert_eq!(l.call(&["GET", key]), Reply::NullBulk);
+    }
+}
+
+/// Bursts of `INCR` pipelined to the leader while it hands its leadership
+/// over: every increment it acknowledged was applied exactly once, in
+/// order, and none it redirected was applied at all.
+#[test]
+fn pipelined_increments_across_a_leadership_transfer_apply_exactly_once_in_order() {
+    let cluster = ProcCluster::start(3);
+    let leader = cluster.wait_for_leader();
+    let port = cluster.nodes[&leader].client_port;
+    let burst: Vec<u8> = (0..200).flat_map(|_| command(&["INCR", "n"])).collect();
+    let mut conn = Resp::connect(port).unwrap();
+    let mut admin = cluster.client(leader);
+
+    let mut replies = Vec::new();
+    for round in 0..30 {
+        if round == 10 {
+            // Sent between bursts, on another connection, while the
+            // writes of the last burst may still be in flight.
+            conn.send_raw(&burst);
+            assert_eq!(admin.call(&["RAFT.TRANSFER_LEADER"]), ok());
+            replies.extend((0..200).map(|_| conn.read()));
+            continue;
+        }
+        conn.send_raw(&burst);
+        replies.extend((0..200).map(|_| conn.read()));
+    }
+    let new_leader = wait_for(WAIT, "a new leader", || {
+        let id = cluster.wait_for_leader();
+        (id != leader).then_some(id)
+    });
+
+    let mut applied = Vec::new();
+    for reply in &replies {
+        match reply {
+            Reply::Integer(n) => applied.push(*n),
+            Reply::Error(e) if e.starts_with("MOVED ") || e.starts_with("TRYAGAIN ") => {}
+            other => panic!("unexpected reply {other:?}"),
+        }
+    }
+    assert!(applied.len() >= 2000, "{} acknowledged", applied.len());
+    assert!(
+        applied.windows(2).all(|w| w[1] == w[0] + 1) && applied.first() == Some(&1),
+        "acknowledged increments are not 1, 2, 3, ...: {applied:?}"
+    );
+    let mut c = cluster.client(new_leader);
+    let final_value = match c.call(&["GET", "n"]) {
+        Reply::Bulk(v) => String::from_utf8(v).unwrap().parse::<i64>().unwrap(),
+        other => panic!("GET n answered {other:?}"),
+    };
+    assert_eq!(
+        final_value,
+        applied.len() as i64,
+        "acknowledged increments and the value disagree"
+    );
+}
