@@ -158,3 +158,58 @@ fn pipelined_increments_across_a_leadership_transfer_apply_exactly_once_in_order
         "acknowledged increments and the value disagree"
     );
 }
+
+/// A burst of reads shares heartbeat rounds, and reads and writes
+/// interleaved in one burst each see exactly the writes before them.
+#[test]
+fn pipelined_reads_share_rounds_and_see_the_writes_before_them() {
+    let cluster = ProcCluster::start(3);
+    let leader = cluster.wait_for_leader();
+    let port = cluster.nodes[&leader].client_port;
+    let mut c = cluster.client(leader);
+    for i in 0..10 {
+        assert_eq!(c.call(&["SET", &format!("r{i}"), &format!("v{i}")]), ok());
+    }
+    let rounds = |c: &mut Resp| -> u64 { c.info()["read_index_rounds"].parse().unwrap() };
+    let rounds_before = rounds(&mut c);
+    const READS: usize = 500;
+    let burst: Vec<u8> = (0..READS)
+        .flat_map(|i| command(&["GET", &format!("r{}", i % 12)]))
+        .collect();
+    let replies = pipeline(port, &burst, READS);
+    for (i, reply) in replies.iter().enumerate() {
+        let want = match i % 12 {
+            k @ 0..10 => bulk(&format!("v{k}")),
+            _ => Reply::NullBulk,
+        };
+        assert_eq!(reply, &want, "reply {i}");
+    }
+    // Each read alone would have had a round of its own.
+    let shared = rounds(&mut c) - rounds_before;
+    assert!(
+        shared < READS as u64 / 2,
+        "{shared} heartbeat rounds for {READS} pipelined reads"
+    );
+
+    let (mut burst, mut expected) = (Vec::new(), Vec::new());
+    for i in 0..200 {
+        let value = i.to_string();
+        burst.extend(command(&["SET", "x", &value]));
+        expected.push(ok());
+        burst.extend(command(&["GET", "x"]));
+        expected.push(bulk(&value));
+        if i % 3 == 0 {
+            burst.extend(command(&["GET", "x"]));
+            expected.push(bulk(&value));
+            burst.extend(command(&["INCR", "x"]));
+            expected.push(Reply::Integer(i + 1));
+            burst.extend(command(&["GET", "x"]));
+            expected.push(bulk(&(i + 1).to_string()));
+        }
+    }
+    let replies = pipeline(port, &burst, expected.len());
+    for (i, (got, want)) in replies.iter().zip(&expected).enumerate() {
+        assert_eq!(got, want, "reply {i} of the mixed burst");
+    }
+    eprintln!("{READS} pipelined reads: {shared} heartbeat rounds");
+}

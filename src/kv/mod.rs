@@ -38,7 +38,7 @@ pub use command::{
 };
 pub use session::{SessionLimits, SESSION_TTL_ENTRIES};
 
-use crate::node::{Error, Node, Proposal, RestoreError, StateMachine, StateSnapshot};
+use crate::node::{Error, Node, PendingQuery, Proposal, RestoreError, StateMachine, StateSnapshot};
 use crate::raft::message::Index;
 use log::error;
 use map::ShardedMap;
@@ -330,6 +330,10 @@ pub trait KeyValue {
     /// Reads `key` linearizably (see [`Node::query`]).
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error>;
 
+    /// Starts a linearizable read of `key` without waiting for it: reads
+    /// started together share one round ([`Node::start_query`]).
+    fn start_read(&self, key: &[u8]) -> Result<PendingRead<'_>, Error>;
+
     /// Reads `key` from this node's state machine as it is now — a local
     /// read that may miss recent writes.
     fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
@@ -405,6 +409,22 @@ impl PendingWrite<'_> {
     }
 }
 
+/// A read started and not answered yet ([`KeyValue::start_read`]).
+#[must_use = "a read's answer is only known by waiting for it"]
+pub struct PendingRead<'a>(PendingQuery<'a, Kv>);
+
+impl PendingRead<'_> {
+    /// Waits for the read; the value, or `None` if the key is absent. The
+    /// errors are [`PendingQuery::wait`]'s.
+    pub fn wait(self) -> Result<Option<Vec<u8>>, Error> {
+        let reply = self.0.wait()?;
+        match QueryReply::decode(&reply).map_err(Error::Codec)? {
+            QueryReply::Value(value) => Ok(value),
+            QueryReply::Refused(why) => unreachable!("a well-formed GET was refused: {why}"),
+        }
+    }
+}
+
 impl KeyValue for Node<Kv> {
     fn write(&self, command: Command) -> Result<Outcome, Error> {
         self.start_write(command)?.wait()
@@ -416,12 +436,13 @@ impl KeyValue for Node<Kv> {
     }
 
     fn read(&self, key: &[u8]) -> Result<Option<Vec<u8>>, Error> {
+        self.start_read(key)?.wait()
+    }
+
+    fn start_read(&self, key: &[u8]) -> Result<PendingRead<'_>, Error> {
         let query = Query::Get { key: key.to_vec() };
-        let reply = self.query(query.encode().map_err(Error::Codec)?)?;
-        match QueryReply::decode(&reply).map_err(Error::Codec)? {
-            QueryReply::Value(value) => Ok(value),
-            QueryReply::Refused(why) => unreachable!("a well-formed GET was refused: {why}"),
-        }
+        let bytes = query.encode().map_err(Error::Codec)?;
+        self.start_query(bytes).map(PendingRead)
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {

@@ -202,6 +202,44 @@ impl<S> Proposal<'_, S> {
     }
 }
 
+/// A linearizable read started and not answered yet
+/// ([`Node::start_query`]).
+#[must_use = "a read's answer is only known by waiting for it"]
+pub struct PendingQuery<'a, S> {
+    node: &'a Node<S>,
+    id: u64,
+    answer: answer::Pending<ReadAnswer>,
+    deadline: Instant,
+}
+
+impl<S: StateMachine> PendingQuery<'_, S> {
+    /// Waits for the read to be confirmed; returns the state machine's
+    /// answer. [`Error::NotLeader`] means leadership was lost first.
+    pub fn wait(self) -> Result<Vec<u8>, Error> {
+        let (node, id) = (self.node, self.id);
+        let answer = node.await_answer(self.answer, self.deadline, || {
+            node.shared.read_waiters.lock().remove(&id);
+            // And the core's side of it, or a leader whose rounds are never
+            // confirmed would keep every timed-out read (issue 12).
+            node.shared.with_core(|core| core.cancel_read(id));
+        })?;
+        match answer {
+            ReadAnswer::Value(value) => Ok(value),
+            // Everything the read must observe is applied: query the state
+            // here, sparing a hop through the apply thread (a lease read
+            // never leaves its client's thread at all).
+            ReadAnswer::Serve(query) => {
+                let value = node.state.read().query(&query);
+                node.shared.reads_served.fetch_add(1, Ordering::Relaxed);
+                Ok(value)
+            }
+            ReadAnswer::Aborted => Err(Error::NotLeader {
+                leader: node.shared.core.lock().leader_id(),
+            }),
+        }
+    }
+}
+
 /// A running node replicating the state machine `S`. Dropping it halts it.
 pub struct Node<S> {
     shared: Arc<Shared>,
@@ -408,11 +446,19 @@ impl<S: StateMachine> Node<S> {
     /// commit index it saw). Only the leader serves it; the read writes
     /// nothing to the log or the disk.
     pub fn query(&self, query: Vec<u8>) -> Result<Vec<u8>, Error> {
+        self.start_query(query)?.wait()
+    }
+
+    /// Starts a linearizable read without waiting for it:
+    /// [`PendingQuery::wait`] waits. Reads started together share one
+    /// heartbeat round.
+    pub fn start_query(&self, query: Vec<u8>) -> Result<PendingQuery<'_, S>, Error> {
         if let Some(e) = self.shared.failure() {
             return Err(e);
         }
         let id = self.shared.next_read_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = answer::slot();
+        let deadline = Instant::now() + self.shared.config.proposal_timeout;
         let started = self.shared.with_core(|core| {
             core.read_index(id)
                 .map_err(|e| Error::NotLeader { leader: e.leader })?;
@@ -421,28 +467,12 @@ impl<S: StateMachine> Node<S> {
             Ok(())
         });
         match started {
-            None => return Err(self.shared.failure().unwrap_or(Error::ShutDown)),
-            Some(result) => result?,
-        }
-        let deadline = Instant::now() + self.shared.config.proposal_timeout;
-        let answer = self.await_answer(rx, deadline, || {
-            self.shared.read_waiters.lock().remove(&id);
-            // And the core's side of it, or a leader whose rounds are never
-            // confirmed would keep every timed-out read (issue 12).
-            self.shared.with_core(|core| core.cancel_read(id));
-        })?;
-        match answer {
-            ReadAnswer::Value(value) => Ok(value),
-            // Everything the read must observe is applied: query the state
-            // here, sparing a hop through the apply thread (a lease read
-            // never leaves this thread at all).
-            ReadAnswer::Serve(query) => {
-                let value = self.state.read().query(&query);
-                self.shared.reads_served.fetch_add(1, Ordering::Relaxed);
-                Ok(value)
-            }
-            ReadAnswer::Aborted => Err(Error::NotLeader {
-                leader: self.shared.core.lock().leader_id(),
+            None => Err(self.shared.failure().unwrap_or(Error::ShutDown)),
+            Some(result) => result.map(|()| PendingQuery {
+                node: self,
+                id,
+                answer: rx,
+                deadline,
             }),
         }
     }

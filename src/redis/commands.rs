@@ -46,7 +46,7 @@
 //! protocol the connection speaks.
 
 use crate::kv::{Command, Outcome};
-use crate::kv::{KeyValue, KvNode, PendingWrite};
+use crate::kv::{KeyValue, KvNode, PendingRead, PendingWrite};
 use crate::node::error::Error;
 use crate::node::BgsaveError;
 use crate::redis::catalog;
@@ -112,11 +112,16 @@ pub fn execute(port: &Port, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, 
     execute_in(port, conn, args, None)
 }
 
-/// A write proposed for a pipelining client and not answered yet
+/// A request of a pipelining client started and not answered yet
 /// ([`start`]); [`finish`] answers it.
 pub struct Started<'a> {
-    write: PendingWrite<'a>,
+    op: Op<'a>,
     args: Vec<Vec<u8>>,
+}
+
+enum Op<'a> {
+    Write(PendingWrite<'a>),
+    Read(PendingRead<'a>),
 }
 
 impl Started<'_> {
@@ -124,19 +129,25 @@ impl Started<'_> {
     pub fn bytes(&self) -> usize {
         self.args.iter().map(Vec::len).sum()
     }
+
+    /// Whether it is a `GET`, rather than a write.
+    pub fn is_read(&self) -> bool {
+        matches!(self.op, Op::Read(_))
+    }
 }
 
-/// Proposes `args` and returns at once, if it is a plain write on the store
+/// Starts `args` and returns at once, if it is a plain write on the store
 /// (`SET`, `DEL`, `INCR` ... outside a transaction) that this node, the
-/// leader, took. Anything else comes back to be run with [`execute`], as
-/// does a write the node refused (it is then redirected or waited for
-/// there, exactly as if it had come alone).
+/// leader, took, or a `GET` it began to confirm. Anything else comes back
+/// to be run with [`execute`], as does a request the node refused (it is
+/// then redirected or waited for there, exactly as if it had come alone).
 ///
-/// A connection proposes a pipelined burst's writes one after the other and
+/// A connection starts a pipelined burst's writes one after the other and
 /// only then waits for the first, so the whole burst shares one fsync and
-/// one round trip instead of paying for one each. It answers them in order
-/// with [`finish`], before running anything else: a later command of the
-/// burst sees every earlier write.
+/// one round trip instead of paying for one each; likewise its reads share
+/// one heartbeat round. It answers them in order with [`finish`], and never
+/// has reads and writes started at once (see `server.rs`), so every request
+/// of a burst sees exactly the writes before it.
 pub fn start<'a>(
     port: &'a Port,
     conn: &Connection,
@@ -149,27 +160,40 @@ pub fn start<'a>(
         return Err(args);
     };
     let name = String::from_utf8_lossy(name).to_ascii_uppercase();
-    let command = match store_command(&name, &args) {
-        Some(Ok(Command::Get { .. })) | Some(Err(_)) | None => return Err(args),
-        Some(Ok(command)) => command,
+    let started = match store_command(&name, &args) {
+        Some(Ok(Command::Get { key })) => port.node.start_read(&key).map(Op::Read),
+        Some(Ok(command)) => port.node.start_write(command).map(Op::Write),
+        Some(Err(_)) | None => return Err(args),
     };
-    match port.node.start_write(command) {
-        Ok(write) => {
+    match started {
+        Ok(op) => {
             port.stats.command();
-            Ok(Started { write, args })
+            Ok(Started { op, args })
         }
         Err(_) => Err(args),
     }
 }
 
-/// Waits for a [`start`]ed write and answers it. One whose entry lost its
-/// place to another leader's (so it never applied) is run again the
-/// ordinary way; one not seen applied in time is `-TIMEOUT`, as it would
-/// have been alone.
+/// Waits for a [`start`]ed request and answers it. A write whose entry lost
+/// its place to another leader's (so it never applied), or a read whose
+/// leadership was lost before it was confirmed, is run again the ordinary
+/// way; one not seen through in time is `-TIMEOUT`, as it would have been
+/// alone.
 pub fn finish(port: &Port, conn: &mut Connection, started: Started) -> (Reply, After) {
-    match started.write.wait() {
-        Ok(outcome) => (outcome_reply(outcome), After::Continue),
+    let reply = match started.op {
+        Op::Write(write) => write.wait().map(outcome_reply),
+        Op::Read(read) => read.wait().map(|value| match value {
+            Some(value) => Reply::Bulk(value),
+            None => Reply::NullBulk,
+        }),
+    };
+    match reply {
+        Ok(reply) => (reply, After::Continue),
         Err(Error::NotLeader { .. }) => execute_in(port, conn, &started.args, None),
+        Err(e) if started.args[0].eq_ignore_ascii_case(b"GET") => (
+            Reply::Error(format!("TIMEOUT read not confirmed: {e}")),
+            After::Continue,
+        ),
         Err(e) => (Reply::Error(format!("TIMEOUT {e}")), After::Continue),
     }
 }

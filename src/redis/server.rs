@@ -2,9 +2,12 @@
 //! speaking RESP2 or RESP3 ([`crate::redis::resp`]) and executing
 //! [`crate::redis::commands`].
 //!
-//! Requests on a connection are answered in order. Replies to a pipelined
-//! burst are buffered and written together once the burst has been read, so a
-//! pipelining client costs one write per burst rather than one per request.
+//! Requests on a connection are answered in order. A pipelined burst's
+//! writes are all proposed before the first is waited for, so they share one
+//! fsync and one round trip, and its reads share one heartbeat round
+//! ([`commands::start`]); their replies are buffered and written together
+//! once the burst has been read, so a pipelining client costs one write per
+//! burst rather than one per request.
 //! A client that sends something malformed gets `-ERR Protocol error: ...` and
 //! its connection is closed; everyone else is unaffected. Each connection has
 //! its own thread, so a slow or vanished client only ever blocks itself: the
@@ -41,7 +44,7 @@ use crate::kv::KvNode;
 use crate::node::sockets::{self, Sockets};
 use crate::redis::commands::{self, After, Started};
 use crate::redis::port::{Charge, ClientLimits, Connection, Port};
-use crate::redis::resp::{self, Limits, RespError};
+use crate::redis::resp::{self, Limits, Reply, RespError};
 use log::{debug, info, warn};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -285,47 +288,72 @@ fn serve(port: &Port, stream: &TcpStream) {
     let mut input = port.memory.charge();
     let mut output = port.memory.charge();
     let mut queued = port.memory.charge();
-    // A pipelined burst's writes, proposed and not yet answered.
+    // A pipelined burst's requests, started and not yet answered; what must
+    // wait until they are; and whether the budget asks them answered now.
     let mut inflight = Inflight::new(port.memory.charge());
+    let mut waiting = None;
+    let mut draining = false;
     loop {
-        let after = if !inflight.is_empty() && reader.buffer().is_empty() {
-            // The burst is read (as far as it had arrived): answer it.
-            inflight.finish_all(port, &mut conn, &mut out)
+        let after = if !inflight.is_empty()
+            && (waiting.is_some() || draining || reader.buffer().is_empty())
+        {
+            // The burst is read (as far as it had arrived), or something
+            // must wait for what is in flight: answer it, a flush's worth
+            // at a time.
+            inflight.finish_some(port, &mut conn, &mut out)
         } else {
-            let mut meter = |size: usize| match input.hold(size) {
-                true => Ok(()),
-                false => Err(CLIENT_MEMORY_SPENT.to_string()),
-            };
-            match resp::read_request_metered(&mut reader, &limits, &mut meter) {
-                Ok(None) => {
-                    inflight.finish_all(port, &mut conn, &mut out);
-                    let _ = writer.write_all(&out);
-                    break;
+            draining = false;
+            let next = match waiting.take() {
+                Some(next) => next,
+                None => {
+                    let mut meter = |size: usize| match input.hold(size) {
+                        true => Ok(()),
+                        false => Err(CLIENT_MEMORY_SPENT.to_string()),
+                    };
+                    match resp::read_request_metered(&mut reader, &limits, &mut meter) {
+                        Ok(None) => Next::End,
+                        Ok(Some(args)) => Next::Request(args),
+                        Err(e @ RespError::Protocol(_)) => {
+                            debug!("client {peer}: {e}; closing");
+                            Next::Refuse(e.to_reply())
+                        }
+                        Err(RespError::Io(e)) => {
+                            debug!("client {peer}: {e}");
+                            break;
+                        }
+                    }
                 }
-                Ok(Some(args)) => match inflight.start(port, &conn, args) {
-                    Ok(true) => After::Continue,
-                    // The budget cannot hold more: answer what it holds.
-                    Ok(false) => inflight.finish_all(port, &mut conn, &mut out),
-                    Err(args) => {
-                        // Not a write to start: everything before it is
-                        // answered first, in order.
-                        inflight.finish_all(port, &mut conn, &mut out);
+            };
+            match next {
+                Next::Request(args) => match inflight.start(port, &conn, args) {
+                    Ok(room) => {
+                        draining = !room;
+                        After::Continue
+                    }
+                    Err(args) if inflight.is_empty() => {
                         let (reply, after) = commands::execute(port, &mut conn, &args);
                         reply.write_to(&mut out, conn.protocol);
                         after
                     }
+                    // Its turn comes once everything before it is answered.
+                    Err(args) => {
+                        waiting = Some(Next::Request(args));
+                        After::Continue
+                    }
                 },
-                Err(e @ RespError::Protocol(_)) => {
-                    debug!("client {peer}: {e}; closing");
-                    inflight.finish_all(port, &mut conn, &mut out);
-                    if let Some(reply) = e.to_reply() {
+                next if !inflight.is_empty() => {
+                    waiting = Some(next);
+                    After::Continue
+                }
+                Next::End => {
+                    let _ = writer.write_all(&out);
+                    break;
+                }
+                Next::Refuse(reply) => {
+                    if let Some(reply) = reply {
                         reply.write_to(&mut out, conn.protocol);
                     }
                     After::Close
-                }
-                Err(RespError::Io(e)) => {
-                    debug!("client {peer}: {e}");
-                    break;
                 }
             }
         };
@@ -388,16 +416,16 @@ fn serve(port: &Port, stream: &TcpStream) {
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
-/// The most writes a connection proposes before answering any.
-const MAX_INFLIGHT: usize = 1024;
-/// The most request bytes a connection's unanswered writes hold (each keeps
-/// its request, in case it must run again after a change of leader).
+/// The most requests a connection starts before answering any.
+const MAX_INFLIGHT: usize = 256;
+/// The most request bytes a connection's unanswered requests hold (each
+/// keeps its request, in case it must run again after a change of leader).
 const MAX_INFLIGHT_BYTES: usize = 1024 * 1024;
 
-/// A connection's proposed, unanswered writes, oldest first. Their
-/// requests are charged to the clients' shared budget.
+/// A connection's started, unanswered requests, oldest first: all writes
+/// or all reads. Their requests are charged to the clients' shared budget.
 struct Inflight<'a> {
-    writes: VecDeque<Started<'a>>,
+    requests: VecDeque<Started<'a>>,
     bytes: usize,
     charge: Charge<'a>,
 }
@@ -405,48 +433,74 @@ struct Inflight<'a> {
 impl<'a> Inflight<'a> {
     fn new(charge: Charge<'a>) -> Inflight<'a> {
         Inflight {
-            writes: VecDeque::new(),
+            requests: VecDeque::new(),
             bytes: 0,
             charge,
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.writes.is_empty()
+        self.requests.is_empty()
     }
 
-    /// Proposes `args` if it is a write that can wait for its answer
+    /// Starts `args` if it is a request that can wait for its answer
     /// ([`commands::start`]) and there is room, and says whether there is
-    /// room for more; gives it back if not proposed.
+    /// room for more; gives it back if not started. Reads and writes are
+    /// never in flight together: a read started beside unanswered writes
+    /// could miss them, and a write started beside unanswered reads could
+    /// be seen by them. So one of the other kind is given back too, to wait
+    /// for what is in flight.
     fn start(
         &mut self,
         port: &'a Port,
         conn: &Connection,
         args: Vec<Vec<u8>>,
     ) -> Result<bool, Vec<Vec<u8>>> {
-        if self.writes.len() >= MAX_INFLIGHT || self.bytes >= MAX_INFLIGHT_BYTES {
+        let is_read = args.first().is_some_and(|n| n.eq_ignore_ascii_case(b"GET"));
+        if self.requests.len() >= MAX_INFLIGHT
+            || self.bytes >= MAX_INFLIGHT_BYTES
+            || self
+                .requests
+                .front()
+                .is_some_and(|s| s.is_read() != is_read)
+        {
             return Err(args);
         }
         let started = commands::start(port, conn, args)?;
         self.bytes += started.bytes();
-        self.writes.push_back(started);
+        self.requests.push_back(started);
         Ok(self.charge.hold(self.bytes))
     }
 
-    /// Waits for every write in turn and appends its reply to `out`.
-    fn finish_all(&mut self, port: &Port, conn: &mut Connection, out: &mut Vec<u8>) -> After {
+    /// Waits for requests in turn, appending their replies to `out`, until
+    /// none is left or `out` holds [`FLUSH_AT`] bytes (a burst of reads of
+    /// big values is written out as it is answered, not held whole).
+    fn finish_some(&mut self, port: &Port, conn: &mut Connection, out: &mut Vec<u8>) -> After {
         let mut after = After::Continue;
-        for started in self.writes.drain(..) {
+        while let Some(started) = self.requests.pop_front() {
+            self.bytes -= started.bytes();
             let (reply, then) = commands::finish(port, conn, started);
             reply.write_to(out, conn.protocol);
             if then == After::Close {
                 after = After::Close;
             }
+            if out.len() >= FLUSH_AT {
+                break;
+            }
         }
-        self.bytes = 0;
-        self.charge.hold(0);
+        self.charge.hold(self.bytes);
         after
     }
+}
+
+/// What must wait until a connection's requests in flight are answered.
+enum Next {
+    /// A request that cannot be started beside them.
+    Request(Vec<Vec<u8>>),
+    /// The client closed its side.
+    End,
+    /// A malformed request: its error reply, then the connection closes.
+    Refuse(Option<Reply>),
 }
 
 /// How long a closing connection is drained, at most.
