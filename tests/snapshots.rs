@@ -276,3 +276,67 @@ fn bgsave_lastsave_info_and_a_restart_from_the_snapshot_after_kill_9() {
         "{stderr}"
     );
 }
+
+/// Writes `values` of `size` bytes to keys `{prefix}{i}`, pipelined in
+/// batches of 500 through `start_write`.
+fn write_pipelined(node: &raftnode::kv::KvNode, prefix: &str, count: usize, size: usize) {
+    let keys: Vec<usize> = (0..count).collect();
+    for batch in keys.chunks(500) {
+        let pending: Vec<_> = batch
+            .iter()
+            .map(|i| {
+                let command = raftnode::kv::Command::Set {
+                    key: format!("{prefix}{i}").into_bytes(),
+                    value: vec![b'x'; size],
+                };
+                node.start_write(command)
+                    .expect("the leader takes the write")
+            })
+            .collect();
+        for write in pending {
+            write.wait().expect("the write applies");
+        }
+    }
+}
+
+/// Once the state is not small, a snapshot is due only when the log since
+/// the last one is as large as that snapshot (§5.1 of the dissertation):
+/// rewriting a big state every `snapshot_entries` small writes cost a fifth
+/// of the servers' CPU under load.
+#[test]
+fn a_large_state_is_snapshotted_once_the_log_has_grown_by_its_size() {
+    fn every_1000(config: &mut Config) {
+        config.snapshot_entries = 1000;
+    }
+    let cluster = Cluster::with_config(1, Duration::from_secs(10), every_1000);
+    let node = cluster.handle(cluster.wait_for_leader());
+    // About 6 MiB of state.
+    write_pipelined(&node, "big", 6000, 1024);
+    let settled = || {
+        wait_for(WAIT, "the snapshot in progress to finish", || {
+            let status = node.snapshot_status();
+            (!status.in_progress).then_some(status)
+        })
+    };
+    let mut status = settled();
+    if status.bytes < 4 * 1024 * 1024 {
+        // The last snapshot was taken while the state was still small.
+        write_pipelined(&node, "big", 1000, 1024);
+        status = settled();
+    }
+    assert!(status.bytes >= 4 * 1024 * 1024, "{status:?}");
+
+    // 3,000 entries, each far smaller than the snapshot per entry: three
+    // times snapshot_entries, and still not a snapshot's worth of log.
+    write_pipelined(&node, "small", 3000, 10);
+    assert_eq!(
+        settled().taken,
+        status.taken,
+        "a snapshot of the big state again"
+    );
+
+    // Now as many bytes of log as the snapshot has.
+    write_pipelined(&node, "big", (status.bytes / 1024) as usize + 100, 1024);
+    let now = settled();
+    assert!(now.taken > status.taken, "no snapshot after {now:?}");
+}

@@ -386,6 +386,7 @@ impl<S: StateMachine> Node<S> {
                         applied: snapshot,
                         config: applied_config,
                         snapshot_index: snapshot.0,
+                        log_bytes_since: 0,
                     };
                     apply::run(applier, apply_rx, rx)
                 }
