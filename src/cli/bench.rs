@@ -452,19 +452,25 @@ impl Point<'_> {
         let measured = (|| {
             wait(&running, &mut progress, "warm-up", self.warmup, watch)?;
             running.set_phase(Phase::Measure);
-            let cpu_before = self.pids.and_then(cpu::ticks);
+            let servers_before = self.pids.and_then(cpu::ticks);
+            let own_before = cpu::ticks(&[std::process::id()]);
             let start = Instant::now();
             wait(&running, &mut progress, "run", self.secs, watch)?;
             running.set_phase(Phase::Stop);
             let secs = start.elapsed().as_secs_f64();
-            let cpu_after = self.pids.and_then(cpu::ticks);
-            Ok((secs, cpu_before.zip(cpu_after)))
+            let servers_after = self.pids.and_then(cpu::ticks);
+            let own_after = cpu::ticks(&[std::process::id()]);
+            Ok((
+                secs,
+                servers_before.zip(servers_after),
+                own_before.zip(own_after),
+            ))
         })();
         progress.clear();
         let outcome = running.finish();
-        let (secs, cpu) = measured?;
+        let (secs, servers, own) = measured?;
         let ops = outcome.latencies.count();
-        let cpu_us_per_op = match (cpu, cpu::ticks_per_second()) {
+        let per_op = |ticks: Option<(u64, u64)>| match (ticks, cpu::ticks_per_second()) {
             (Some((before, after)), Some(hz)) if ops > 0 => {
                 Some(after.saturating_sub(before) as f64 * 1e6 / hz as f64 / ops as f64)
             }
@@ -478,7 +484,8 @@ impl Point<'_> {
             keys: self.workload.keys,
             secs,
             outcome,
-            cpu_us_per_op,
+            cpu_us_per_op: per_op(servers),
+            client_cpu_us_per_op: per_op(own),
             floors: self.floors,
         })
     }
@@ -535,7 +542,7 @@ impl Progress {
         let rate = (replies - self.replies) as f64 / interval.as_secs_f64();
         (self.since, self.replies) = (Instant::now(), replies);
         let line = format!(
-            "{}: {phase} {:.0}/{:.0} s, {rate:.0} ops/s, {errors} errors",
+            "{}: {phase} {:.1}/{:.0} s, {rate:.0} ops/s, {errors} errors",
             self.label,
             elapsed.as_secs_f64(),
             length.as_secs_f64()

@@ -18,6 +18,9 @@ pub(crate) struct Row {
     /// Server CPU time (user + system, summed over the servers) per reply,
     /// in µs; `None` if the servers' `/proc` could not be read.
     pub(crate) cpu_us_per_op: Option<f64>,
+    /// The same for this process, the load generator (in the JSON only):
+    /// on a small machine it competes with the servers for the CPU.
+    pub(crate) client_cpu_us_per_op: Option<f64>,
     pub(crate) floors: Option<Floors>,
 }
 
@@ -168,7 +171,7 @@ pub(crate) fn json(row: &Row) -> String {
         "\"op\":{},\"clients\":{},\"pipeline\":{},\"value_size\":{},\"keys\":{},\"secs\":{:.3},\
          \"ops\":{},\"ops_per_sec\":{:.1},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\
          \"max_ms\":{:.3},\"errors\":{},\"errors_by_kind\":{{{}}},\"redirects\":{},\
-         \"cpu_us_per_op\":{}",
+         \"cpu_us_per_op\":{},\"client_cpu_us_per_op\":{}",
         quote(row.op.name()),
         row.clients,
         row.pipeline,
@@ -185,6 +188,7 @@ pub(crate) fn json(row: &Row) -> String {
         errors.join(","),
         row.outcome.redirects,
         num(row.cpu_us_per_op),
+        num(row.client_cpu_us_per_op),
     );
     let floors = row.floors.as_ref();
     let _ = write!(
