@@ -405,6 +405,9 @@ fn run(o: &Options) -> Result<(), BenchError> {
             &format!("\n{}", report::floors_after(&before, &after)),
         );
     }
+    if let Some(note) = report::below_floor(&rows) {
+        print(&mut out, &note);
+    }
     if o.json {
         let lines: String = rows.iter().map(|r| report::json(r) + "\n").collect();
         print(&mut out, &format!("\n{lines}"));

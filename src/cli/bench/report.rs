@@ -81,23 +81,45 @@ pub(crate) fn floors(f: &Floors, dir: &str) -> String {
     out
 }
 
-/// The floors measured again after the load, with a warning if either
-/// doubled or halved (then the machine's load changed during the
-/// run: other work on it, or the disk busy with something else).
+/// The floors measured again after the load, with a warning if the write
+/// floor doubled or halved (then the machine's load changed during the run:
+/// other work on it, or the disk busy with something else). The round trip
+/// alone varies by more than that with how busy the CPUs are (a few µs
+/// when the other core is free to take the wake-up at once, tens when it
+/// is not), which matters little next to an fsync.
 pub(crate) fn floors_after(before: &Floors, after: &Floors) -> String {
-    let moved = |a: u64, b: u64| a.max(b) > 2 * a.min(b).max(1);
+    let (a, b) = (before.write_floor(), after.write_floor());
     let mut out = format!(
-        "floors after the load: fdatasync median {:.3} ms, round trip median {:.3} ms\n",
+        "floors after the load: fdatasync median {:.3} ms, round trip median {:.3} ms, \
+         write floor {:.3} ms\n",
         ms(after.fsync.p50),
-        ms(after.rtt.p50)
+        ms(after.rtt.p50),
+        ms(b)
     );
-    if moved(before.fsync.p50, after.fsync.p50) || moved(before.rtt.p50, after.rtt.p50) {
+    if a.max(b) > 2 * a.min(b).max(1) {
         out.push_str(
-            "  warning: the floors changed during the run; something else is using this \
+            "  warning: the write floor changed during the run; something else is using this \
              machine's disk or CPU, so rerun before trusting the rows\n",
         );
     }
     out
+}
+
+/// A note under the table if a SET row's p50 is under the write floor,
+/// which a durable write cannot be: either the floor was measured while
+/// the disk was busier than during the load (a burst of other work; the
+/// floors after the load tell), or the servers answer writes before they
+/// are on disk.
+pub(crate) fn below_floor(rows: &[Row]) -> Option<String> {
+    let below = rows
+        .iter()
+        .any(|r| r.op == Op::Set && r.floor_ratio().is_some_and(|ratio| ratio < 1.0));
+    below.then(|| {
+        "note: a SET p50 is under the write floor, which a durable write cannot be: the floor \
+         was measured on a busier disk than the load ran on (compare the floors after the \
+         load; rerun), or the servers acknowledge writes before they are on disk\n"
+            .to_string()
+    })
 }
 
 /// The table's header line.
