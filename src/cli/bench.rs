@@ -32,7 +32,9 @@
 //!   window, summed, over the replies in it. It shows the cost of a request
 //!   when throughput is bound by the CPU rather than the disk. The servers
 //!   must be on this machine: the benchmark's own children, or (with
-//!   `--addr`) members serving on loopback, whose pids INFO gives.
+//!   `--addr`) members serving on loopback, whose pids INFO gives. The
+//!   machine's total (`/proc/stat`) is read too: a row during which other
+//!   processes took more than a tenth of the CPU says so.
 //!
 //! The benchmark shares the machine with the cluster it starts: on a small
 //! machine its client threads take CPU from the servers, as any load
@@ -455,30 +457,17 @@ impl Point<'_> {
         let measured = (|| {
             wait(&running, &mut progress, "warm-up", self.warmup, watch)?;
             running.set_phase(Phase::Measure);
-            let servers_before = self.pids.and_then(cpu::ticks);
-            let own_before = cpu::ticks(&[std::process::id()]);
+            let before = cpu::sample(self.pids);
             let start = Instant::now();
             wait(&running, &mut progress, "run", self.secs, watch)?;
             running.set_phase(Phase::Stop);
             let secs = start.elapsed().as_secs_f64();
-            let servers_after = self.pids.and_then(cpu::ticks);
-            let own_after = cpu::ticks(&[std::process::id()]);
-            Ok((
-                secs,
-                servers_before.zip(servers_after),
-                own_before.zip(own_after),
-            ))
+            Ok((secs, before, cpu::sample(self.pids)))
         })();
         progress.clear();
         let outcome = running.finish();
-        let (secs, servers, own) = measured?;
-        let ops = outcome.latencies.count();
-        let per_op = |ticks: Option<(u64, u64)>| match (ticks, cpu::ticks_per_second()) {
-            (Some((before, after)), Some(hz)) if ops > 0 => {
-                Some(after.saturating_sub(before) as f64 * 1e6 / hz as f64 / ops as f64)
-            }
-            _ => None,
-        };
+        let (secs, before, after) = measured?;
+        let cpu = cpu::usage(&before, &after, outcome.latencies.count());
         Ok(Row {
             op: self.workload.op,
             clients: self.clients,
@@ -487,8 +476,7 @@ impl Point<'_> {
             keys: self.workload.keys,
             secs,
             outcome,
-            cpu_us_per_op: per_op(servers),
-            client_cpu_us_per_op: per_op(own),
+            cpu,
             floors: self.floors,
         })
     }

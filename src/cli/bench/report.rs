@@ -1,9 +1,14 @@
 //! The results: the floors, a fixed-width table with a row per point, and
 //! the same rows as JSON objects (one a line) for scripts.
 
+use super::cpu::Usage;
 use super::floors::{Floor, Floors};
 use super::load::{Op, Outcome};
 use std::fmt::Write;
+
+/// Above this share of the machine's CPU taken by other processes during a
+/// row, the row says so.
+const OTHERS_NOTICED: f64 = 0.10;
 
 /// One point's results.
 pub(crate) struct Row {
@@ -16,11 +21,10 @@ pub(crate) struct Row {
     pub(crate) secs: f64,
     pub(crate) outcome: Outcome,
     /// Server CPU time (user + system, summed over the servers) per reply,
-    /// in µs; `None` if the servers' `/proc` could not be read.
-    pub(crate) cpu_us_per_op: Option<f64>,
-    /// The same for this process, the load generator (in the JSON only):
-    /// on a small machine it competes with the servers for the CPU.
-    pub(crate) client_cpu_us_per_op: Option<f64>,
+    /// the same for this process (the load generator, which on a small
+    /// machine competes with the servers for the CPU), and the share of the
+    /// machine's CPU that other processes took.
+    pub(crate) cpu: Usage,
     pub(crate) floors: Option<Floors>,
 }
 
@@ -144,7 +148,8 @@ pub(crate) fn header() -> String {
 /// the redirects, if there were any.
 pub(crate) fn line(row: &Row) -> String {
     let cpu = row
-        .cpu_us_per_op
+        .cpu
+        .servers_us_per_op
         .map_or_else(|| "-".to_string(), |c| format!("{c:.1}"));
     let ratio = row
         .floor_ratio()
@@ -175,6 +180,14 @@ pub(crate) fn line(row: &Row) -> String {
     if !notes.is_empty() {
         let _ = write!(out, "\n     errors: {}", notes.join(", "));
     }
+    if let Some(share) = row.cpu.others_share.filter(|&s| s > OTHERS_NOTICED) {
+        let _ = write!(
+            out,
+            "\n     other processes took {:.0}% of this machine's CPU meanwhile: rerun on a quiet \
+             machine to trust this row",
+            share * 100.0
+        );
+    }
     out
 }
 
@@ -193,7 +206,7 @@ pub(crate) fn json(row: &Row) -> String {
         "\"op\":{},\"clients\":{},\"pipeline\":{},\"value_size\":{},\"keys\":{},\"secs\":{:.3},\
          \"ops\":{},\"ops_per_sec\":{:.1},\"p50_ms\":{:.3},\"p90_ms\":{:.3},\"p99_ms\":{:.3},\
          \"max_ms\":{:.3},\"errors\":{},\"errors_by_kind\":{{{}}},\"redirects\":{},\
-         \"cpu_us_per_op\":{},\"client_cpu_us_per_op\":{}",
+         \"cpu_us_per_op\":{},\"client_cpu_us_per_op\":{},\"other_cpu_share\":{}",
         quote(row.op.name()),
         row.clients,
         row.pipeline,
@@ -209,8 +222,9 @@ pub(crate) fn json(row: &Row) -> String {
         row.outcome.error_count(),
         errors.join(","),
         row.outcome.redirects,
-        num(row.cpu_us_per_op),
-        num(row.client_cpu_us_per_op),
+        num(row.cpu.servers_us_per_op),
+        num(row.cpu.own_us_per_op),
+        num(row.cpu.others_share),
     );
     let floors = row.floors.as_ref();
     let _ = write!(
