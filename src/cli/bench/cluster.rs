@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 /// How long the benchmark waits for a leader that takes writes.
 pub(crate) const LEADER_WAIT: Duration = Duration::from_secs(10);
+/// After this long without a leader, the wait says so on stderr.
+const TELL_AFTER: Duration = Duration::from_secs(2);
 /// How long a node may take to exit once its standard input is closed.
 const STOP_WAIT: Duration = Duration::from_secs(3);
 /// How many of each node's last log lines an error shows.
@@ -152,7 +154,7 @@ impl LocalCluster {
         for node in &self.nodes {
             let text = fs::read_to_string(&node.log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
-            out.push_str(&format!("\n  node {} ({}):", node.id, node.log.display()));
+            out.push_str(&format!("\n  node {}, the end of its log:", node.id));
             if lines.is_empty() {
                 out.push_str(" (nothing logged)");
             }
@@ -218,7 +220,8 @@ pub(crate) fn wait_for_leader(
     addrs: &[String],
     check: &mut dyn FnMut() -> Result<(), BenchError>,
 ) -> Result<Leader, BenchError> {
-    let deadline = Instant::now() + LEADER_WAIT;
+    let start = Instant::now();
+    let mut told = false;
     let mut last = String::from("no node answered");
     loop {
         check()?;
@@ -245,7 +248,14 @@ pub(crate) fn wait_for_leader(
                 Err(why) => last = why,
             }
         }
-        if Instant::now() >= deadline {
+        if !told && start.elapsed() >= TELL_AFTER {
+            eprintln!(
+                "waiting for a leader (up to {} s; {last})",
+                LEADER_WAIT.as_secs()
+            );
+            told = true;
+        }
+        if start.elapsed() >= LEADER_WAIT {
             return Err(BenchError::NoLeader {
                 waited_secs: LEADER_WAIT.as_secs(),
                 tails: format!(" (last: {last})"),
