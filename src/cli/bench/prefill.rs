@@ -1,6 +1,6 @@
 //! Before a GET run: every key of the key space written once, so that
 //! every GET finds a value of the size asked for. The keys go in
-//! transactions (MULTI, a few hundred SETs, EXEC — one log entry each),
+//! transactions (MULTI, up to 1,000 SETs, EXEC — one log entry each),
 //! sent whole in one write, over a few connections at once: 100,000 keys
 //! take a second or so, where as many single SETs would take far longer.
 
