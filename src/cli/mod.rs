@@ -9,6 +9,7 @@
 //! serves it with the Redis port.
 
 mod args;
+mod bench;
 mod dev;
 mod error;
 mod join;
@@ -29,6 +30,8 @@ Usage:
                [--read-mode read-index|lease] [--pre-vote on|off] [--check-quorum on|off]
   raftnode dev [--nodes N] [--data-dir DIR] [--base-port P]
   raftnode cli [--addr HOST:PORT]... [COMMAND ARG...]
+  raftnode bench [--addr HOST:PORT]... [--clients N[,N...]] [--secs S] [--op set|get]
+                 [--pipeline P] [--nodes N] [--read-mode read-index|lease] [...]
   raftnode --version
 
 A new data dir forms a cluster with its --peers, or joins a running one
@@ -60,6 +63,7 @@ fn dispatch(args: &[String]) -> Result<ExitCode, CliError> {
         Some("run") => run::run(&args[1..]),
         Some("dev") => dev::dev(&args[1..]),
         Some("cli") => shell::cli(&args[1..]),
+        Some("bench") => bench::bench(&args[1..]),
         Some("-V") | Some("--version") => {
             println!("raftnode {}", env!("CARGO_PKG_VERSION"));
             Ok(ExitCode::SUCCESS)
