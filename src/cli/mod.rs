@@ -1,6 +1,6 @@
 //! The `raftnode` command line: `run` one node (`run.rs`, and `join.rs` for
-//! `--join`), start a `dev` cluster on this machine (`dev.rs`), or talk to a
-//! cluster with `cli` (`shell.rs`).
+//! `--join`), start a `dev` cluster on this machine (`dev.rs`), talk to a
+//! cluster with `cli` (`shell.rs`), or measure one with `bench` (`bench.rs`).
 //!
 //! The subcommand and flag names are a contract that scripts and tools depend
 //! on: extend them, never rename them. This module sits above every layer:
