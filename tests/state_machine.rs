@@ -6,7 +6,7 @@
 mod support;
 
 use raftnode::node::{RestoreError, StateMachine, StateSnapshot};
-use raftnode::raft::membership::ConfChange;
+use raftnode::raft::membership::{ChangeError, ConfChange};
 use raftnode::raft::message::{Index, NodeId, Payload};
 use raftnode::storage::MemStore;
 use raftnode::{Config, Error, Node};
@@ -394,18 +394,26 @@ fn an_empty_node_catches_up_by_snapshot_then_by_log() {
     });
     // A node that lost its data dir must not come back under its old
     // identity: it is removed and added back, and joins with the empty dir.
+    // A leader elected just now refuses changes until its first entry
+    // commits (InProgress): try again until it takes them.
     let raft_addr = cluster.configs[&absent].raft_addr.clone();
-    leader
-        .change_membership(ConfChange::Remove { id: absent })
-        .expect("remove the dead node");
-    leader
-        .change_membership(ConfChange::AddLearner {
-            id: absent,
-            raft_addr,
-            client_addr: None,
-            auto_promote: true,
+    let change = |change: ConfChange| {
+        wait_for(WAIT, "the leader to take a membership change", || {
+            let leader = cluster.node(cluster.wait_for_leader());
+            match leader.change_membership(change.clone()) {
+                Ok(index) => Some(index),
+                Err(Error::Change(ChangeError::InProgress(_)) | Error::NotLeader { .. }) => None,
+                Err(e) => panic!("{change:?} refused: {e}"),
+            }
         })
-        .expect("add it back");
+    };
+    change(ConfChange::Remove { id: absent });
+    change(ConfChange::AddLearner {
+        id: absent,
+        raft_addr,
+        client_addr: None,
+        auto_promote: true,
+    });
     cluster.start_empty(absent);
     wait_for(WAIT, "the new node to be promoted", || {
         let status = cluster.node(absent).status();
