@@ -672,6 +672,22 @@ impl Bitset {
     fn get(&self, bit: usize) -> bool {
         self.0[bit / 64] & (1 << (bit % 64)) != 0
     }
+    /// The bits where the value changes (from the 0 before bit 0): the
+    /// bitset, losslessly, in space that grows with its runs rather than its
+    /// length.
+    fn runs(&self) -> Vec<u32> {
+        let mut changes = Vec::new();
+        let mut carry = 0;
+        for (i, &word) in self.0.iter().enumerate() {
+            let mut flips = word ^ ((word << 1) | carry);
+            carry = word >> 63;
+            while flips != 0 {
+                changes.push(i as u32 * 64 + flips.trailing_zeros());
+                flips &= flips - 1;
+            }
+        }
+        changes
+    }
 }
 
 /// Gives each distinct model state a small number, so the memo stores
@@ -720,10 +736,12 @@ fn search(ops: &[&Op], budget: Duration) -> SearchOutcome {
     let mut states = States::default();
     let mut state = states.intern(None);
     let mut linearized = Bitset::new(ops.len());
-    let mut memo: HashSet<(Bitset, u32)> = HashSet::new();
-    // Approximate size of one memo entry: bitset words, vector header, the
-    // state id, allocator and hash-table overhead.
-    let memo_entry_bytes = 8 * linearized.0.len() + 64;
+    // The linearized set as its runs: in a long history nearly every op
+    // before the search's frontier is linearized, so an entry stays small
+    // however long the history (a whole bitset per entry made the memo
+    // grow with the square of the ops).
+    let mut memo: HashSet<(Vec<u32>, u32)> = HashSet::new();
+    let mut memo_bytes = 0;
     // Linearized call nodes, each with the state before it.
     let mut stack: Vec<(usize, u32)> = Vec::new();
     let mut longest_prefix: Vec<usize> = Vec::new();
@@ -759,7 +777,7 @@ fn search(ops: &[&Op], budget: Duration) -> SearchOutcome {
         steps_until_clock_check -= 1;
         if steps_until_clock_check == 0 {
             steps_until_clock_check = STEPS_PER_CLOCK_CHECK;
-            if started.elapsed() > budget || memo.len() * memo_entry_bytes > MEMO_BYTES_LIMIT {
+            if started.elapsed() > budget || memo_bytes > MEMO_BYTES_LIMIT {
                 return SearchOutcome::OutOfBudget;
             }
         }
@@ -781,15 +799,17 @@ fn search(ops: &[&Op], budget: Duration) -> SearchOutcome {
             };
             if let Some(next_state) = next_state {
                 linearized.set(op_index);
-                if memo.insert((linearized.clone(), next_state)) {
+                let runs = linearized.runs();
+                // The runs, the vector header, the state id, allocator and
+                // hash-table overhead.
+                let entry_bytes = 4 * runs.len() + 64;
+                if memo.insert((runs, next_state)) {
+                    memo_bytes += entry_bytes;
                     stack.push((node, state));
                     state = next_state;
                     list.lift(node);
                     if op.is_completed() {
                         completed_left -= 1;
-                    }
-                    if stack.len() > longest_prefix.len() {
-                        longest_prefix = stack.iter().map(|&(call, _)| list.op[call]).collect();
                     }
                     node = list.first();
                     continue;
@@ -803,6 +823,12 @@ fn search(ops: &[&Op], budget: Duration) -> SearchOutcome {
             node = list.next[node];
         } else {
             // A completed op is about to return unlinearized: backtrack.
+            // The stack has only grown since the last backtrack, so this is
+            // where it is longest (copying it on every push made the search
+            // quadratic in a long history).
+            if stack.len() > longest_prefix.len() {
+                longest_prefix = stack.iter().map(|&(call, _)| list.op[call]).collect();
+            }
             let Some((call, previous_state)) = stack.pop() else {
                 return SearchOutcome::NotLinearizable { longest_prefix };
             };
@@ -1732,6 +1758,47 @@ mod tests {
             other => panic!("expected a violation, got {other:?}"),
         }
         assert!(elapsed < time_limit(), "took {elapsed:?}");
+    }
+
+    #[test]
+    fn long_history_checks_in_memory_that_grows_with_it_linearly() {
+        // A 20-second scenario with pipelining clients records some 70,000
+        // ops per key; with a whole bitset per memo entry the memo grew with
+        // the square of that, past its cap (about 1 GiB at 50,000 ops).
+        let mut rng = Rng(11);
+        let ops = generate_large_history(&mut rng, 60_000, 1, 8);
+        let started = Instant::now();
+        let result = check(&ops, BUDGET);
+        let elapsed = started.elapsed();
+        assert_eq!(result, CheckResult::Ok, "{result}");
+        assert!(elapsed < 10 * time_limit(), "took {elapsed:?}");
+    }
+
+    #[test]
+    fn bitset_runs_are_the_bitset() {
+        let mut rng = Rng(5);
+        let mut seen = HashMap::new();
+        for _ in 0..2_000 {
+            let len = 1 + rng.below(300) as usize;
+            let mut bits = Bitset::new(len);
+            let density = rng.below(101);
+            for bit in 0..len {
+                if rng.chance(density) {
+                    bits.set(bit);
+                }
+            }
+            // Rebuilt from its runs, with the length it has.
+            let runs = bits.runs();
+            let mut rebuilt = Bitset::new(len);
+            for pair in runs.chunks(2) {
+                let end = pair.get(1).map_or(len, |&end| end as usize);
+                (pair[0] as usize..end).for_each(|bit| rebuilt.set(bit));
+            }
+            assert!(bits == rebuilt, "{:?} from runs {runs:?}", bits.0);
+            if let Some(other) = seen.insert((len, runs), bits.clone()) {
+                assert!(other == bits, "two bitsets with the same runs");
+            }
+        }
     }
 
     #[test]

@@ -155,6 +155,8 @@ struct Inner {
     next_value: AtomicU64,
     /// Where clients send requests first (learnt from NotLeader).
     leader_hint: AtomicU64,
+    /// What the pipelining clients saw.
+    pipeline: PipelineCounters,
     /// A scenario's changes to the default chaos configuration.
     tweak: fn(&mut Config),
 }
@@ -283,6 +285,7 @@ impl Chaos {
             stop_membership: AtomicBool::new(false),
             next_value: AtomicU64::new(0),
             leader_hint: AtomicU64::new(1),
+            pipeline: PipelineCounters::default(),
             tweak,
         });
         if n > initial {
@@ -464,6 +467,25 @@ impl Chaos {
         }
     }
 
+    /// Starts `count` clients that pipeline: each burst starts 1 to 8 unique
+    /// writes, or 1 to 8 reads, on random keys of `keys` through one node
+    /// before waiting for the first, then waits for each in turn (see
+    /// [`Chaos::pipeline_stats`] for what they saw).
+    pub fn start_pipelined_clients(&mut self, count: usize, keys: usize) {
+        for client in 0..count {
+            let inner = self.inner.clone();
+            let seed = self.seed.wrapping_mul(61).wrapping_add(client as u64);
+            self.clients.push(thread::spawn(move || {
+                run_pipelined_client(inner, 700 + client, keys, seed)
+            }));
+        }
+    }
+
+    /// What the pipelining clients saw so far.
+    pub fn pipeline_stats(&self) -> PipelineStats {
+        self.inner.pipeline.snapshot()
+    }
+
     /// Reads `key` through node `id` only (never redirected) until `until`,
     /// recording every answer: a deposed leader must never serve one stale.
     pub fn read_via_until(&self, id: NodeId, key: &str, until: Instant) -> usize {
@@ -574,6 +596,10 @@ impl Chaos {
                 false => format!("; halts that hung (a known bug): nodes {hung:?}"),
             }
         );
+        let pipeline = self.pipeline_stats();
+        if pipeline.bursts > 0 {
+            eprintln!("chaos: seed {}: pipelining: {pipeline}", self.seed);
+        }
         match linearizability::check(&ops, Duration::from_secs(20)) {
             CheckResult::Ok => {}
             other => panic!("seed {}: history not linearizable:\n{other}", self.seed),
@@ -1274,4 +1300,252 @@ fn run_session_client(inner: Arc<Inner>, client: usize, keys: usize, seed: u64) 
             }
         }
     }
+}
+
+/// What the pipelining clients saw ([`Chaos::pipeline_stats`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PipelineStats {
+    /// Bursts that started at least one operation: of writes, of reads.
+    pub bursts: u64,
+    pub write_bursts: u64,
+    pub read_bursts: u64,
+    /// Operations started.
+    pub started: u64,
+    /// Bursts in which more than one operation completed, and the most
+    /// operations completed in one burst.
+    pub multi_completed: u64,
+    pub largest_completed: u64,
+    /// Starts refused (nothing proposed or started: a definite failure).
+    pub start_failed: u64,
+    /// Waits that said the entry lost its place, or the read was never
+    /// confirmed ([`Error::NotLeader`]): a definite failure.
+    pub wait_definite: u64,
+    /// Waits with any other error (timeout, shutdown, storage): for a write,
+    /// an unknown outcome; a read has no effect either way.
+    pub wait_unknown: u64,
+}
+
+impl std::fmt::Display for PipelineStats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} bursts ({} of writes, {} of reads), {} ops started; {} bursts completed more \
+             than one op (at most {}); {} starts refused; waits failed: {} definitely \
+             (not leader), {} with an unknown outcome",
+            self.bursts,
+            self.write_bursts,
+            self.read_bursts,
+            self.started,
+            self.multi_completed,
+            self.largest_completed,
+            self.start_failed,
+            self.wait_definite,
+            self.wait_unknown
+        )
+    }
+}
+
+/// [`PipelineStats`] as the clients count them.
+#[derive(Default)]
+struct PipelineCounters {
+    write_bursts: AtomicU64,
+    read_bursts: AtomicU64,
+    started: AtomicU64,
+    multi_completed: AtomicU64,
+    largest_completed: AtomicU64,
+    start_failed: AtomicU64,
+    wait_definite: AtomicU64,
+    wait_unknown: AtomicU64,
+}
+
+impl PipelineCounters {
+    fn snapshot(&self) -> PipelineStats {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let (write_bursts, read_bursts) = (get(&self.write_bursts), get(&self.read_bursts));
+        PipelineStats {
+            bursts: write_bursts + read_bursts,
+            write_bursts,
+            read_bursts,
+            started: get(&self.started),
+            multi_completed: get(&self.multi_completed),
+            largest_completed: get(&self.largest_completed),
+            start_failed: get(&self.start_failed),
+            wait_definite: get(&self.wait_definite),
+            wait_unknown: get(&self.wait_unknown),
+        }
+    }
+
+    /// Counts a burst of `started` operations (of writes or of reads), of
+    /// which `completed` completed.
+    fn burst(&self, writes: bool, started: usize, completed: usize) {
+        if started == 0 {
+            return;
+        }
+        let bursts = match writes {
+            true => &self.write_bursts,
+            false => &self.read_bursts,
+        };
+        bursts.fetch_add(1, Ordering::Relaxed);
+        self.started.fetch_add(started as u64, Ordering::Relaxed);
+        if completed > 1 {
+            self.multi_completed.fetch_add(1, Ordering::Relaxed);
+        }
+        self.largest_completed
+            .fetch_max(completed as u64, Ordering::Relaxed);
+    }
+
+    fn wait_failed(&self, e: &Error) {
+        match e {
+            Error::NotLeader { .. } => &self.wait_definite,
+            _ => &self.wait_unknown,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A client that pipelines: against whichever node it believes leads (as
+/// [`run_client`] picks it), it starts a burst of 1 to 8 operations on random
+/// keys — all unique writes or all reads, never both, as the client port
+/// never has both in flight — recording each invocation as it starts it,
+/// then waits for each in the order started and records its outcome.
+fn run_pipelined_client(inner: Arc<Inner>, client: usize, keys: usize, seed: u64) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    while !inner.stop_clients.load(Ordering::Acquire) {
+        let mut target = inner.leader_hint.load(Ordering::Relaxed);
+        if rng.gen_bool(0.1) {
+            target = rng.gen_range(1..=inner.n);
+        }
+        let node = inner.nodes.lock().get(&target).cloned().flatten();
+        let Some(node) = node else {
+            inner
+                .leader_hint
+                .store(rng.gen_range(1..=inner.n), Ordering::Relaxed);
+            thread::sleep(Duration::from_millis(5));
+            continue;
+        };
+        let burst: Vec<String> = (0..rng.gen_range(1..=8))
+            .map(|_| format!("k{}", rng.gen_range(0..keys)))
+            .collect();
+        let result = if rng.gen_bool(0.5) {
+            pipelined_writes(&inner, client, &node, &burst)
+        } else {
+            pipelined_reads(&inner, client, &node, &burst)
+        };
+        match result {
+            Ok(()) => {}
+            Err(Error::NotLeader { leader: Some(l) }) if l != target => {
+                inner.leader_hint.store(l, Ordering::Relaxed)
+            }
+            Err(_) => {
+                inner
+                    .leader_hint
+                    .store(rng.gen_range(1..=inner.n), Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(rng.gen_range(1..10)));
+            }
+        }
+    }
+}
+
+/// One burst of unique writes to `keys` through `node`, recorded in the
+/// history; the first error seen, if any.
+///
+/// A refused start proposed nothing, so it fails definitely whatever the
+/// error, and ends the burst (the rest are never invoked). A wait's error
+/// is recorded as [`run_client`] records a write's ([`record_failure`]):
+/// `NotLeader` means the entry lost its place and will never apply.
+fn pipelined_writes(
+    inner: &Inner,
+    client: usize,
+    node: &KvNode,
+    keys: &[String],
+) -> Result<(), Error> {
+    use raftnode::kv::{Command, Outcome};
+    let history = &inner.history;
+    let mut first_error = None;
+    let mut started = Vec::with_capacity(keys.len());
+    for key in keys {
+        let value = inner.fresh_value(client);
+        let op = history.invoke(client, key.as_str(), Input::Write(value.clone()));
+        let command = Command::Set {
+            key: key.clone().into_bytes(),
+            value: value.into_bytes(),
+        };
+        match node.start_write(command) {
+            Ok(pending) => started.push((op, pending)),
+            Err(e) => {
+                history.fail(op);
+                inner.pipeline.start_failed.fetch_add(1, Ordering::Relaxed);
+                first_error = Some(e);
+                break;
+            }
+        }
+    }
+    let count = started.len();
+    let mut completed = 0;
+    for (op, pending) in started {
+        match pending.wait() {
+            Ok(Outcome::Done) => {
+                history.complete(op, Output::Ok);
+                completed += 1;
+            }
+            Ok(other) => {
+                inner.violation(format!(
+                    "client {client}: a pipelined SET produced {other:?}"
+                ));
+                history.indefinite(op);
+            }
+            Err(e) => {
+                record_failure(history, op, &e);
+                inner.pipeline.wait_failed(&e);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    inner.pipeline.burst(true, count, completed);
+    first_error.map_or(Ok(()), Err)
+}
+
+/// One burst of linearizable reads of `keys` through `node`, recorded in
+/// the history; the first error seen, if any. A read that fails, at its
+/// start or its wait, took no effect and leaves the history, as
+/// [`recorded_read`] has it; a refused start ends the burst.
+fn pipelined_reads(
+    inner: &Inner,
+    client: usize,
+    node: &KvNode,
+    keys: &[String],
+) -> Result<(), Error> {
+    let history = &inner.history;
+    let mut first_error = None;
+    let mut started = Vec::with_capacity(keys.len());
+    for key in keys {
+        let op = history.invoke(client, key.as_str(), Input::Read);
+        match node.start_read(key.as_bytes()) {
+            Ok(pending) => started.push((op, pending)),
+            Err(e) => {
+                history.fail(op);
+                inner.pipeline.start_failed.fetch_add(1, Ordering::Relaxed);
+                first_error = Some(e);
+                break;
+            }
+        }
+    }
+    let count = started.len();
+    let mut completed = 0;
+    for (op, pending) in started {
+        match pending.wait() {
+            Ok(v) => {
+                let v = v.map(|v| String::from_utf8(v).unwrap());
+                history.complete(op, Output::Read(v));
+                completed += 1;
+            }
+            Err(e) => {
+                history.fail(op);
+                inner.pipeline.wait_failed(&e);
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    inner.pipeline.burst(false, count, completed);
+    first_error.map_or(Ok(()), Err)
 }
