@@ -118,6 +118,18 @@ impl ReadOnly {
         self.pending.len()
     }
 
+    /// The latest round an AppendEntries has carried.
+    pub fn sent_round(&self) -> u64 {
+        self.sent_round
+    }
+
+    /// Whether reads wait for a round that has not gone out yet.
+    pub fn round_unsent(&self) -> bool {
+        self.pending
+            .back()
+            .is_some_and(|read| read.round > self.sent_round)
+    }
+
     /// The round to stamp on an AppendEntries going out now.
     pub fn send_round(&mut self) -> u64 {
         self.sent_round = self.round;

@@ -35,6 +35,10 @@ impl RaftCore {
             return Ok(());
         }
         let (commit_index, ticks) = (self.commit_index, self.ticks);
+        let confirmed = match &self.role {
+            Role::Leader { progress, .. } => self.round_reached(progress, u64::MAX),
+            _ => 0,
+        };
         if let Role::Leader {
             progress, reads, ..
         } = &mut self.role
@@ -42,9 +46,17 @@ impl RaftCore {
             if reads.register(id, commit_index, ticks) {
                 self.read_rounds += 1;
             }
-            // Ask now rather than at the next heartbeat.
-            for pr in progress.values_mut() {
-                pr.heartbeat_due();
+            // Ask now rather than at the next heartbeat — unless an earlier
+            // round is still out, unanswered by a majority: then this read's
+            // round goes out the moment that one is answered (`check_reads`),
+            // so one round confirms every read that arrives meanwhile rather
+            // than a round each (§6.4: reads are batched). A read waits at
+            // most for the round in flight and its own; meanwhile any
+            // AppendEntries carries its round anyway.
+            if reads.sent_round() <= confirmed {
+                for pr in progress.values_mut() {
+                    pr.heartbeat_due();
+                }
             }
         }
         self.check_reads();
@@ -115,8 +127,16 @@ impl RaftCore {
         }
         // The leader vouches for itself, in any round.
         let confirmed = self.round_reached(progress, u64::MAX);
-        if let Role::Leader { reads, .. } = &mut self.role {
+        if let Role::Leader {
+            progress, reads, ..
+        } = &mut self.role
+        {
             reads.release(confirmed, self.commit_index, &mut self.ready.reads);
+            // The round that held later reads back is answered: theirs goes
+            // out now (see `read_index`).
+            if reads.round_unsent() && reads.sent_round() <= confirmed {
+                progress.values_mut().for_each(Progress::heartbeat_due);
+            }
         }
     }
 

@@ -2117,10 +2117,51 @@ fn test_cancelled_reads_are_forgotten_6_4() {
     }
     leader.cancel_read(12345); // unknown: nothing happens
     assert_eq!(leader.pending_reads(), 1);
+    // Only the first read's round went out (the rest wait for it to be
+    // answered); its answer sends the round the last read waits for.
     leader.step(ack(2, 1, commit, latest));
+    let (ready, sent) = settle(&mut leader);
+    assert!(read_ids(&ready).is_empty());
+    let next = sent
+        .iter()
+        .map(round_of)
+        .max()
+        .expect("the next round went out");
+    assert!(next > latest);
+    leader.step(ack(2, 1, commit, next));
     let served: Vec<u64> = leader.take_ready().reads.iter().map(|r| r.id).collect();
     assert_eq!(served, vec![100]);
     assert_eq!(leader.pending_reads(), 0);
+}
+
+/// §6.4's batching: while a round is out and unanswered, new reads do not
+/// send rounds of their own; they share the next, which goes out once a
+/// majority answers the one in flight.
+#[test]
+fn test_reads_wait_for_the_round_in_flight_and_share_the_next_6_4() {
+    let mut leader = steady_leader(3, &[], 1);
+    let commit = leader.commit_index();
+    leader.read_index(1).unwrap();
+    let (_, sent) = settle(&mut leader);
+    let first = sent.iter().map(round_of).max().expect("a round went out");
+    for id in 2..=50 {
+        leader.read_index(id).unwrap();
+        let (ready, sent) = settle(&mut leader);
+        assert!(sent.is_empty(), "read {id} sent {} messages", sent.len());
+        assert!(read_ids(&ready).is_empty());
+    }
+    leader.step(ack(2, 1, commit, first));
+    let (ready, sent) = settle(&mut leader);
+    assert_eq!(read_ids(&ready), vec![1]);
+    let second = sent
+        .iter()
+        .map(round_of)
+        .max()
+        .expect("the next round went out");
+    assert_eq!(second, first + 1, "one round for reads 2 to 50");
+    leader.step(ack(3, 1, commit, second));
+    let served = read_ids(&leader.take_ready());
+    assert_eq!(served, (2..=50).collect::<Vec<u64>>());
 }
 
 #[test]
