@@ -345,3 +345,27 @@ fn a_leader_whose_timer_stalls_serves_no_read_on_an_expired_lease() {
     assert_ne!(node.status().role, RoleKind::Leader);
     node.freeze_timer(false);
 }
+
+/// A read started and then dropped unwaited (its pipelining client went
+/// away) is forgotten by the leader at once, even when no round can be
+/// confirmed: abandoned reads cannot pile up.
+#[test]
+fn a_started_read_dropped_unwaited_is_forgotten() {
+    let mut cluster = Cluster::with_config(3, Duration::from_secs(10), |config| {
+        // A leader that cannot reach a majority keeps leading here.
+        config.check_quorum = false;
+        config.read_mode = raftnode::ReadMode::ReadIndex;
+    });
+    let leader = cluster.wait_for_leader();
+    cluster.set("k", "v");
+    for id in cluster.ids() {
+        if id != leader {
+            cluster.halt(id);
+        }
+    }
+    let node = cluster.handle(leader);
+    let reads: Vec<_> = (0..10).map(|_| node.start_read(b"k").unwrap()).collect();
+    assert_eq!(node.pending_reads(), 10, "no round can be confirmed");
+    drop(reads);
+    assert_eq!(node.pending_reads(), 0);
+}

@@ -180,7 +180,9 @@ pub struct Proposal<'a, S> {
     node: &'a Node<S>,
     /// The entry's index and term.
     key: (Index, Term),
-    answer: answer::Pending<Option<Vec<u8>>>,
+    /// Taken by [`Proposal::wait`]; still here if the proposal is dropped
+    /// unwaited.
+    answer: Option<answer::Pending<Option<Vec<u8>>>>,
     /// When waiting gives up ([`Config::proposal_timeout`] after it was
     /// proposed).
     deadline: Instant,
@@ -191,14 +193,27 @@ impl<S> Proposal<'_, S> {
     /// machine's reply. [`Error::NotLeader`] means it never will be (another
     /// entry took its place), [`Error::Timeout`] that it was not seen
     /// applied in time, so it may or may not be.
-    pub fn wait(self) -> Result<Vec<u8>, Error> {
+    pub fn wait(mut self) -> Result<Vec<u8>, Error> {
         let (node, key) = (self.node, self.key);
-        let answer = node.await_answer(self.answer, self.deadline, || {
+        let Some(pending) = self.answer.take() else {
+            unreachable!("a proposal is waited for once");
+        };
+        let answer = node.await_answer(pending, self.deadline, || {
             node.shared.waiters.lock().remove(&key);
         })?;
         answer.ok_or_else(|| Error::NotLeader {
             leader: node.shared.core.lock().leader_id(),
         })
+    }
+}
+
+impl<S> Drop for Proposal<'_, S> {
+    /// Nobody will wait (its client went away): the entry still commits or
+    /// not, but its waiter goes now.
+    fn drop(&mut self) {
+        if self.answer.is_some() {
+            self.node.shared.waiters.lock().remove(&self.key);
+        }
     }
 }
 
@@ -208,21 +223,40 @@ impl<S> Proposal<'_, S> {
 pub struct PendingQuery<'a, S> {
     node: &'a Node<S>,
     id: u64,
-    answer: answer::Pending<ReadAnswer>,
+    /// Taken by [`PendingQuery::wait`]; still here if the read is dropped
+    /// unwaited.
+    answer: Option<answer::Pending<ReadAnswer>>,
     deadline: Instant,
+}
+
+impl<S> PendingQuery<'_, S> {
+    /// Forgets the read, here and in the core, or a leader whose rounds
+    /// are never confirmed would keep every abandoned read (issue 12).
+    fn forget(&self) {
+        self.node.shared.read_waiters.lock().remove(&self.id);
+        let id = self.id;
+        self.node.shared.with_core(|core| core.cancel_read(id));
+    }
+}
+
+impl<S> Drop for PendingQuery<'_, S> {
+    /// Nobody will wait (its client went away).
+    fn drop(&mut self) {
+        if self.answer.is_some() {
+            self.forget();
+        }
+    }
 }
 
 impl<S: StateMachine> PendingQuery<'_, S> {
     /// Waits for the read to be confirmed; returns the state machine's
     /// answer. [`Error::NotLeader`] means leadership was lost first.
-    pub fn wait(self) -> Result<Vec<u8>, Error> {
-        let (node, id) = (self.node, self.id);
-        let answer = node.await_answer(self.answer, self.deadline, || {
-            node.shared.read_waiters.lock().remove(&id);
-            // And the core's side of it, or a leader whose rounds are never
-            // confirmed would keep every timed-out read (issue 12).
-            node.shared.with_core(|core| core.cancel_read(id));
-        })?;
+    pub fn wait(mut self) -> Result<Vec<u8>, Error> {
+        let node = self.node;
+        let Some(pending) = self.answer.take() else {
+            unreachable!("a read is waited for once");
+        };
+        let answer = node.await_answer(pending, self.deadline, || self.forget())?;
         match answer {
             ReadAnswer::Value(value) => Ok(value),
             // Everything the read must observe is applied: query the state
@@ -472,7 +506,7 @@ impl<S: StateMachine> Node<S> {
             Some(result) => result.map(|()| PendingQuery {
                 node: self,
                 id,
-                answer: rx,
+                answer: Some(rx),
                 deadline,
             }),
         }
@@ -516,7 +550,7 @@ impl<S: StateMachine> Node<S> {
             Some(result) => Ok(Proposal {
                 node: self,
                 key: result?,
-                answer: rx,
+                answer: Some(rx),
                 deadline,
             }),
         }
@@ -728,6 +762,13 @@ impl<S> Node<S> {
             last_save_unix: stats.last_save_unix.load(Ordering::Relaxed),
             sending: stats.sending.lock().clone(),
         }
+    }
+
+    /// Tests only: reads the leader's core still holds, waiting for their
+    /// round or their index.
+    #[doc(hidden)]
+    pub fn pending_reads(&self) -> usize {
+        self.shared.core.lock().pending_reads()
     }
 
     /// Tests only: stops (or restarts) the timer thread's wake-ups, as a
