@@ -94,7 +94,7 @@ impl<S: StateMachine> Applier<S> {
         if every == 0 || self.applied.0 < self.snapshot_index.saturating_add(every) {
             return false;
         }
-        let last = self.shared.snapshots.latest().map_or(0, |s| s.bytes);
+        let last = self.shared.snapshots.latest_bytes();
         last < SMALL_SNAPSHOT
             || self.log_bytes_since >= last
             || self.log_bytes_since >= MAX_LOG_BYTES_BETWEEN_SNAPSHOTS

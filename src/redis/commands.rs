@@ -180,6 +180,7 @@ pub fn start<'a>(
 /// way; one not seen through in time is `-TIMEOUT`, as it would have been
 /// alone.
 pub fn finish(port: &Port, conn: &mut Connection, started: Started) -> (Reply, After) {
+    let is_read = started.is_read();
     let reply = match started.op {
         Op::Write(write) => write.wait().map(outcome_reply),
         Op::Read(read) => read.wait().map(|value| match value {
@@ -190,7 +191,7 @@ pub fn finish(port: &Port, conn: &mut Connection, started: Started) -> (Reply, A
     match reply {
         Ok(reply) => (reply, After::Continue),
         Err(Error::NotLeader { .. }) => execute_in(port, conn, &started.args, None),
-        Err(e) if started.args[0].eq_ignore_ascii_case(b"GET") => (
+        Err(e) if is_read => (
             Reply::Error(format!("TIMEOUT read not confirmed: {e}")),
             After::Continue,
         ),

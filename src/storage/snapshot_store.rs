@@ -111,6 +111,12 @@ impl SnapshotStore {
         self.latest.lock().clone()
     }
 
+    /// The latest durable snapshot's size in bytes (0 if none), without
+    /// copying its metadata: the apply thread asks after every batch.
+    pub fn latest_bytes(&self) -> u64 {
+        self.latest.lock().as_ref().map_or(0, |s| s.bytes)
+    }
+
     /// Starts writing a snapshot for `meta`; hand the finished writer to
     /// [`SnapshotStore::publish`].
     pub fn create(&self, meta: &SnapshotMeta) -> Result<SnapshotWriter, StorageError> {
