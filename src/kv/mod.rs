@@ -27,6 +27,8 @@
 mod bench;
 mod command;
 pub mod digest;
+pub mod float;
+pub mod glob;
 pub mod map;
 pub mod session;
 pub mod snapshot;

@@ -1,0 +1,1 @@
+//! INCRBYFLOAT's arithmetic, exactly as Redis does it (to be written).

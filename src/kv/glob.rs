@@ -1,0 +1,1 @@
+//! Redis's glob patterns, for KEYS and SCAN MATCH (to be written).
