@@ -93,9 +93,14 @@ pub enum Command {
         only_if_none_exist: bool,
     },
     /// GETDEL: the value, and the key deleted.
-    GetDel { key: Vec<u8> },
+    GetDel {
+        key: Vec<u8>,
+    },
     /// GETEX with an option: the value, and its time to live changed.
-    GetEx { key: Vec<u8>, expiry: Expiry },
+    GetEx {
+        key: Vec<u8>,
+        expiry: Expiry,
+    },
     /// SETRANGE: overwrites from `offset`, padding with zero bytes.
     SetRange {
         key: Vec<u8>,
@@ -104,7 +109,10 @@ pub enum Command {
     },
     /// INCRBYFLOAT: `by` is the increment as the client wrote it, parsed
     /// when applied (see [`super::float`]).
-    IncrByFloat { key: Vec<u8>, by: Vec<u8> },
+    IncrByFloat {
+        key: Vec<u8>,
+        by: Vec<u8>,
+    },
     /// RENAME, or RENAMENX if `only_if_absent`; the time to live moves
     /// with the value.
     Rename {
@@ -131,11 +139,15 @@ pub enum Command {
         condition: ExpireCondition,
     },
     /// PERSIST: the key's time to live goes.
-    Persist { key: Vec<u8> },
+    Persist {
+        key: Vec<u8>,
+    },
     /// Active expiry: the leader found these keys past their deadlines;
     /// each is deleted if it still is by the entry's clock (it may have
     /// been given a new life since).
-    Expired { keys: Vec<Vec<u8>> },
+    Expired {
+        keys: Vec<Vec<u8>>,
+    },
     /// A read through the log, inside a transaction.
     Read(Read),
 }
@@ -265,9 +277,7 @@ impl Command {
             | Command::Persist { key } => Some(key),
             Command::Rename { from, .. } | Command::Copy { from, .. } => Some(from),
             Command::MSet { pairs, .. } => pairs.first().map(|(k, _)| k.as_slice()),
-            Command::Delete { keys } | Command::Expired { keys } => {
-                keys.first().map(Vec::as_slice)
-            }
+            Command::Delete { keys } | Command::Expired { keys } => keys.first().map(Vec::as_slice),
             Command::FlushAll => None,
             Command::Read(read) => read.first_key(),
             Command::Session { command, .. } | Command::Stamped { command, .. } => {
@@ -343,7 +353,10 @@ pub enum QueryReply {
     /// KEYS's keys.
     Keys(Vec<Vec<u8>>),
     /// SCAN's next cursor (0 when done) and keys.
-    Scan { cursor: u64, keys: Vec<Vec<u8>> },
+    Scan {
+        cursor: u64,
+        keys: Vec<Vec<u8>>,
+    },
     /// TYPE's answer, a status word.
     Status(String),
 }

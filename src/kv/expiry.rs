@@ -93,6 +93,8 @@ pub struct Expiries {
     by_deadline: BTreeSet<(u64, Vec<u8>)>,
     /// The latest stamp applied.
     clock_ms: u64,
+    /// The sum of the deadlines, for their average.
+    sum_ms: u128,
 }
 
 impl Default for Expiries {
@@ -101,6 +103,7 @@ impl Default for Expiries {
             deadlines: ShardedMap::new(DEADLINE_SHARD_BITS),
             by_deadline: BTreeSet::new(),
             clock_ms: 0,
+            sum_ms: 0,
         }
     }
 }
@@ -134,20 +137,24 @@ impl Expiries {
     pub fn set(&mut self, key: &[u8], deadline_ms: u64) {
         if let Some(old) = self.deadlines.insert(key.to_vec(), deadline_ms) {
             self.by_deadline.remove(&(old, key.to_vec()));
+            self.sum_ms -= u128::from(old);
         }
         self.by_deadline.insert((deadline_ms, key.to_vec()));
+        self.sum_ms += u128::from(deadline_ms);
     }
 
     /// Takes `key`'s deadline away; returns it.
     pub fn remove(&mut self, key: &[u8]) -> Option<u64> {
         let old = self.deadlines.remove(key)?;
         self.by_deadline.remove(&(old, key.to_vec()));
+        self.sum_ms -= u128::from(old);
         Some(old)
     }
 
     pub fn clear(&mut self) {
         self.deadlines = ShardedMap::new(DEADLINE_SHARD_BITS);
         self.by_deadline.clear();
+        self.sum_ms = 0;
     }
 
     /// How many keys have a deadline.
@@ -157,6 +164,15 @@ impl Expiries {
 
     pub fn is_empty(&self) -> bool {
         self.deadlines.is_empty()
+    }
+
+    /// The average time left until the deadlines, in milliseconds (INFO's
+    /// `avg_ttl`); 0 if there are none.
+    pub fn average_ttl(&self, now_ms: u64) -> u64 {
+        match self.len() {
+            0 => 0,
+            n => (self.sum_ms / n as u128).saturating_sub(u128::from(now_ms)) as u64,
+        }
     }
 
     /// Up to `max` keys due by `now_ms`, soonest deadline first.
@@ -174,7 +190,8 @@ impl Expiries {
     }
 
     fn due_iter(&self, now_ms: u64) -> impl Iterator<Item = &(u64, Vec<u8>)> {
-        self.by_deadline.range(..(now_ms.saturating_add(1), Vec::new()))
+        self.by_deadline
+            .range(..(now_ms.saturating_add(1), Vec::new()))
     }
 
     /// Every deadline, in a snapshot's order.
@@ -261,7 +278,10 @@ mod tests {
     fn now_never_goes_backwards() {
         let a = now_ms();
         HIGH_WATER_MS.fetch_max(a + 60_000, Ordering::AcqRel);
-        assert!(now_ms() >= a + 60_000, "a clock behind the high water waits");
+        assert!(
+            now_ms() >= a + 60_000,
+            "a clock behind the high water waits"
+        );
         let b = now_ms();
         assert!(now_ms() >= b);
     }
@@ -274,7 +294,10 @@ mod tests {
         e.set(b"c", 20);
         e.set(b"a", 5);
         assert_eq!(e.len(), 3);
-        assert_eq!(e.due(20, 10), vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(
+            e.due(20, 10),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
         assert_eq!(e.due(19, 10), vec![b"a".to_vec(), b"b".to_vec()]);
         assert_eq!(e.due(20, 1), vec![b"a".to_vec()]);
         assert_eq!(e.due_count(10), 2);
@@ -282,6 +305,10 @@ mod tests {
         assert_eq!(e.remove(b"b"), None);
         assert_eq!(e.due_count(u64::MAX), 2);
         assert!(e.is_due(b"c", 20) && !e.is_due(b"c", 19) && !e.is_due(b"b", 99));
+        assert_eq!(e.average_ttl(0), 12, "(5 + 20) / 2, rounded down");
+        assert_eq!(e.average_ttl(100), 0);
+        e.clear();
+        assert_eq!((e.len(), e.average_ttl(0)), (0, 0));
     }
 
     #[test]

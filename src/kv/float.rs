@@ -28,7 +28,10 @@ impl LongDouble {
         if s.is_empty() || s.starts_with(char::is_whitespace) {
             return None;
         }
-        s.parse::<f64>().ok().filter(|v| !v.is_nan()).map(LongDouble)
+        s.parse::<f64>()
+            .ok()
+            .filter(|v| !v.is_nan())
+            .map(LongDouble)
     }
 }
 

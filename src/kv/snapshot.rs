@@ -747,8 +747,8 @@ mod tests {
             &mut sessions,
             &mut Expiries::default(),
         )
-            .map(|()| (keys.len(), sessions.len()))
-            .map_err(|e| e.to_string())
+        .map(|()| (keys.len(), sessions.len()))
+        .map_err(|e| e.to_string())
     }
 
     fn session(client: u64) -> Record<'static> {
@@ -874,8 +874,8 @@ mod tests {
             &mut sessions,
             &mut Expiries::default(),
         )
-            .map(|()| (sessions.len(), sessions.tombstones()))
-            .map_err(|e| e.to_string())
+        .map(|()| (sessions.len(), sessions.tombstones()))
+        .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -981,18 +981,39 @@ mod tests {
         assert_eq!(restore_expiries(&good), Ok((2, 99)));
         let pairs = || Record::Pairs(vec![(bytes(b"a"), bytes(b"1"))]);
         let cases = [
-            (payload_v3(&[pairs(), deadlines(&[b"z"])], 1, 1, 0), "does not hold"),
-            (payload_v3(&[pairs(), deadlines(&[b"a", b"a"])], 1, 2, 0), "two deadlines"),
-            (payload_v3(&[pairs(), deadlines(&[b"a"])], 1, 0, 0), "counts 0 deadlines"),
-            (payload_v3(&[deadlines(&[]), pairs()], 1, 0, 0), "keys after"),
-            (payload_v3(&[deadlines(&[]), session(1)], 0, 0, 0), "after the deadlines"),
-            (payload_v2(&[deadlines(&[])], 0, 0, 0), "another format version"),
+            (
+                payload_v3(&[pairs(), deadlines(&[b"z"])], 1, 1, 0),
+                "does not hold",
+            ),
+            (
+                payload_v3(&[pairs(), deadlines(&[b"a", b"a"])], 1, 2, 0),
+                "two deadlines",
+            ),
+            (
+                payload_v3(&[pairs(), deadlines(&[b"a"])], 1, 0, 0),
+                "counts 0 deadlines",
+            ),
+            (
+                payload_v3(&[deadlines(&[]), pairs()], 1, 0, 0),
+                "keys after",
+            ),
+            (
+                payload_v3(&[deadlines(&[]), session(1)], 0, 0, 0),
+                "after the deadlines",
+            ),
+            (
+                payload_v2(&[deadlines(&[])], 0, 0, 0),
+                "another format version",
+            ),
         ];
         for (payload, why) in cases {
             let error = restore_expiries(&payload).unwrap_err();
             assert!(error.contains(why), "{why}: {error}");
         }
         // A version 2 payload is a store without deadlines, at clock 0.
-        assert_eq!(restore_expiries(&payload_v2(&[pairs()], 1, 0, 0)), Ok((0, 0)));
+        assert_eq!(
+            restore_expiries(&payload_v2(&[pairs()], 1, 0, 0)),
+            Ok((0, 0))
+        );
     }
 }

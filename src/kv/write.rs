@@ -348,7 +348,10 @@ impl Kv {
             true => clock.saturating_add(when_ms),
             false => when_ms,
         };
-        let current = self.expiries.get(&key).map(|d| i64::try_from(d).unwrap_or(i64::MAX));
+        let current = self
+            .expiries
+            .get(&key)
+            .map(|d| i64::try_from(d).unwrap_or(i64::MAX));
         let refused = (condition.no_ttl && current.is_some())
             || (condition.has_ttl && current.is_none())
             || (condition.later && current.is_none_or(|c| when <= c))
@@ -384,7 +387,10 @@ impl Kv {
                 }
                 command @ (Command::Get { .. } | Command::Read(_)) => {
                     match self.apply_plain(command) {
-                        outcome if read.saturating_add(outcome_bytes(&outcome)) > MAX_MULTI_READ_BYTES => {
+                        outcome
+                            if read.saturating_add(outcome_bytes(&outcome))
+                                > MAX_MULTI_READ_BYTES =>
+                        {
                             too_much()
                         }
                         outcome => {

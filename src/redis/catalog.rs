@@ -164,8 +164,18 @@ pub const COMMANDS: &[Spec] = &[
         &["@keyspace", "@read", "@fast"],
         &["RO"],
     ),
-    spec("dbsize", 1, &["readonly", "fast"], &["@keyspace", "@read", "@fast"]),
-    spec("keys", 2, &["readonly"], &["@keyspace", "@read", "@slow", "@dangerous"]),
+    spec(
+        "dbsize",
+        1,
+        &["readonly", "fast"],
+        &["@keyspace", "@read", "@fast"],
+    ),
+    spec(
+        "keys",
+        2,
+        &["readonly"],
+        &["@keyspace", "@read", "@slow", "@dangerous"],
+    ),
     spec("scan", -2, &["readonly"], &["@keyspace", "@read", "@slow"]),
     keyed(
         "type",
@@ -175,7 +185,12 @@ pub const COMMANDS: &[Spec] = &[
         &["@keyspace", "@read", "@fast"],
         &["RO"],
     ),
-    spec("randomkey", 1, &["readonly"], &["@keyspace", "@read", "@slow"]),
+    spec(
+        "randomkey",
+        1,
+        &["readonly"],
+        &["@keyspace", "@read", "@slow"],
+    ),
     keyed(
         "ttl",
         2,
@@ -336,8 +351,18 @@ pub const COMMANDS: &[Spec] = &[
         &["@keyspace", "@write", "@slow"],
         &["RO", "access"],
     ),
-    spec("flushall", -1, &["write"], &["@keyspace", "@write", "@slow", "@dangerous"]),
-    spec("flushdb", -1, &["write"], &["@keyspace", "@write", "@slow", "@dangerous"]),
+    spec(
+        "flushall",
+        -1,
+        &["write"],
+        &["@keyspace", "@write", "@slow", "@dangerous"],
+    ),
+    spec(
+        "flushdb",
+        -1,
+        &["write"],
+        &["@keyspace", "@write", "@slow", "@dangerous"],
+    ),
     keyed(
         "expire",
         -3,

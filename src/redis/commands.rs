@@ -1,30 +1,17 @@
 //! The client commands: what each one means and how it is answered.
 //!
-//! The table (also in the README):
+//! The commands on the store are parsed in [`crate::redis::store`]; the
+//! README's command table lists every command, grouped as Redis groups
+//! them. Here: where each runs.
 //!
-//! | command | reply | where |
-//! |---|---|---|
-//! | `PING [msg]` | `+PONG`, or the message | any node |
-//! | `ECHO msg` | the message | any node |
-//! | `GET key` | the value, or a null bulk string | leader |
-//! | `SET key value` | `+OK` once committed and applied | leader |
-//! | `DEL key [key ...]` | `:N`, how many of the keys existed | leader |
-//! | `CAS key expected new` | `:1` if the value was `expected` and is now `new`, else `:0` | leader |
-//! | `INCR key` | `:N`, the new value (absent counts as 0) | leader |
-//! | `INCRBY key n`, `DECR key`, `DECRBY key n` | `:N`, the new value | leader |
-//! | `APPEND key value` | `:N`, the new length | leader |
-//! | `CLIENT ID id` | `+OK`; this connection's writes may now use `SEQ` | any node |
-//! | `SEQ n command ...` | the command's reply; a retry of the same `n` is not applied again | leader |
-//! | `INFO [section ...]` | `field:value` lines in Redis's sections | any node |
-//! | `CLUSTER SLOTS\|SHARDS\|NODES\|MYID\|INFO\|KEYSLOT key` | the cluster as Redis Cluster describes one shard | any node |
-//! | `HELLO [2\|3] [AUTH user pass] [SETNAME name]` | switches protocol; describes the server | any node |
-//! | `MULTI` … `EXEC` | the queued commands' replies, applied as one log entry ([`crate::redis::transaction`]) | leader |
-//! | `DISCARD` | `+OK`; drops the queued commands | any node |
-//! | `RAFT.NODE ADD\|PROMOTE\|REMOVE ...`, `RAFT.TRANSFER_LEADER [id]` | `+OK` once done ([`crate::redis::membership`]) | leader |
-//! | `RAFT.NODES` | one line per member ([`crate::redis::membership::nodes_text`]) | any node |
-//! | `DEBUG DIGEST` | `+<40 hex digits>`: this node's applied state, the same on replicas that agree | any node |
-//! | `HELP` | the command list | any node |
-//! | `QUIT` | `+OK`, then the connection closes | any node |
+//! * Writes (SET, DEL, EXPIRE, ...) go through the log on the leader and
+//!   are answered once applied; `SEQ n` makes one exactly-once.
+//! * Reads (GET, MGET, SCAN, TTL, ...) are served by the leader once it has
+//!   confirmed it leads (ReadIndex or its lease), at its clock.
+//! * `MULTI` … `EXEC` applies the queued commands as one log entry
+//!   ([`crate::redis::transaction`]); reads inside go through the log too.
+//! * The connection's, the node's and the cluster's commands (`PING`,
+//!   `INFO`, `CLUSTER`, `RAFT.*`, `DEBUG DIGEST`, ...) run on any node.
 //!
 //! Errors say whether the request took effect. `-MOVED <slot> host:port` (not
 //! the leader; that is its client address, and the slot is the key's hash
@@ -75,14 +62,49 @@ const HELP: &[&str] = &[
     "PING [message] -- +PONG, or the message",
     "ECHO message -- the message",
     "GET key -- the value, or nil (leader)",
-    "SET key value -- +OK once committed (leader)",
+    "MGET key [key ...] -- the values, nil for missing keys (leader)",
+    "SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL] -- +OK once committed (leader)",
+    "SETNX key value -- 1 if set, 0 if the key existed (leader)",
+    "SETEX key seconds value -- SET with a time to live (leader)",
+    "PSETEX key milliseconds value -- SET with a time to live (leader)",
+    "GETSET key value -- SET; the old value (leader)",
+    "GETDEL key -- the value; the key is deleted (leader)",
+    "GETEX key [EX s|PX ms|EXAT t|PXAT t|PERSIST] -- the value; its time to live changed (leader)",
+    "MSET key value [key value ...] -- +OK; all set in one entry (leader)",
+    "MSETNX key value [key value ...] -- 1 if all were set, 0 if any existed (leader)",
+    "STRLEN key -- the value's length (leader)",
+    "GETRANGE key start end -- part of the value (leader)",
+    "SETRANGE key offset value -- overwrite part of the value; the new length (leader)",
     "DEL key [key ...] -- how many keys existed (leader)",
+    "UNLINK key [key ...] -- DEL (leader)",
     "CAS key expected new -- 1 if the value was expected and is now new, else 0 (leader)",
     "INCR key -- add one to an integer value; the new value (leader)",
     "INCRBY key increment -- add to an integer value; the new value (leader)",
     "DECR key -- subtract one from an integer value; the new value (leader)",
     "DECRBY key decrement -- subtract from an integer value; the new value (leader)",
+    "INCRBYFLOAT key increment -- add to a number; the new value (leader)",
     "APPEND key value -- append to a value; the new length (leader)",
+    "EXISTS key [key ...] -- how many of the keys exist (leader)",
+    "TOUCH key [key ...] -- how many of the keys exist (leader)",
+    "TYPE key -- string, or none (leader)",
+    "DBSIZE -- how many keys there are (leader)",
+    "KEYS pattern -- the keys matching a glob pattern (leader)",
+    "SCAN cursor [MATCH pattern] [COUNT n] [TYPE type] -- the next cursor and some keys (leader)",
+    "RANDOMKEY -- a key, or nil (leader)",
+    "RENAME key newkey -- +OK; the value and its time to live move (leader)",
+    "RENAMENX key newkey -- 1 if renamed, 0 if newkey existed (leader)",
+    "COPY source destination [DB 0] [REPLACE] -- 1 if copied (leader)",
+    "FLUSHALL [ASYNC|SYNC] -- +OK; every key is deleted (leader)",
+    "FLUSHDB [ASYNC|SYNC] -- FLUSHALL (leader)",
+    "EXPIRE key seconds [NX|XX|GT|LT] -- 1 if the time to live was set (leader)",
+    "PEXPIRE key milliseconds [NX|XX|GT|LT] -- 1 if the time to live was set (leader)",
+    "EXPIREAT key unix-seconds [NX|XX|GT|LT] -- 1 if the deadline was set (leader)",
+    "PEXPIREAT key unix-milliseconds [NX|XX|GT|LT] -- 1 if the deadline was set (leader)",
+    "TTL key -- seconds left; -1 without a time to live, -2 without the key (leader)",
+    "PTTL key -- milliseconds left (leader)",
+    "EXPIRETIME key -- the deadline in Unix seconds (leader)",
+    "PEXPIRETIME key -- the deadline in Unix milliseconds (leader)",
+    "PERSIST key -- 1 if a time to live was removed (leader)",
     "CLIENT ID id -- name this client (a random 64-bit number) for SEQ",
     "SEQ n command [arg ...] -- a write with sequence number n: retrying n never applies it twice",
     "INFO [section ...] -- this node: server, clients, stats, raft, cluster, keyspace",
@@ -92,7 +114,7 @@ const HELP: &[&str] = &[
     "EXEC -- run the queued commands atomically, as one log entry (leader)",
     "DISCARD -- drop the queued commands",
     "UNWATCH -- +OK (WATCH is not supported: use CAS)",
-    "DEBUG DIGEST -- a digest of this node's applied state (keys, values, sessions)",
+    "DEBUG DIGEST -- a digest of this node's applied state (keys, values, deadlines, sessions)",
     "RAFT.NODE ADD id raft-addr client-addr [LEARNER] -- add a member: a learner, promoted once caught up unless LEARNER (leader)",
     "RAFT.NODE PROMOTE id -- make a learner a voter (leader)",
     "RAFT.NODE REMOVE id -- remove a member, even the leader itself (leader)",
@@ -400,7 +422,9 @@ fn sequenced(port: &Port, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, Af
 /// answers with a value.
 fn lookup(node: &KvNode, read: crate::kv::Read) -> Reply {
     let slot = read.first_key().map_or(0, key_slot);
-    match on_leader(node, slot, "read not confirmed: ", || node.lookup(read.clone())) {
+    match on_leader(node, slot, "read not confirmed: ", || {
+        node.lookup(read.clone())
+    }) {
         Ok(reply) => query_reply(reply),
         Err(reply) => reply,
     }
@@ -472,7 +496,10 @@ mod tests {
         assert_eq!(build("INCR a b"), None);
         assert_eq!(build("PING"), None);
         assert!(matches!(build("SET k v NX XX"), Some(Err(Reply::Error(_)))));
-        assert!(matches!(build("SET k v NX"), Some(Ok(Command::SetWith { .. }))));
+        assert!(matches!(
+            build("SET k v NX"),
+            Some(Ok(Command::SetWith { .. }))
+        ));
         let big_key = "k".repeat(MAX_KEY_BYTES + 1);
         assert!(matches!(
             build(&format!("GET {big_key}")),

@@ -14,8 +14,7 @@
 //! this node's.
 
 use crate::kv::{
-    now_ms, Command, Condition, ExpireCondition, Expiry, Outcome, QueryReply, Read,
-    MAX_VALUE_BYTES,
+    now_ms, Command, Condition, ExpireCondition, Expiry, Outcome, QueryReply, Read, MAX_VALUE_BYTES,
 };
 use crate::redis::catalog;
 use crate::redis::resp::{parse_int, Reply};
@@ -150,9 +149,7 @@ fn build(name: &str, args: &[Vec<u8>]) -> Result<Request, Reply> {
             keys: args[1..].to_vec(),
         }),
         "dbsize" => read(Read::DbSize),
-        "keys" => read(Read::Keys {
-            pattern: key(args),
-        }),
+        "keys" => read(Read::Keys { pattern: key(args) }),
         "scan" => scan(args),
         "type" => read(Read::Type { key: key(args) }),
         "randomkey" => read(Read::RandomKey {
@@ -248,7 +245,9 @@ fn build(name: &str, args: &[Vec<u8>]) -> Result<Request, Reply> {
             let value = &args[3];
             // Redis checks the length only when there is something to
             // write: an empty value changes nothing, wherever it points.
-            if !value.is_empty() && (offset as u64).saturating_add(value.len() as u64) > MAX_VALUE_BYTES as u64 {
+            if !value.is_empty()
+                && (offset as u64).saturating_add(value.len() as u64) > MAX_VALUE_BYTES as u64
+            {
                 return Err(err(
                     "string exceeds maximum allowed size (proto-max-bulk-len)",
                 ));
@@ -540,7 +539,10 @@ fn check_sizes(name: &str, args: &[Vec<u8>], request: Request) -> Result<Request
         Request::Read(Read::MGet { keys }) | Request::Read(Read::Exists { keys }) => {
             (keys.iter().collect(), vec![])
         }
-        Request::Read(read) => (read.first_key().map(|_| &args[1]).into_iter().collect(), vec![]),
+        Request::Read(read) => (
+            read.first_key().map(|_| &args[1]).into_iter().collect(),
+            vec![],
+        ),
         Request::Write(Command::Delete { keys }) => (keys.iter().collect(), vec![]),
         Request::Write(Command::MSet { pairs, .. }) => (
             pairs.iter().map(|(k, _)| k).collect(),
@@ -552,7 +554,10 @@ fn check_sizes(name: &str, args: &[Vec<u8>], request: Request) -> Result<Request
         Request::Write(Command::Cas { key, new, .. }) => (vec![key], vec![new]),
         Request::Write(Command::Rename { from, to, .. })
         | Request::Write(Command::Copy { from, to, .. }) => (vec![from, to], vec![]),
-        Request::Write(command) => (command.first_key().map(|_| &args[1]).into_iter().collect(), vec![]),
+        Request::Write(command) => (
+            command.first_key().map(|_| &args[1]).into_iter().collect(),
+            vec![],
+        ),
     };
     if keys.len() > MAX_KEYS {
         return Err(err(&format!(
