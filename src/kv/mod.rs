@@ -26,6 +26,8 @@
 #[cfg(test)]
 mod bench;
 mod command;
+#[cfg(test)]
+mod command_tests;
 pub mod digest;
 pub mod expiry;
 pub mod float;
