@@ -98,6 +98,7 @@ impl Store {
 fn kv_with_shards(bits: u32) -> Kv {
     Kv {
         map: ShardedMap::new(bits),
+        expiries: Default::default(),
         sessions: Sessions::new(SESSION_TTL_ENTRIES),
     }
 }

@@ -212,6 +212,54 @@ impl<K: Hash + Ord + Clone + ShardKey, V: Clone> ShardedMap<K, V> {
         self.shards.iter().flat_map(|shard| shard.iter())
     }
 
+    /// SCAN's step: the entries whose shard hashes are `cursor` or more, in
+    /// [`Frozen::iter`]'s order, until `count` of them (at least one) or
+    /// until their `weight`s add up to over `max_weight` — but never
+    /// stopping between two keys of one hash — and the hash to go on from,
+    /// 0 when there are no more. Every key present throughout a sequence of
+    /// steps from 0 is returned by one of them. Costs a sort of each shard
+    /// it reads from.
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        max_weight: usize,
+        weight: impl Fn(&K) -> usize,
+    ) -> (Vec<(&K, &V)>, u64) {
+        let mut out = Vec::new();
+        let mut weighed = 0usize;
+        let mut last = None;
+        for shard in &self.shards[(cursor >> self.shift) as usize..] {
+            for (hash, key, value) in sorted(shard) {
+                if hash < cursor {
+                    continue;
+                }
+                let full = out.len() >= count.max(1) || weighed > max_weight;
+                if full && last != Some(hash) {
+                    return (out, hash);
+                }
+                weighed = weighed.saturating_add(weight(key));
+                last = Some(hash);
+                out.push((key, value));
+            }
+        }
+        (out, 0)
+    }
+
+    /// An entry picked by `seed` (any number; the caller's randomness):
+    /// a shard, then an entry in it. `None` if the map is empty.
+    pub fn random(&self, seed: u64) -> Option<(&K, &V)> {
+        if self.len == 0 {
+            return None;
+        }
+        let shards = self.shards.len();
+        let first = (seed >> self.shift) as usize % shards;
+        let shard = (0..shards)
+            .map(|i| &self.shards[(first + i) % shards])
+            .find(|shard| !shard.is_empty())?;
+        shard.iter().nth((seed % shard.len() as u64) as usize)
+    }
+
     /// The map as it is now, shared rather than copied: O(shards).
     pub fn freeze(&self) -> Frozen<K, V> {
         Frozen {
@@ -256,10 +304,15 @@ impl<K: Ord + ShardKey, V> Frozen<K, V> {
 
 /// One shard's entries, sorted by (shard hash, key).
 fn in_order<K: Ord + ShardKey, V>(shard: &HashMap<K, V>) -> impl Iterator<Item = (&K, &V)> {
+    sorted(shard).into_iter().map(|(_, k, v)| (k, v))
+}
+
+/// One shard's entries with their shard hashes, sorted by (hash, key).
+fn sorted<K: Ord + ShardKey, V>(shard: &HashMap<K, V>) -> Vec<(u64, &K, &V)> {
     let mut entries: Vec<(u64, &K, &V)> =
         shard.iter().map(|(k, v)| (k.shard_hash(), k, v)).collect();
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1)));
-    entries.into_iter().map(|(_, k, v)| (k, v))
+    entries
 }
 
 #[cfg(test)]

@@ -26,18 +26,25 @@
 #[cfg(test)]
 mod bench;
 mod command;
+#[cfg(test)]
+mod command_tests;
 pub mod digest;
+pub mod expiry;
 pub mod float;
 pub mod glob;
 pub mod map;
+mod read;
 pub mod session;
 pub mod snapshot;
 #[cfg(test)]
 mod snapshot_tests;
+mod write;
 
 pub use command::{
-    Command, Outcome, Query, QueryReply, Wire, MAX_MULTI_READ_BYTES, MAX_VALUE_BYTES,
+    Command, Condition, ExpireCondition, Expiry, Outcome, Query, QueryReply, Read, Wire,
+    MAX_MULTI_READ_BYTES, MAX_READ_BYTES, MAX_VALUE_BYTES,
 };
+pub use expiry::{now_ms, Expirer, Expiries};
 pub use session::{SessionLimits, SESSION_TTL_ENTRIES};
 
 use crate::node::{Error, Node, PendingQuery, Proposal, RestoreError, StateMachine, StateSnapshot};
@@ -46,7 +53,7 @@ use log::error;
 use map::ShardedMap;
 use session::{Admission, Sessions};
 use snapshot::KvSnapshot;
-use std::io::Read;
+use std::io;
 
 /// A node running the key-value store.
 pub type KvNode = Node<Kv>;
@@ -63,6 +70,9 @@ const KEY_SHARD_BITS: u32 = 10;
 #[derive(Debug)]
 pub struct Kv {
     map: ShardedMap<Vec<u8>, Vec<u8>>,
+    /// The keys' deadlines and the store's clock ([`expiry`]). Every key
+    /// here is in `map`.
+    expiries: Expiries,
     sessions: Sessions,
 }
 
@@ -88,12 +98,21 @@ impl Kv {
     pub fn with_session_limits(limits: SessionLimits) -> Kv {
         Kv {
             map: ShardedMap::new(KEY_SHARD_BITS),
+            expiries: Expiries::default(),
             sessions: Sessions::with_limits(limits),
         }
     }
 
+    /// The value of `key` as this store holds it, even if its deadline has
+    /// passed and its deletion is not yet applied (see [`Kv::read`] for
+    /// the value a client is told).
     pub fn get(&self, key: &[u8]) -> Option<&Vec<u8>> {
         self.map.get(key)
+    }
+
+    /// The keys' deadlines and the store's clock.
+    pub fn expiries(&self) -> &Expiries {
+        &self.expiries
     }
 
     pub fn len(&self) -> usize {
@@ -104,13 +123,19 @@ impl Kv {
         self.map.is_empty()
     }
 
-    /// A digest of the whole state — keys, values and sessions — that is
-    /// the same on two replicas exactly when their states are (see
-    /// [`digest`]): `DEBUG DIGEST`.
+    /// A digest of the whole state — keys, values, deadlines, the clock
+    /// and sessions — that is the same on two replicas exactly when their
+    /// states are (see [`digest`]): `DEBUG DIGEST`.
     pub fn digest(&self) -> String {
         let mut digest = digest::Digest::default();
         for (key, value) in self.map.iter() {
             digest.add(&[b"key", key, value]);
+        }
+        for (key, deadline) in self.expiries.iter() {
+            digest.add(&[b"deadline", key, &deadline.to_be_bytes()]);
+        }
+        if self.expiries.clock() != 0 {
+            digest.add(&[b"clock", &self.expiries.clock().to_be_bytes()]);
         }
         self.sessions.digest_into(&mut digest);
         digest.hex()
@@ -133,6 +158,15 @@ impl Kv {
     /// Applies the command of the log entry at `index`.
     pub fn apply_command(&mut self, index: Index, command: Command) -> Outcome {
         self.sessions.expire(index);
+        // The leader's stamp first: the clock is the same for the session's
+        // decision and the command.
+        let command = match command {
+            Command::Stamped { now_ms, command } => {
+                self.expiries.advance(now_ms);
+                *command
+            }
+            command => command,
+        };
         match command {
             Command::Session {
                 client,
@@ -148,100 +182,6 @@ impl Kv {
                 }
             },
             command => self.apply_plain(command),
-        }
-    }
-
-    fn apply_plain(&mut self, command: Command) -> Outcome {
-        match command {
-            Command::Set { key, value } => {
-                self.map.insert(key, value);
-                Outcome::Done
-            }
-            Command::Delete { keys } => Outcome::Deleted(
-                keys.iter()
-                    .filter(|k| self.map.remove(*k).is_some())
-                    .count(),
-            ),
-            // Compared before anything is taken mutably: a failed swap
-            // copies no shard a snapshot shares.
-            Command::Cas { key, expected, new } => match self.map.get(&key) {
-                Some(value) if *value == expected => {
-                    self.map.insert(key, new);
-                    Outcome::Swapped(true)
-                }
-                _ => Outcome::Swapped(false),
-            },
-            Command::Incr { key } => self.add(key, 1),
-            Command::IncrBy { key, by } => self.add(key, by),
-            Command::Append { key, value } => {
-                // Checked before anything is taken mutably, as for CAS.
-                let current = self.map.get(&key).map_or(0, Vec::len);
-                if current + value.len() > MAX_VALUE_BYTES {
-                    // Redis's words for its proto-max-bulk-len.
-                    return Outcome::Refused(
-                        "string exceeds maximum allowed size (proto-max-bulk-len)".into(),
-                    );
-                }
-                let stored = self.map.get_or_insert_default(key);
-                stored.extend_from_slice(&value);
-                Outcome::Integer(stored.len() as i64)
-            }
-            Command::Session { command, .. } => self.apply_plain(*command),
-            Command::Get { key } => Outcome::Value(self.map.get(&key).cloned()),
-            Command::Multi(commands) => Outcome::Multi(self.apply_multi(commands)),
-        }
-    }
-
-    /// INCR and friends: adds `by` to the integer at `key`, with Redis's
-    /// errors for a value that is not one and for overflow.
-    fn add(&mut self, key: Vec<u8>, by: i64) -> Outcome {
-        let current = match self.map.get(&key) {
-            None => 0,
-            Some(v) => match parse_integer(v) {
-                Some(n) => n,
-                None => return Outcome::Refused("value is not an integer or out of range".into()),
-            },
-        };
-        match current.checked_add(by) {
-            Some(n) => {
-                self.map.insert(key, n.to_string().into_bytes());
-                Outcome::Integer(n)
-            }
-            None => Outcome::Refused("increment or decrement would overflow".into()),
-        }
-    }
-
-    /// A transaction's commands, in order, each seeing the ones before it.
-    fn apply_multi(&mut self, commands: Vec<Command>) -> Vec<Outcome> {
-        let mut read = 0usize;
-        let mut outcomes = Vec::with_capacity(commands.len());
-        for command in commands {
-            let outcome = match command {
-                Command::Multi(_) | Command::Session { .. } => Outcome::Refused(
-                    "a transaction cannot hold another transaction or a session".into(),
-                ),
-                Command::Get { key } => match self.map.get(&key) {
-                    Some(value) if read.saturating_add(value.len()) > MAX_MULTI_READ_BYTES => {
-                        Outcome::Refused(format!(
-                            "the transaction's GETs would return over {MAX_MULTI_READ_BYTES} \
-                             bytes; read this key outside the transaction"
-                        ))
-                    }
-                    value => {
-                        read += value.map_or(0, Vec::len);
-                        Outcome::Value(value.cloned())
-                    }
-                },
-                command => self.apply_plain(command),
-            };
-            outcomes.push(outcome);
-        }
-        outcomes
-    }
-
-    fn answer(&self, query: Query) -> QueryReply {
-        match query {
-            Query::Get { key } => QueryReply::Value(self.map.get(&key).cloned()),
         }
     }
 }
@@ -262,7 +202,7 @@ impl StateMachine for Kv {
 
     fn query(&self, query: &[u8]) -> Vec<u8> {
         let reply = match Query::decode(query) {
-            Ok(query) => self.answer(query),
+            Ok(query) => self.read(query.now_ms, &query.read),
             Err(e) => QueryReply::Refused(format!("undecodable query: {e}")),
         };
         encode_reply(&reply)
@@ -274,7 +214,8 @@ impl StateMachine for Kv {
     fn snapshot(&self) -> Box<dyn StateSnapshot> {
         Box::new(
             KvSnapshot::new(self.map.freeze(), self.sessions.freeze())
-                .with_tombstones(self.sessions.freeze_tombstones()),
+                .with_tombstones(self.sessions.freeze_tombstones())
+                .with_expiries(self.expiries.freeze(), self.expiries.clock()),
         )
     }
 
@@ -283,9 +224,14 @@ impl StateMachine for Kv {
     /// memory meanwhile). The session limits are configuration and stay
     /// this store's; so does the count of duplicates suppressed, a counter of
     /// this node's rather than replicated state.
-    fn restore(&mut self, payload: &mut dyn Read) -> Result<(), RestoreError> {
+    fn restore(&mut self, payload: &mut dyn io::Read) -> Result<(), RestoreError> {
         let mut restored = Kv::with_session_limits(self.sessions.limits());
-        snapshot::read(payload, &mut restored.map, &mut restored.sessions)?;
+        snapshot::read(
+            payload,
+            &mut restored.map,
+            &mut restored.sessions,
+            &mut restored.expiries,
+        )?;
         restored.sessions.set_duplicates(self.sessions.duplicates());
         *self = restored;
         Ok(())
@@ -336,8 +282,16 @@ pub trait KeyValue {
     /// started together share one round ([`Node::start_query`]).
     fn start_read(&self, key: &[u8]) -> Result<PendingRead<'_>, Error>;
 
+    /// Any read, linearizably, at this node's time ([`now_ms`]).
+    fn lookup(&self, read: Read) -> Result<QueryReply, Error> {
+        self.start_lookup(read)?.wait_reply()
+    }
+
+    /// Starts any read without waiting for it, like [`KeyValue::start_read`].
+    fn start_lookup(&self, read: Read) -> Result<PendingRead<'_>, Error>;
+
     /// Reads `key` from this node's state machine as it is now — a local
-    /// read that may miss recent writes.
+    /// read that may miss recent writes — at the store's own clock.
     fn get(&self, key: &[u8]) -> Option<Vec<u8>>;
 
     /// Sets `key` to `value`.
@@ -416,14 +370,18 @@ impl PendingWrite<'_> {
 pub struct PendingRead<'a>(PendingQuery<'a, Kv>);
 
 impl PendingRead<'_> {
-    /// Waits for the read; the value, or `None` if the key is absent. The
+    /// Waits for a GET; the value, or `None` if the key is absent. The
     /// errors are [`PendingQuery::wait`]'s.
     pub fn wait(self) -> Result<Option<Vec<u8>>, Error> {
-        let reply = self.0.wait()?;
-        match QueryReply::decode(&reply).map_err(Error::Codec)? {
+        match self.wait_reply()? {
             QueryReply::Value(value) => Ok(value),
-            QueryReply::Refused(why) => unreachable!("a well-formed GET was refused: {why}"),
+            other => unreachable!("a GET was answered {other:?}"),
         }
+    }
+
+    /// Waits for any read; its answer.
+    pub fn wait_reply(self) -> Result<QueryReply, Error> {
+        QueryReply::decode(&self.0.wait()?).map_err(Error::Codec)
     }
 }
 
@@ -432,8 +390,14 @@ impl KeyValue for Node<Kv> {
         self.start_write(command)?.wait()
     }
 
+    /// Stamps the write with this node's clock: if it is the leader, that
+    /// is the time at which the write applies (see [`expiry`]).
     fn start_write(&self, command: Command) -> Result<PendingWrite<'_>, Error> {
-        let bytes = command.encode().map_err(Error::Codec)?;
+        let stamped = Command::Stamped {
+            now_ms: now_ms(),
+            command: Box::new(command),
+        };
+        let bytes = stamped.encode().map_err(Error::Codec)?;
         self.start_proposal(bytes).map(PendingWrite)
     }
 
@@ -442,13 +406,24 @@ impl KeyValue for Node<Kv> {
     }
 
     fn start_read(&self, key: &[u8]) -> Result<PendingRead<'_>, Error> {
-        let query = Query::Get { key: key.to_vec() };
+        self.start_lookup(Read::Get { key: key.to_vec() })
+    }
+
+    fn start_lookup(&self, read: Read) -> Result<PendingRead<'_>, Error> {
+        let query = Query {
+            now_ms: now_ms(),
+            read,
+        };
         let bytes = query.encode().map_err(Error::Codec)?;
         self.start_query(bytes).map(PendingRead)
     }
 
     fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        self.with_state(|kv| kv.get(key).cloned())
+        let key = key.to_vec();
+        match self.with_state(|kv| kv.read(0, &Read::Get { key })) {
+            QueryReply::Value(value) => value,
+            _ => None,
+        }
     }
 }
 
@@ -655,7 +630,12 @@ mod tests {
         let reply = StateMachine::apply(&mut kv, 1, &set.encode().unwrap());
         assert_eq!(Outcome::decode(&reply).unwrap(), Outcome::Done);
         let get = |key: &str| {
-            let query = Query::Get { key: b(key) }.encode().unwrap();
+            let query = Query {
+                now_ms: 0,
+                read: Read::Get { key: b(key) },
+            }
+            .encode()
+            .unwrap();
             QueryReply::decode(&kv.query(&query)).unwrap()
         };
         assert_eq!(get("k"), QueryReply::Value(Some(b("v"))));

@@ -7,11 +7,11 @@
 //! store goes on applying entries meanwhile. [`read`] streams a payload back
 //! into an empty store.
 //!
-//! # The format, version 2
+//! # The format, version 3
 //!
 //! ```text
 //! "RNKVSNAP"                8 bytes, the magic
-//! version                   u32, big-endian: 2 (1 is still read)
+//! version                   u32, big-endian: 3 (1 and 2 are still read)
 //! record*                   each: a u32 big-endian length, then that many
 //!                           bytes of a codec-encoded Record
 //! ```
@@ -33,15 +33,23 @@
 //! * `Tombstones` (version 2) — expired sessions (see [`super::session`]):
 //!   client id and the index of the session's last use, at most
 //!   [`BATCH_PAIRS`] per record;
-//! * `EndWithTombstones { keys, sessions, tombstones, crc }` (version 2), or
-//!   `End { keys, sessions, crc }` (version 1) — the counts, and the CRC32
-//!   of every byte before this record (magic and version included); nothing
-//!   comes after it. A payload that stops short of it, or disagrees with
-//!   it, is refused.
+//! * `Deadlines` (version 3) — keys with a time to live and their
+//!   deadlines in Unix milliseconds (see [`super::expiry`]), at most
+//!   [`BATCH_PAIRS`] or about [`BATCH_BYTES`] per record; each key must be
+//!   one of the keys above;
+//! * `EndWithClock { keys, sessions, tombstones, deadlines, clock, crc }`
+//!   (version 3), `EndWithTombstones { keys, sessions, tombstones, crc }`
+//!   (version 2), or `End { keys, sessions, crc }` (version 1) — the
+//!   counts, the store's clock (version 3), and the CRC32 of every byte
+//!   before this record (magic and version included); nothing comes after
+//!   it. A payload that stops short of it, or disagrees with it, is
+//!   refused.
 //!
-//! Version 1 is version 2 without tombstones and with the older end
-//! record: it is read as a store whose sessions never expired, which is
-//! what it was. Each version's records are refused in the other.
+//! Version 2 is version 3 without deadlines or a clock: it is read as a
+//! store whose keys never expire and whose clock is 0, which is what it
+//! was. Version 1 is version 2 without tombstones and with the older end
+//! record: it is read as a store whose sessions never expired. Each
+//! version's own records are refused in the others.
 //!
 //! Keys come in the order of [`Frozen::iter`](super::map::Frozen::iter) and
 //! sessions likewise: a function of the content alone, so two replicas in
@@ -59,6 +67,7 @@
 //! fails like any other damage, rather than restoring a wrong value.
 
 use super::command::Outcome;
+use super::expiry::Expiries;
 use super::map::{Frozen, ShardedMap};
 use super::session::{Session, Sessions};
 use crate::codec::{self, CodecError};
@@ -73,9 +82,11 @@ use std::marker::PhantomData;
 
 const MAGIC: &[u8; 8] = b"RNKVSNAP";
 /// The version written.
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// The first version, without tombstones: still read.
 const VERSION_1: u32 = 1;
+/// The second, without deadlines or a clock: still read.
+const VERSION_2: u32 = 2;
 
 /// The most pairs in one `Pairs` record.
 pub const BATCH_PAIRS: usize = 1000;
@@ -119,13 +130,27 @@ enum Record<'a> {
         tombstones: u64,
         crc: u32,
     },
+    /// Keys and their deadlines (version 3).
+    Deadlines(Vec<(Bytes<'a>, u64)>),
+    /// The counts, the store's clock, and the CRC32 of every byte before
+    /// this record (version 3).
+    EndWithClock {
+        keys: u64,
+        sessions: u64,
+        tombstones: u64,
+        deadlines: u64,
+        clock: u64,
+        crc: u32,
+    },
 }
 
 impl Record<'_> {
     /// The CRC an end record of either version carries.
     fn end_crc(&self) -> Option<u32> {
         match self {
-            Record::End { crc, .. } | Record::EndWithTombstones { crc, .. } => Some(*crc),
+            Record::End { crc, .. }
+            | Record::EndWithTombstones { crc, .. }
+            | Record::EndWithClock { crc, .. } => Some(*crc),
             _ => None,
         }
     }
@@ -185,6 +210,8 @@ pub struct KvSnapshot {
     keys: Frozen<Vec<u8>, Vec<u8>>,
     sessions: Frozen<u64, Session>,
     tombstones: Frozen<u64, Index>,
+    deadlines: Frozen<Vec<u8>, u64>,
+    clock: u64,
 }
 
 impl KvSnapshot {
@@ -194,7 +221,36 @@ impl KvSnapshot {
             keys,
             sessions,
             tombstones: ShardedMap::new(1).freeze(),
+            deadlines: ShardedMap::new(1).freeze(),
+            clock: 0,
         }
+    }
+
+    /// The same, with the keys' deadlines and the store's clock.
+    pub fn with_expiries(self, deadlines: Frozen<Vec<u8>, u64>, clock: u64) -> KvSnapshot {
+        KvSnapshot {
+            deadlines,
+            clock,
+            ..self
+        }
+    }
+
+    /// The deadlines, in batches like the keys'.
+    fn write_deadlines(&self, writer: &mut RecordWriter<'_>) -> io::Result<()> {
+        let mut batch = Vec::new();
+        let mut batch_bytes = 0;
+        for (key, &deadline) in self.deadlines.iter() {
+            batch.push((borrowed(key), deadline));
+            batch_bytes += key.len() + 8;
+            if batch.len() >= BATCH_PAIRS || batch_bytes >= BATCH_BYTES {
+                writer.write(&Record::Deadlines(std::mem::take(&mut batch)))?;
+                batch_bytes = 0;
+            }
+        }
+        if !batch.is_empty() {
+            writer.write(&Record::Deadlines(batch))?;
+        }
+        Ok(())
     }
 
     /// The same, with the tombstones of expired sessions.
@@ -265,10 +321,13 @@ impl StateSnapshot for KvSnapshot {
         self.write_keys(&mut writer)?;
         self.write_sessions(&mut writer)?;
         self.write_tombstones(&mut writer)?;
-        writer.write(&Record::EndWithTombstones {
+        self.write_deadlines(&mut writer)?;
+        writer.write(&Record::EndWithClock {
             keys: self.keys.len() as u64,
             sessions: self.sessions.len() as u64,
             tombstones: self.tombstones.len() as u64,
+            deadlines: self.deadlines.len() as u64,
+            clock: self.clock,
             crc: writer.crc.clone().finalize(),
         })
     }
@@ -343,13 +402,14 @@ fn invalid(reason: impl Into<String>) -> RestoreError {
     RestoreError::Invalid(reason.into())
 }
 
-/// Reads a payload written by [`KvSnapshot`] into `keys` and `sessions`,
-/// which should be empty. On error they hold part of it and are to be
-/// dropped.
+/// Reads a payload written by [`KvSnapshot`] into `keys`, `sessions` and
+/// `expiries`, which should be empty. On error they hold part of it and are
+/// to be dropped.
 pub fn read(
     payload: &mut dyn Read,
     keys: &mut ShardedMap<Vec<u8>, Vec<u8>>,
     sessions: &mut Sessions,
+    expiries: &mut Expiries,
 ) -> Result<(), RestoreError> {
     let mut stream = Stream {
         payload,
@@ -360,9 +420,11 @@ pub fn read(
     let mut reader = Reader {
         keys,
         sessions,
+        expiries,
         big: None,
         in_sessions: false,
         in_tombstones: false,
+        in_deadlines: false,
         version,
         ended: false,
     };
@@ -402,7 +464,7 @@ impl Stream<'_> {
         let mut version = [0; 4];
         self.read_exact(&mut version, "the format version")?;
         match u32::from_be_bytes(version) {
-            version @ (VERSION_1 | VERSION) => Ok(version),
+            version @ (VERSION_1 | VERSION_2 | VERSION) => Ok(version),
             other => Err(invalid(format!(
                 "format version {other}; this build reads versions {VERSION_1} to {VERSION}"
             ))),
@@ -463,12 +525,15 @@ impl Stream<'_> {
 struct Reader<'r> {
     keys: &'r mut ShardedMap<Vec<u8>, Vec<u8>>,
     sessions: &'r mut Sessions,
+    expiries: &'r mut Expiries,
     /// A big value being read: its key, the bytes so far, its length.
     big: Option<(Vec<u8>, Vec<u8>, u64)>,
     /// Whether a session was read: keys may no longer come.
     in_sessions: bool,
     /// Whether a tombstone was read: sessions may no longer come either.
     in_tombstones: bool,
+    /// Whether a deadline was read: tombstones may no longer come either.
+    in_deadlines: bool,
     /// The payload's format version: which records it may hold.
     version: u32,
     /// Whether the end record was read and agreed: nothing may come.
@@ -480,11 +545,15 @@ impl Reader<'_> {
         match record {
             Record::Part(part) => self.part(part.0.into_owned()),
             _ if self.big.is_some() => Err(invalid("a big value ends before all its parts")),
+            Record::Session(_) | Record::Tombstones(_) if self.in_deadlines => {
+                Err(invalid("a session or tombstone after the deadlines"))
+            }
             Record::Session(_) if self.in_tombstones => {
                 Err(invalid("a session after the tombstones"))
             }
             Record::Session(session) => self.session(session),
-            Record::Tombstones(list) if self.version >= VERSION => self.tombstones(list),
+            Record::Tombstones(list) if self.version >= VERSION_2 => self.tombstones(list),
+            Record::Deadlines(list) if self.version >= VERSION => self.deadlines(list),
             Record::End { keys, sessions, .. } if self.version == VERSION_1 => {
                 self.end(keys, sessions, 0)
             }
@@ -493,13 +562,32 @@ impl Reader<'_> {
                 sessions,
                 tombstones,
                 ..
-            } if self.version >= VERSION => self.end(keys, sessions, tombstones),
-            Record::Tombstones(_) | Record::End { .. } | Record::EndWithTombstones { .. } => {
-                Err(invalid(format!(
-                    "a record of another format version than {}",
-                    self.version
-                )))
+            } if self.version == VERSION_2 => self.end(keys, sessions, tombstones),
+            Record::EndWithClock {
+                keys,
+                sessions,
+                tombstones,
+                deadlines,
+                clock,
+                ..
+            } if self.version == VERSION => {
+                if deadlines != self.expiries.len() as u64 {
+                    return Err(invalid(format!(
+                        "the end record counts {deadlines} deadlines; the payload held {}",
+                        self.expiries.len()
+                    )));
+                }
+                self.expiries.restore_clock(clock);
+                self.end(keys, sessions, tombstones)
             }
+            Record::Tombstones(_)
+            | Record::Deadlines(_)
+            | Record::End { .. }
+            | Record::EndWithTombstones { .. }
+            | Record::EndWithClock { .. } => Err(invalid(format!(
+                "a record of another format version than {}",
+                self.version
+            ))),
             _ if self.in_sessions => Err(invalid("keys after the sessions")),
             Record::Pairs(pairs) => pairs
                 .into_iter()
@@ -564,6 +652,23 @@ impl Reader<'_> {
         Ok(())
     }
 
+    fn deadlines(&mut self, list: Vec<(Bytes<'static>, u64)>) -> Result<(), RestoreError> {
+        self.in_sessions = true;
+        self.in_tombstones = true;
+        self.in_deadlines = true;
+        for (key, deadline) in list {
+            let key = key.0;
+            if !self.keys.contains_key(key.as_ref()) {
+                return Err(invalid("a deadline for a key the payload does not hold"));
+            }
+            if self.expiries.get(&key).is_some() {
+                return Err(invalid("a key has two deadlines"));
+            }
+            self.expiries.set(&key, deadline);
+        }
+        Ok(())
+    }
+
     fn end(&mut self, keys: u64, sessions: u64, tombstones: u64) -> Result<(), RestoreError> {
         let read = (
             self.keys.len() as u64,
@@ -603,7 +708,7 @@ mod tests {
 
     /// The same in version 2, counting `tombstones` too.
     fn payload_v2(records: &[Record<'_>], keys: u64, sessions: u64, tombstones: u64) -> Vec<u8> {
-        payload_with_end(VERSION, records, |crc| Record::EndWithTombstones {
+        payload_with_end(VERSION_2, records, |crc| Record::EndWithTombstones {
             keys,
             sessions,
             tombstones,
@@ -636,9 +741,14 @@ mod tests {
     fn restore(payload: &[u8]) -> Result<(usize, usize), String> {
         let mut keys = ShardedMap::new(4);
         let mut sessions = Sessions::new(100);
-        read(&mut &payload[..], &mut keys, &mut sessions)
-            .map(|()| (keys.len(), sessions.len()))
-            .map_err(|e| e.to_string())
+        read(
+            &mut &payload[..],
+            &mut keys,
+            &mut sessions,
+            &mut Expiries::default(),
+        )
+        .map(|()| (keys.len(), sessions.len()))
+        .map_err(|e| e.to_string())
     }
 
     fn session(client: u64) -> Record<'static> {
@@ -758,9 +868,14 @@ mod tests {
     fn restore_sessions(payload: &[u8]) -> Result<(usize, usize), String> {
         let mut keys = ShardedMap::new(4);
         let mut sessions = Sessions::new(100);
-        read(&mut &payload[..], &mut keys, &mut sessions)
-            .map(|()| (sessions.len(), sessions.tombstones()))
-            .map_err(|e| e.to_string())
+        read(
+            &mut &payload[..],
+            &mut keys,
+            &mut sessions,
+            &mut Expiries::default(),
+        )
+        .map(|()| (sessions.len(), sessions.tombstones()))
+        .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -782,7 +897,7 @@ mod tests {
             .with_tombstones(sessions.freeze_tombstones());
         let mut payload = Vec::new();
         snapshot.write_to(&mut payload).unwrap();
-        assert_eq!(&payload[8..12], &2u32.to_be_bytes());
+        assert_eq!(&payload[8..12], &3u32.to_be_bytes());
         assert_eq!(restore_sessions(&payload), Ok((0, 1)));
     }
 
@@ -815,7 +930,7 @@ mod tests {
             assert!(error.contains(why), "{why}: {error}");
         }
         // Each version's end record is refused in the other.
-        let v2_with_v1_end = payload_with_end(VERSION, &[], |crc| Record::End {
+        let v2_with_v1_end = payload_with_end(VERSION_2, &[], |crc| Record::End {
             keys: 0,
             sessions: 0,
             crc,
@@ -830,5 +945,75 @@ mod tests {
         });
         let error = restore_sessions(&v1_with_v2_end).unwrap_err();
         assert!(error.contains("another format version"), "{error}");
+    }
+
+    fn payload_v3(records: &[Record<'_>], keys: u64, deadlines: u64, clock: u64) -> Vec<u8> {
+        payload_with_end(VERSION, records, |crc| Record::EndWithClock {
+            keys,
+            sessions: 0,
+            tombstones: 0,
+            deadlines,
+            clock,
+            crc,
+        })
+    }
+
+    fn restore_expiries(payload: &[u8]) -> Result<(usize, u64), String> {
+        let mut keys = ShardedMap::new(2);
+        let mut expiries = Expiries::default();
+        read(
+            &mut &payload[..],
+            &mut keys,
+            &mut Sessions::new(100),
+            &mut expiries,
+        )
+        .map(|()| (expiries.len(), expiries.clock()))
+        .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn version_3_carries_deadlines_and_the_clock() {
+        let pairs = Record::Pairs(vec![(bytes(b"a"), bytes(b"1")), (bytes(b"b"), bytes(b"2"))]);
+        let deadlines = |list: &[&'static [u8]]| {
+            Record::Deadlines(list.iter().map(|k| (bytes(k), 7)).collect())
+        };
+        let good = payload_v3(&[pairs, deadlines(&[b"a"]), deadlines(&[b"b"])], 2, 2, 99);
+        assert_eq!(restore_expiries(&good), Ok((2, 99)));
+        let pairs = || Record::Pairs(vec![(bytes(b"a"), bytes(b"1"))]);
+        let cases = [
+            (
+                payload_v3(&[pairs(), deadlines(&[b"z"])], 1, 1, 0),
+                "does not hold",
+            ),
+            (
+                payload_v3(&[pairs(), deadlines(&[b"a", b"a"])], 1, 2, 0),
+                "two deadlines",
+            ),
+            (
+                payload_v3(&[pairs(), deadlines(&[b"a"])], 1, 0, 0),
+                "counts 0 deadlines",
+            ),
+            (
+                payload_v3(&[deadlines(&[]), pairs()], 1, 0, 0),
+                "keys after",
+            ),
+            (
+                payload_v3(&[deadlines(&[]), session(1)], 0, 0, 0),
+                "after the deadlines",
+            ),
+            (
+                payload_v2(&[deadlines(&[])], 0, 0, 0),
+                "another format version",
+            ),
+        ];
+        for (payload, why) in cases {
+            let error = restore_expiries(&payload).unwrap_err();
+            assert!(error.contains(why), "{why}: {error}");
+        }
+        // A version 2 payload is a store without deadlines, at clock 0.
+        assert_eq!(
+            restore_expiries(&payload_v2(&[pairs()], 1, 0, 0)),
+            Ok((0, 0))
+        );
     }
 }

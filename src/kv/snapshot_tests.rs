@@ -277,9 +277,9 @@ fn a_payload_that_is_not_a_store_snapshot_is_refused() {
     bytes[..8].copy_from_slice(b"RNSNAP1\n");
     assert!(refused(&mut kv, &bytes).to_string().contains("wrong magic"));
     let mut bytes = payload(&kv);
-    bytes[8..12].copy_from_slice(&3u32.to_be_bytes());
+    bytes[8..12].copy_from_slice(&4u32.to_be_bytes());
     let error = refused(&mut kv, &bytes);
-    assert!(error.to_string().contains("format version 3"), "{error}");
+    assert!(error.to_string().contains("format version 4"), "{error}");
     assert!(matches!(refused(&mut kv, b""), RestoreError::Invalid(_)));
     assert!(matches!(
         refused(&mut kv, b"hello"),

@@ -1,30 +1,17 @@
 //! The client commands: what each one means and how it is answered.
 //!
-//! The table (also in the README):
+//! The commands on the store are parsed in [`crate::redis::store`]; the
+//! README's command table lists every command, grouped as Redis groups
+//! them. Here: where each runs.
 //!
-//! | command | reply | where |
-//! |---|---|---|
-//! | `PING [msg]` | `+PONG`, or the message | any node |
-//! | `ECHO msg` | the message | any node |
-//! | `GET key` | the value, or a null bulk string | leader |
-//! | `SET key value` | `+OK` once committed and applied | leader |
-//! | `DEL key [key ...]` | `:N`, how many of the keys existed | leader |
-//! | `CAS key expected new` | `:1` if the value was `expected` and is now `new`, else `:0` | leader |
-//! | `INCR key` | `:N`, the new value (absent counts as 0) | leader |
-//! | `INCRBY key n`, `DECR key`, `DECRBY key n` | `:N`, the new value | leader |
-//! | `APPEND key value` | `:N`, the new length | leader |
-//! | `CLIENT ID id` | `+OK`; this connection's writes may now use `SEQ` | any node |
-//! | `SEQ n command ...` | the command's reply; a retry of the same `n` is not applied again | leader |
-//! | `INFO [section ...]` | `field:value` lines in Redis's sections | any node |
-//! | `CLUSTER SLOTS\|SHARDS\|NODES\|MYID\|INFO\|KEYSLOT key` | the cluster as Redis Cluster describes one shard | any node |
-//! | `HELLO [2\|3] [AUTH user pass] [SETNAME name]` | switches protocol; describes the server | any node |
-//! | `MULTI` … `EXEC` | the queued commands' replies, applied as one log entry ([`crate::redis::transaction`]) | leader |
-//! | `DISCARD` | `+OK`; drops the queued commands | any node |
-//! | `RAFT.NODE ADD\|PROMOTE\|REMOVE ...`, `RAFT.TRANSFER_LEADER [id]` | `+OK` once done ([`crate::redis::membership`]) | leader |
-//! | `RAFT.NODES` | one line per member ([`crate::redis::membership::nodes_text`]) | any node |
-//! | `DEBUG DIGEST` | `+<40 hex digits>`: this node's applied state, the same on replicas that agree | any node |
-//! | `HELP` | the command list | any node |
-//! | `QUIT` | `+OK`, then the connection closes | any node |
+//! * Writes (SET, DEL, EXPIRE, ...) go through the log on the leader and
+//!   are answered once applied; `SEQ n` makes one exactly-once.
+//! * Reads (GET, MGET, SCAN, TTL, ...) are served by the leader once it has
+//!   confirmed it leads (ReadIndex or its lease), at its clock.
+//! * `MULTI` … `EXEC` applies the queued commands as one log entry
+//!   ([`crate::redis::transaction`]); reads inside go through the log too.
+//! * The connection's, the node's and the cluster's commands (`PING`,
+//!   `INFO`, `CLUSTER`, `RAFT.*`, `DEBUG DIGEST`, ...) run on any node.
 //!
 //! Errors say whether the request took effect. `-MOVED <slot> host:port` (not
 //! the leader; that is its client address, and the slot is the key's hash
@@ -56,15 +43,13 @@ use crate::redis::info;
 use crate::redis::leader::on_leader;
 use crate::redis::membership;
 use crate::redis::port::{Connection, Port};
-use crate::redis::resp::{parse_int, Reply};
+use crate::redis::resp::Reply;
+use crate::redis::store::{self, outcome_reply, query_reply, Request};
 use crate::redis::transaction::{self, Step};
 
-/// The largest key a client may write.
-pub const MAX_KEY_BYTES: usize = 64 * 1024;
 /// The largest value a client may write: the store's own limit.
 pub use crate::kv::MAX_VALUE_BYTES;
-/// The most keys one DEL may name.
-pub const MAX_DEL_KEYS: usize = 4096;
+pub use crate::redis::store::{MAX_DEL_KEYS, MAX_KEYS, MAX_KEY_BYTES};
 
 /// What the connection should do after sending a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,14 +62,49 @@ const HELP: &[&str] = &[
     "PING [message] -- +PONG, or the message",
     "ECHO message -- the message",
     "GET key -- the value, or nil (leader)",
-    "SET key value -- +OK once committed (leader)",
+    "MGET key [key ...] -- the values, nil for missing keys (leader)",
+    "SET key value [NX|XX] [GET] [EX s|PX ms|EXAT t|PXAT t|KEEPTTL] -- +OK once committed (leader)",
+    "SETNX key value -- 1 if set, 0 if the key existed (leader)",
+    "SETEX key seconds value -- SET with a time to live (leader)",
+    "PSETEX key milliseconds value -- SET with a time to live (leader)",
+    "GETSET key value -- SET; the old value (leader)",
+    "GETDEL key -- the value; the key is deleted (leader)",
+    "GETEX key [EX s|PX ms|EXAT t|PXAT t|PERSIST] -- the value; its time to live changed (leader)",
+    "MSET key value [key value ...] -- +OK; all set in one entry (leader)",
+    "MSETNX key value [key value ...] -- 1 if all were set, 0 if any existed (leader)",
+    "STRLEN key -- the value's length (leader)",
+    "GETRANGE key start end -- part of the value (leader)",
+    "SETRANGE key offset value -- overwrite part of the value; the new length (leader)",
     "DEL key [key ...] -- how many keys existed (leader)",
+    "UNLINK key [key ...] -- DEL (leader)",
     "CAS key expected new -- 1 if the value was expected and is now new, else 0 (leader)",
     "INCR key -- add one to an integer value; the new value (leader)",
     "INCRBY key increment -- add to an integer value; the new value (leader)",
     "DECR key -- subtract one from an integer value; the new value (leader)",
     "DECRBY key decrement -- subtract from an integer value; the new value (leader)",
+    "INCRBYFLOAT key increment -- add to a number; the new value (leader)",
     "APPEND key value -- append to a value; the new length (leader)",
+    "EXISTS key [key ...] -- how many of the keys exist (leader)",
+    "TOUCH key [key ...] -- how many of the keys exist (leader)",
+    "TYPE key -- string, or none (leader)",
+    "DBSIZE -- how many keys there are (leader)",
+    "KEYS pattern -- the keys matching a glob pattern (leader)",
+    "SCAN cursor [MATCH pattern] [COUNT n] [TYPE type] -- the next cursor and some keys (leader)",
+    "RANDOMKEY -- a key, or nil (leader)",
+    "RENAME key newkey -- +OK; the value and its time to live move (leader)",
+    "RENAMENX key newkey -- 1 if renamed, 0 if newkey existed (leader)",
+    "COPY source destination [DB 0] [REPLACE] -- 1 if copied (leader)",
+    "FLUSHALL [ASYNC|SYNC] -- +OK; every key is deleted (leader)",
+    "FLUSHDB [ASYNC|SYNC] -- FLUSHALL (leader)",
+    "EXPIRE key seconds [NX|XX|GT|LT] -- 1 if the time to live was set (leader)",
+    "PEXPIRE key milliseconds [NX|XX|GT|LT] -- 1 if the time to live was set (leader)",
+    "EXPIREAT key unix-seconds [NX|XX|GT|LT] -- 1 if the deadline was set (leader)",
+    "PEXPIREAT key unix-milliseconds [NX|XX|GT|LT] -- 1 if the deadline was set (leader)",
+    "TTL key -- seconds left; -1 without a time to live, -2 without the key (leader)",
+    "PTTL key -- milliseconds left (leader)",
+    "EXPIRETIME key -- the deadline in Unix seconds (leader)",
+    "PEXPIRETIME key -- the deadline in Unix milliseconds (leader)",
+    "PERSIST key -- 1 if a time to live was removed (leader)",
     "CLIENT ID id -- name this client (a random 64-bit number) for SEQ",
     "SEQ n command [arg ...] -- a write with sequence number n: retrying n never applies it twice",
     "INFO [section ...] -- this node: server, clients, stats, raft, cluster, keyspace",
@@ -94,7 +114,7 @@ const HELP: &[&str] = &[
     "EXEC -- run the queued commands atomically, as one log entry (leader)",
     "DISCARD -- drop the queued commands",
     "UNWATCH -- +OK (WATCH is not supported: use CAS)",
-    "DEBUG DIGEST -- a digest of this node's applied state (keys, values, sessions)",
+    "DEBUG DIGEST -- a digest of this node's applied state (keys, values, deadlines, sessions)",
     "RAFT.NODE ADD id raft-addr client-addr [LEARNER] -- add a member: a learner, promoted once caught up unless LEARNER (leader)",
     "RAFT.NODE PROMOTE id -- make a learner a voter (leader)",
     "RAFT.NODE REMOVE id -- remove a member, even the leader itself (leader)",
@@ -160,9 +180,9 @@ pub fn start<'a>(
         return Err(args);
     };
     let name = String::from_utf8_lossy(name).to_ascii_uppercase();
-    let started = match store_command(&name, &args) {
-        Some(Ok(Command::Get { key })) => port.node.start_read(&key).map(Op::Read),
-        Some(Ok(command)) => port.node.start_write(command).map(Op::Write),
+    let started = match store::parse(&name, &args) {
+        Some(Ok(Request::Read(read))) => port.node.start_lookup(read).map(Op::Read),
+        Some(Ok(Request::Write(command))) => port.node.start_write(command).map(Op::Write),
         Some(Err(_)) | None => return Err(args),
     };
     match started {
@@ -183,10 +203,7 @@ pub fn finish(port: &Port, conn: &mut Connection, started: Started) -> (Reply, A
     let is_read = started.is_read();
     let reply = match started.op {
         Op::Write(write) => write.wait().map(outcome_reply),
-        Op::Read(read) => read.wait().map(|value| match value {
-            Some(value) => Reply::Bulk(value),
-            None => Reply::NullBulk,
-        }),
+        Op::Read(read) => read.wait_reply().map(query_reply),
     };
     match reply {
         Ok(reply) => (reply, After::Continue),
@@ -260,103 +277,23 @@ fn key_value(
     args: &[Vec<u8>],
     submit: impl Fn(Command) -> Result<Outcome, Error>,
 ) -> Option<Reply> {
-    let reply = match store_command(name, args)? {
+    let reply = match store::parse(name, args)? {
         Err(refused) => refused,
-        Ok(Command::Get { key }) => get(node, &key),
-        Ok(command) => write(node, &command, || submit(command.clone())),
+        Ok(Request::Read(read)) => lookup(node, read),
+        Ok(Request::Write(command)) => write(node, &command, || submit(command.clone())),
     };
     Some(reply)
 }
 
-/// A request for the store as the [`Command`] it stands for, checked against
-/// the limits but not run: `None` if `name` with this many arguments is not
-/// a command on the store, an error reply if its arguments are refused.
-/// Commands run at once and commands queued in a transaction are both built
-/// here, so they obey the same rules. GET becomes [`Command::Get`], which is
-/// only proposed inside a transaction; alone it is a linearizable query.
+/// A request for the store as the [`Command`] it stands for inside a
+/// transaction (see [`store::parse`]): its reads go through the log with
+/// the rest, GET as [`Command::Get`] and the others as [`Command::Read`].
 fn store_command(name: &str, args: &[Vec<u8>]) -> Option<Result<Command, Reply>> {
-    let n = args.len();
-    // The command, and its keys and value for the size limits.
-    let (command, keys, value) = match name {
-        "GET" if n == 2 => (
-            Command::Get {
-                key: args[1].clone(),
-            },
-            &args[1..2],
-            None,
-        ),
-        "SET" if n == 3 => (
-            Command::Set {
-                key: args[1].clone(),
-                value: args[2].clone(),
-            },
-            &args[1..2],
-            Some(&args[2]),
-        ),
-        "SET" if n > 3 => return Some(Err(err("syntax error (SET options are not supported)"))),
-        "DEL" if n - 1 > MAX_DEL_KEYS => {
-            return Some(Err(err(&format!(
-                "too many arguments (DEL takes at most {MAX_DEL_KEYS} keys)"
-            ))))
-        }
-        "DEL" if n >= 2 => (
-            Command::Delete {
-                keys: args[1..].to_vec(),
-            },
-            &args[1..],
-            None,
-        ),
-        "CAS" if n == 4 => (
-            Command::Cas {
-                key: args[1].clone(),
-                expected: args[2].clone(),
-                new: args[3].clone(),
-            },
-            &args[1..2],
-            Some(&args[3]),
-        ),
-        "INCR" if n == 2 => (
-            Command::Incr {
-                key: args[1].clone(),
-            },
-            &args[1..2],
-            None,
-        ),
-        "INCRBY" | "DECRBY" | "DECR" if n == if name == "DECR" { 2 } else { 3 } => {
-            let by = match (name, args.get(2).map(|a| parse_int(a))) {
-                ("DECR", _) => -1,
-                (_, Some(None)) | (_, None) => {
-                    return Some(Err(err("value is not an integer or out of range")))
-                }
-                ("DECRBY", Some(Some(i64::MIN))) => {
-                    return Some(Err(err("decrement would overflow")))
-                }
-                ("DECRBY", Some(Some(d))) => -d,
-                (_, Some(Some(by))) => by,
-            };
-            (
-                Command::IncrBy {
-                    key: args[1].clone(),
-                    by,
-                },
-                &args[1..2],
-                None,
-            )
-        }
-        "APPEND" if n == 3 => (
-            Command::Append {
-                key: args[1].clone(),
-                value: args[2].clone(),
-            },
-            &args[1..2],
-            Some(&args[2]),
-        ),
-        _ => return None,
-    };
-    Some(match check_sizes(keys, value) {
-        Some(refused) => Err(refused),
-        None => Ok(command),
-    })
+    Some(store::parse(name, args)?.map(|request| match request {
+        Request::Write(command) => command,
+        Request::Read(crate::kv::Read::Get { key }) => Command::Get { key },
+        Request::Read(read) => Command::Read(read),
+    }))
 }
 
 /// Everything that is not about the store: the connection, the node and the
@@ -401,12 +338,9 @@ fn server(port: &Port, conn: &mut Connection, name: &str, args: &[Vec<u8>]) -> R
 /// The error for a request no command takes: a known name with the wrong
 /// number of arguments, or an unknown one.
 fn invalid(name: &str, args: &[Vec<u8>]) -> Reply {
-    match name {
-        "ECHO" | "GET" | "SET" | "DEL" | "CAS" | "INCR" | "INCRBY" | "DECR" | "DECRBY"
-        | "APPEND" | "SEQ" | "HELP" | "SELECT" | "READONLY" | "READWRITE" | "LASTSAVE" => {
-            wrong_arity(&name.to_ascii_lowercase())
-        }
-        _ => unknown(args),
+    match catalog::find(name.as_bytes()) {
+        Some(spec) => wrong_arity(spec.name),
+        None => unknown(args),
     }
 }
 
@@ -483,30 +417,15 @@ fn sequenced(port: &Port, conn: &mut Connection, args: &[Vec<u8>]) -> (Reply, Af
     execute_in(port, conn, &args[2..], Some(seq))
 }
 
-fn check_sizes(keys: &[Vec<u8>], value: Option<&Vec<u8>>) -> Option<Reply> {
-    if let Some(key) = keys.iter().find(|k| k.len() > MAX_KEY_BYTES) {
-        return Some(err(&format!(
-            "key of {} bytes is over the {MAX_KEY_BYTES}-byte limit",
-            key.len()
-        )));
-    }
-    match value {
-        Some(v) if v.len() > MAX_VALUE_BYTES => Some(err(&format!(
-            "value of {} bytes is over the {MAX_VALUE_BYTES}-byte limit",
-            v.len()
-        ))),
-        _ => None,
-    }
-}
-
 /// A linearizable read, served by the leader after it has confirmed it still
-/// leads (ReadIndex). A node that cannot confirm that never answers with a
-/// value.
-fn get(node: &KvNode, key: &[u8]) -> Reply {
-    let read = || node.read(key);
-    match on_leader(node, key_slot(key), "read not confirmed: ", read) {
-        Ok(Some(value)) => Reply::Bulk(value),
-        Ok(None) => Reply::NullBulk,
+/// leads (ReadIndex, or its lease). A node that cannot confirm that never
+/// answers with a value.
+fn lookup(node: &KvNode, read: crate::kv::Read) -> Reply {
+    let slot = read.first_key().map_or(0, key_slot);
+    match on_leader(node, slot, "read not confirmed: ", || {
+        node.lookup(read.clone())
+    }) {
+        Ok(reply) => query_reply(reply),
         Err(reply) => reply,
     }
 }
@@ -517,24 +436,6 @@ fn write(node: &KvNode, command: &Command, op: impl Fn() -> Result<Outcome, Erro
     match on_leader(node, slot, "", op) {
         Ok(outcome) => outcome_reply(outcome),
         Err(reply) => reply,
-    }
-}
-
-/// What a client is told of a command's outcome: exactly what Redis replies
-/// to the command it stands for.
-fn outcome_reply(outcome: Outcome) -> Reply {
-    match outcome {
-        Outcome::Done => Reply::ok(),
-        Outcome::Deleted(n) => Reply::Integer(n as i64),
-        Outcome::Swapped(swapped) => Reply::Integer(i64::from(swapped)),
-        Outcome::Integer(n) => Reply::Integer(n),
-        Outcome::Refused(why) => err(&why),
-        // Its own prefix: unlike -ERR, it does not say "not applied".
-        Outcome::SessionExpired(why) => Reply::Error(format!("SESSIONEXPIRED {why}")),
-        Outcome::Value(Some(value)) => Reply::Bulk(value),
-        Outcome::Value(None) => Reply::NullBulk,
-        // A transaction's outcomes are nested no deeper than one level.
-        Outcome::Multi(outcomes) => Reply::Array(outcomes.into_iter().map(outcome_reply).collect()),
     }
 }
 
@@ -594,7 +495,11 @@ mod tests {
         assert_eq!(build("GET"), None);
         assert_eq!(build("INCR a b"), None);
         assert_eq!(build("PING"), None);
-        assert!(matches!(build("SET k v NX"), Some(Err(Reply::Error(_)))));
+        assert!(matches!(build("SET k v NX XX"), Some(Err(Reply::Error(_)))));
+        assert!(matches!(
+            build("SET k v NX"),
+            Some(Ok(Command::SetWith { .. }))
+        ));
         let big_key = "k".repeat(MAX_KEY_BYTES + 1);
         assert!(matches!(
             build(&format!("GET {big_key}")),

@@ -262,12 +262,21 @@ fn snapshot_fields(port: &Port) -> Fields {
     ]
 }
 
-/// `db0:keys=N,...`, only when there are keys (Redis leaves out empty
-/// databases). Nothing expires yet.
+/// `db0:keys=N,expires=N,avg_ttl=MS`, only when there are keys (Redis
+/// leaves out empty databases): this node's applied state, with the keys
+/// past their deadlines whose deletion is not applied yet.
 fn keyspace(port: &Port) -> Fields {
-    match port.node.with_state(|kv| kv.len()) {
+    let now = crate::kv::now_ms();
+    let (keys, expires, avg_ttl) = port.node.with_state(|kv| {
+        let e = kv.expiries();
+        (kv.len(), e.len(), e.average_ttl(now))
+    });
+    match keys {
         0 => Vec::new(),
-        keys => vec![("db0", format!("keys={keys},expires=0,avg_ttl=0"))],
+        keys => vec![(
+            "db0",
+            format!("keys={keys},expires={expires},avg_ttl={avg_ttl}"),
+        )],
     }
 }
 

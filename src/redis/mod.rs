@@ -6,6 +6,8 @@
 //!   requests in, replies out, with limits on everything a client sends;
 //! * [`commands`] — what each command means and how it is answered,
 //!   including redirects (`-MOVED`) to the leader;
+//! * [`store`] — the commands on the store, parsed into the writes and
+//!   reads they stand for, and their outcomes into Redis's replies;
 //! * [`connection`] — the handshake and probes clients send (`HELLO`,
 //!   `AUTH`, `CLIENT`, `CONFIG`);
 //! * [`catalog`] — every command's arity, flags and key positions, which
@@ -38,4 +40,5 @@ pub mod membership;
 pub mod port;
 pub mod resp;
 pub mod server;
+pub mod store;
 pub mod transaction;

@@ -40,7 +40,7 @@
 //!   charged is refused with a protocol error, a reply or a queue that
 //!   cannot be, disconnects its client.
 
-use crate::kv::KvNode;
+use crate::kv::{Expirer, KvNode};
 use crate::node::sockets::{self, Sockets};
 use crate::redis::commands::{self, After, Started};
 use crate::redis::port::{Charge, ClientLimits, Connection, Port};
@@ -124,6 +124,9 @@ pub struct Server {
     state: Arc<State>,
     addr: SocketAddr,
     listener: Option<JoinHandle<()>>,
+    /// Deletes expired keys while this node leads (see
+    /// [`crate::kv::expiry`]).
+    expirer: Option<Expirer>,
 }
 
 impl Server {
@@ -147,6 +150,7 @@ impl Server {
         });
         let s = state.clone();
         let id = state.port.node.id();
+        let expirer = Expirer::start(state.port.node.clone())?;
         let handle = thread::Builder::new()
             .name(format!("client-{id}-listener"))
             .spawn(move || accept_loop(s, listener))?;
@@ -158,6 +162,7 @@ impl Server {
             state,
             addr,
             listener: Some(handle),
+            expirer: Some(expirer),
         })
     }
 
@@ -171,6 +176,7 @@ impl Server {
     }
 
     fn stop(&mut self) {
+        self.expirer.take();
         let Some(listener) = self.listener.take() else {
             return;
         };

@@ -193,8 +193,8 @@ pub fn step(
             Some(reply) => (Queued::Reply(reply), args.iter().map(Vec::len).sum()),
             None if NOT_QUEUEABLE.contains(&name) => {
                 return tx.abort_with(Reply::error(format!(
-                    "{name} cannot be used inside MULTI: raftnode queues only GET, SET, \
-                     DEL, CAS, INCR, INCRBY, DECR, DECRBY, APPEND, PING, ECHO and UNWATCH"
+                    "{name} cannot be used inside MULTI: raftnode queues only the commands \
+                     on the store (GET, SET, EXPIRE, SCAN, ...), PING, ECHO and UNWATCH"
                 )))
             }
             None => {
