@@ -25,8 +25,9 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts `redis-server` with `extra` added to its command line and waits
-    /// until it accepts connections. `None`, after one printed line, if
+    /// Starts `redis-server` with `extra` added to its command line (after
+    /// the flags above, so a flag given again there wins: `--port N` adds a
+    /// TCP port) and waits until it accepts connections on its socket. `None`, after one printed line, if
     /// `redis-server` is not installed. Fails the test if it is installed
     /// but exits or does not listen in time.
     pub fn start(extra: &[&str]) -> Option<RedisServer> {
