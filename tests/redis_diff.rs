@@ -177,6 +177,22 @@ const CASES: &[Case] = &[
         r("INCR big"), r("SET sp \" 1\""), r("INCR sp"), r("SET z 007"), r("INCR z"),
         r("APPEND"), r("INCR"),
     ]),
+    // Every command with too few and too many arguments, on an empty store.
+    case("arity", &[
+        r("GET"), r("GET a a"), r("SETNX a"), r("SETNX a a a"), r("GETSET a"), r("GETSET a a a"),
+        r("GETDEL"), r("GETDEL a a"), r("STRLEN"), r("STRLEN a a"), r("GETRANGE a a"),
+        r("GETRANGE a a a a"), r("SETRANGE a a"), r("SETRANGE a a a a"), r("INCR"), r("INCR a a"),
+        r("DECR"), r("DECR a a"), r("INCRBY a"), r("INCRBY a a a"), r("DECRBY a"),
+        r("DECRBY a a a"), r("INCRBYFLOAT a"), r("INCRBYFLOAT a a a"), r("APPEND a"),
+        r("APPEND a a a"), r("DBSIZE a"), r("KEYS"), r("KEYS a a"), r("TYPE"), r("TYPE a a"),
+        r("RENAME a"), r("RENAME a a a"), r("RENAMENX a"), r("RENAMENX a a a"), r("RANDOMKEY a"),
+        r("TTL"), r("TTL a a"), r("PTTL"), r("PTTL a a"), r("EXPIRETIME"), r("EXPIRETIME a a"),
+        r("PEXPIRETIME"), r("PEXPIRETIME a a"), r("PERSIST"), r("PERSIST a a"), r("SET"), r("MGET"),
+        r("MSET"), r("MSETNX"), r("GETEX"), r("DEL"), r("EXISTS"), r("SCAN"), r("UNLINK"),
+        r("COPY"), r("TOUCH"), r("EXPIRE"), r("PEXPIRE"), r("EXPIREAT"), r("PEXPIREAT"),
+        r("FLUSHALL a b"), r("FLUSHDB a b"), r("SET a"), r("COPY a"), r("EXPIRE a"),
+        r("PEXPIREAT a"),
+    ]),
     // --- SET and its options -----------------------------------------------
     case("set nx xx", &[
         r("SET k v XX"), r("GET k"), r("SET k v NX"), r("SET k w NX"), r("GET k"),
