@@ -317,9 +317,16 @@ fn ttl_expiretime_and_their_rounding() {
         other => panic!("{other:?}"),
     };
     assert_eq!(ttl(&s, T, false, false), 1, "1.499 s rounds to 1");
-    s.at(T, set_with("k", "v", Condition::Always, false, Expiry::In(1_500)));
+    s.at(
+        T,
+        set_with("k", "v", Condition::Always, false, Expiry::In(1_500)),
+    );
     assert_eq!(ttl(&s, T, false, false), 2, "1.5 s rounds to 2");
-    assert_eq!(ttl(&s, T - 2, false, false), 2, "a read is never behind the clock");
+    assert_eq!(
+        ttl(&s, T - 2, false, false),
+        2,
+        "a read is never behind the clock"
+    );
     assert_eq!(ttl(&s, T, true, true), (T + 1_500) as i64);
     assert_eq!(ttl(&s, T, false, true), ((T + 1_500 + 500) / 1000) as i64);
 }

@@ -29,6 +29,7 @@ mod command;
 #[cfg(test)]
 mod command_tests;
 pub mod digest;
+pub mod expirer;
 pub mod expiry;
 pub mod float;
 pub mod glob;
@@ -44,7 +45,7 @@ pub use command::{
     Command, Condition, ExpireCondition, Expiry, Outcome, Query, QueryReply, Read, Wire,
     MAX_MULTI_READ_BYTES, MAX_READ_BYTES, MAX_VALUE_BYTES,
 };
-pub use expiry::{now_ms, Expirer, Expiries};
+pub use expiry::{now_ms, Expiries};
 pub use session::{SessionLimits, SESSION_TTL_ENTRIES};
 
 use crate::node::{Error, Node, PendingQuery, Proposal, RestoreError, StateMachine, StateSnapshot};
@@ -358,6 +359,11 @@ pub trait KeyValue {
 pub struct PendingWrite<'a>(Proposal<'a, Kv>);
 
 impl PendingWrite<'_> {
+    /// Gives up waiting after `timeout` ([`Proposal::within`]).
+    pub fn within(self, timeout: std::time::Duration) -> Self {
+        PendingWrite(self.0.within(timeout))
+    }
+
     /// Waits until the write is applied; its outcome. The errors are
     /// [`Proposal::wait`]'s.
     pub fn wait(self) -> Result<Outcome, Error> {
