@@ -789,6 +789,7 @@ fn replicas_decide_expiry_identically_including_from_a_snapshot() {
         deleted += matches!(x, Outcome::Deleted(n) if n > 0) as usize;
         assert_eq!(x, y, "entry {i}");
         assert_eq!(a.kv.digest(), b_.kv.digest(), "entry {i}");
+        assert_eq!(a.kv.expiries().clock(), b_.kv.expiries().clock());
     }
     assert!(deleted > 10, "active expiry deleted keys {deleted} times");
     assert!(a.kv.expiries().len() > 0, "some keys still have deadlines");
