@@ -317,9 +317,16 @@ fn ttl_expiretime_and_their_rounding() {
         other => panic!("{other:?}"),
     };
     assert_eq!(ttl(&s, T, false, false), 1, "1.499 s rounds to 1");
-    s.at(T, set_with("k", "v", Condition::Always, false, Expiry::In(1_500)));
+    s.at(
+        T,
+        set_with("k", "v", Condition::Always, false, Expiry::In(1_500)),
+    );
     assert_eq!(ttl(&s, T, false, false), 2, "1.5 s rounds to 2");
-    assert_eq!(ttl(&s, T - 2, false, false), 2, "a read is never behind the clock");
+    assert_eq!(
+        ttl(&s, T - 2, false, false),
+        2,
+        "a read is never behind the clock"
+    );
     assert_eq!(ttl(&s, T, true, true), (T + 1_500) as i64);
     assert_eq!(ttl(&s, T, false, true), ((T + 1_500 + 500) / 1000) as i64);
 }
@@ -782,6 +789,7 @@ fn replicas_decide_expiry_identically_including_from_a_snapshot() {
         deleted += matches!(x, Outcome::Deleted(n) if n > 0) as usize;
         assert_eq!(x, y, "entry {i}");
         assert_eq!(a.kv.digest(), b_.kv.digest(), "entry {i}");
+        assert_eq!(a.kv.expiries().clock(), b_.kv.expiries().clock());
     }
     assert!(deleted > 10, "active expiry deleted keys {deleted} times");
     assert!(a.kv.expiries().len() > 0, "some keys still have deadlines");

@@ -20,7 +20,7 @@
 //! * **Reads are evaluated at the leader's time**: a query carries the
 //!   leader's [`now_ms`] when it was started, and a key whose deadline is
 //!   not after `max(that, clock)` is absent, deleted or not.
-//! * **The leader deletes expired keys itself** ([`Expirer`], Redis's
+//! * **The leader deletes expired keys itself** ([`super::expirer`], Redis's
 //!   active expiry): ten times a second it looks up the keys whose
 //!   deadlines have passed by its clock, in deadline order, and proposes
 //!   their deletion in batches ([`Command::Expired`](super::Command::Expired));
@@ -45,30 +45,17 @@
 //! Bounds: per key with a time to live, one deadline in a copy-on-write
 //! map (snapshots share it, like the keys) and one entry in an ordered
 //! index; nothing else. A batch of deletions holds at most
-//! [`EXPIRE_BATCH`] keys, and a tick proposes at most [`BATCHES_PER_TICK`]
+//! [`EXPIRE_BATCH`](super::expirer::EXPIRE_BATCH) keys, and a tick proposes at most [`BATCHES_PER_TICK`](super::expirer::BATCHES_PER_TICK)
 //! of them, so active expiry can take no more than a bounded share of the
 //! log.
 
 use super::map::{Frozen, ShardedMap};
-use super::{Command, KeyValue, KvNode};
-use crate::node::Error;
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender};
-use log::{debug, warn};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 /// The deadlines are split among `2^DEADLINE_SHARD_BITS` shards.
 const DEADLINE_SHARD_BITS: u32 = 8;
-
-/// The most keys one active-expiry entry deletes.
-pub const EXPIRE_BATCH: usize = 512;
-/// The most active-expiry entries one tick proposes.
-pub const BATCHES_PER_TICK: usize = 8;
-/// How often the leader looks for expired keys (Redis's `hz 10`).
-pub const TICK: Duration = Duration::from_millis(100);
 
 /// The highest time [`now_ms`] has returned in this process.
 static HIGH_WATER_MS: AtomicU64 = AtomicU64::new(0);
@@ -80,8 +67,13 @@ pub fn now_ms() -> u64 {
     let wall = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64);
-    let before = HIGH_WATER_MS.fetch_max(wall, Ordering::AcqRel);
-    before.max(wall)
+    // Read first: under many client threads an unconditional read-modify-
+    // write on one cache line would be contended for nothing.
+    let high = HIGH_WATER_MS.load(Ordering::Acquire);
+    if wall <= high {
+        return high;
+    }
+    HIGH_WATER_MS.fetch_max(wall, Ordering::AcqRel).max(wall)
 }
 
 /// The store's deadlines and its clock (see the module doc).
@@ -202,71 +194,6 @@ impl Expiries {
     /// Every (key, deadline), in no particular order.
     pub fn iter(&self) -> impl Iterator<Item = (&Vec<u8>, &u64)> {
         self.deadlines.iter()
-    }
-}
-
-/// The leader's active expiry: a thread that proposes the deletion of keys
-/// whose deadlines have passed (see the module doc). It works only while
-/// its node leads; it stops when dropped.
-pub struct Expirer {
-    stop: Option<Sender<()>>,
-    handle: Option<JoinHandle<()>>,
-}
-
-impl Expirer {
-    pub fn start(node: Arc<KvNode>) -> std::io::Result<Expirer> {
-        let (stop, stopped) = bounded(0);
-        let name = format!("expire-{}", node.id());
-        let handle = thread::Builder::new()
-            .name(name)
-            .spawn(move || run(&node, &stopped))?;
-        Ok(Expirer {
-            stop: Some(stop),
-            handle: Some(handle),
-        })
-    }
-}
-
-impl Drop for Expirer {
-    fn drop(&mut self) {
-        // Dropping the sender wakes the thread at once.
-        self.stop.take();
-        if let Some(handle) = self.handle.take() {
-            let _ = handle.join();
-        }
-    }
-}
-
-fn run(node: &KvNode, stopped: &Receiver<()>) {
-    loop {
-        match stopped.recv_timeout(TICK) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-        }
-        if node.leader_id() != Some(node.id()) {
-            continue;
-        }
-        for _ in 0..BATCHES_PER_TICK {
-            let now = now_ms();
-            let keys = node.with_state(|kv| kv.expiries().due(now, EXPIRE_BATCH));
-            if keys.is_empty() {
-                break;
-            }
-            let full = keys.len() == EXPIRE_BATCH;
-            debug!("node {}: expiring {} keys", node.id(), keys.len());
-            match node.write(Command::Expired { keys }) {
-                Ok(_) => {}
-                // Leadership moved on: the next leader takes over.
-                Err(Error::NotLeader { .. }) => break,
-                Err(e) => {
-                    warn!("node {}: active expiry: {e}", node.id());
-                    break;
-                }
-            }
-            if !full {
-                break;
-            }
-        }
     }
 }
 

@@ -29,6 +29,7 @@ mod command;
 #[cfg(test)]
 mod command_tests;
 pub mod digest;
+pub mod expirer;
 pub mod expiry;
 pub mod float;
 pub mod glob;
@@ -44,7 +45,7 @@ pub use command::{
     Command, Condition, ExpireCondition, Expiry, Outcome, Query, QueryReply, Read, Wire,
     MAX_MULTI_READ_BYTES, MAX_READ_BYTES, MAX_VALUE_BYTES,
 };
-pub use expiry::{now_ms, Expirer, Expiries};
+pub use expiry::{now_ms, Expiries};
 pub use session::{SessionLimits, SESSION_TTL_ENTRIES};
 
 use crate::node::{Error, Node, PendingQuery, Proposal, RestoreError, StateMachine, StateSnapshot};
@@ -123,9 +124,12 @@ impl Kv {
         self.map.is_empty()
     }
 
-    /// A digest of the whole state — keys, values, deadlines, the clock
-    /// and sessions — that is the same on two replicas exactly when their
-    /// states are (see [`digest`]): `DEBUG DIGEST`.
+    /// A digest of the data — keys, values, deadlines and sessions — that
+    /// is the same on two replicas exactly when their data are (see
+    /// [`digest`]): `DEBUG DIGEST`. The store's clock is left out: every
+    /// stamped entry moves it, even one that changes no data, and an empty
+    /// store's digest is all zeros, as in Redis. Replicas agree on it all
+    /// the same ([`Expiries::clock`]).
     pub fn digest(&self) -> String {
         let mut digest = digest::Digest::default();
         for (key, value) in self.map.iter() {
@@ -133,9 +137,6 @@ impl Kv {
         }
         for (key, deadline) in self.expiries.iter() {
             digest.add(&[b"deadline", key, &deadline.to_be_bytes()]);
-        }
-        if self.expiries.clock() != 0 {
-            digest.add(&[b"clock", &self.expiries.clock().to_be_bytes()]);
         }
         self.sessions.digest_into(&mut digest);
         digest.hex()
@@ -358,6 +359,11 @@ pub trait KeyValue {
 pub struct PendingWrite<'a>(Proposal<'a, Kv>);
 
 impl PendingWrite<'_> {
+    /// Gives up waiting after `timeout` ([`Proposal::within`]).
+    pub fn within(self, timeout: std::time::Duration) -> Self {
+        PendingWrite(self.0.within(timeout))
+    }
+
     /// Waits until the write is applied; its outcome. The errors are
     /// [`Proposal::wait`]'s.
     pub fn wait(self) -> Result<Outcome, Error> {

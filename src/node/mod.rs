@@ -189,6 +189,13 @@ pub struct Proposal<'a, S> {
 }
 
 impl<S> Proposal<'_, S> {
+    /// Gives up waiting sooner: `timeout` from now, if that is before the
+    /// proposal timeout.
+    pub fn within(mut self, timeout: Duration) -> Self {
+        self.deadline = self.deadline.min(Instant::now() + timeout);
+        self
+    }
+
     /// Waits until the entry is committed and applied; returns the state
     /// machine's reply. [`Error::NotLeader`] means it never will be (another
     /// entry took its place), [`Error::Timeout`] that it was not seen

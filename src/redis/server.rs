@@ -40,7 +40,8 @@
 //!   charged is refused with a protocol error, a reply or a queue that
 //!   cannot be, disconnects its client.
 
-use crate::kv::{Expirer, KvNode};
+use crate::kv::expirer::Expirer;
+use crate::kv::KvNode;
 use crate::node::sockets::{self, Sockets};
 use crate::redis::commands::{self, After, Started};
 use crate::redis::port::{Charge, ClientLimits, Connection, Port};
@@ -125,7 +126,7 @@ pub struct Server {
     addr: SocketAddr,
     listener: Option<JoinHandle<()>>,
     /// Deletes expired keys while this node leads (see
-    /// [`crate::kv::expiry`]).
+    /// [`crate::kv::expirer`]).
     expirer: Option<Expirer>,
 }
 

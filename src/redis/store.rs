@@ -472,10 +472,7 @@ fn expire(name: &str, args: &[Vec<u8>]) -> Result<Request, Reply> {
 
 /// `SCAN cursor [MATCH pattern] [COUNT n] [TYPE type]`.
 fn scan(args: &[Vec<u8>]) -> Result<Request, Reply> {
-    let cursor = std::str::from_utf8(&args[1])
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| err("invalid cursor"))?;
+    let cursor = parse_cursor(&args[1]).ok_or_else(|| err("invalid cursor"))?;
     let (mut pattern, mut count, mut type_name) = (None, 10, None);
     let mut options = args[2..].iter();
     while let Some(option) = options.next() {
@@ -499,6 +496,27 @@ fn scan(args: &[Vec<u8>]) -> Result<Request, Reply> {
         count: count as u64,
         type_name,
     })
+}
+
+/// A cursor as Redis reads one (C's `strtoul`): an optional sign, then
+/// decimal digits; a minus wraps around (`-1` is the largest cursor), and
+/// the empty string is 0.
+fn parse_cursor(arg: &[u8]) -> Option<u64> {
+    if arg.is_empty() {
+        return Some(0);
+    }
+    let (negative, digits) = match arg[0] {
+        b'-' => (true, &arg[1..]),
+        b'+' => (false, &arg[1..]),
+        _ => (false, arg),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let n = digits.iter().try_fold(0u64, |n, d| {
+        n.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })?;
+    Some(if negative { n.wrapping_neg() } else { n })
 }
 
 /// `COPY source destination [DB 0] [REPLACE]`: raftnode has one database.
@@ -613,5 +631,22 @@ pub fn query_reply(reply: QueryReply) -> Reply {
         ]),
         QueryReply::Status(status) => Reply::Simple(status),
         QueryReply::Refused(why) => err(&why),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_are_read_as_strtoul_reads_them() {
+        assert_eq!(parse_cursor(b"0"), Some(0));
+        assert_eq!(parse_cursor(b""), Some(0));
+        assert_eq!(parse_cursor(b"+7"), Some(7));
+        assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
+        assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
+        for bad in [&b"18446744073709551616"[..], b"x", b" 1", b"1 ", b"+", b"-", b"1.5"] {
+            assert_eq!(parse_cursor(bad), None, "{bad:?}");
+        }
     }
 }
