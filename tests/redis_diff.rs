@@ -324,7 +324,10 @@ const CASES: &[Case] = &[
         scan("TYPE nosuchtype"), scan("MATCH j* TYPE string COUNT 2"), scan("COUNT 0"),
         scan("COUNT -1"), scan("COUNT abc"), scan("MATCH"), scan("FOO bar"), scan("COUNT"),
         scan("MATCH a MATCH k1"), r("SCAN"), r("SCAN abc"), accepted("SCAN -1"), accepted("SCAN +0"), r("SCAN \" 0\""),
-        r("SCAN 1.5"), accepted("SCAN 18446744073709551615"), accepted("SCAN 12345"), r("SCAN 18446744073709551616"),
+        r("SCAN 1.5"), accepted("SCAN 18446744073709551615"), accepted("SCAN 12345"), accepted("SCAN \"\""), accepted("SCAN -0"),
+        accepted("SCAN +"), accepted("SCAN -"), accepted("SCAN 0x1"), accepted("SCAN \"0 \""),
+        accepted("SCAN -18446744073709551615"), accepted("SCAN -18446744073709551616"),
+        accepted("SCAN 99999999999999999999"), accepted("SCAN +-1"), r("SCAN 18446744073709551616"),
     ]),
     case("rename renamenx", &[
         r("RENAME missing k"), r("RENAMENX missing k"), r("SET a 1"), r("RENAME a b"),
