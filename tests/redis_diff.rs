@@ -297,6 +297,19 @@ const CASES: &[Case] = &[
         r("SET n 0.1"), r("INCRBYFLOAT n 1e-17"), r("INCRBYFLOAT x 3.14159265358979323846"),
         r("INCRBYFLOAT y 1.23456789012345678"), r("INCRBYFLOAT w 123456789012345678"),
     ]),
+    case("incrbyfloat parsing and extremes", &[
+        r("INCRBYFLOAT a 1e-20"), r("INCRBYFLOAT b 1e-310"), r("INCRBYFLOAT c -1.5"),
+        r("INCRBYFLOAT d .5"), r("INCRBYFLOAT e 5."), r("INCRBYFLOAT f 1E2"),
+        r("INCRBYFLOAT g 1e+2"), r("INCRBYFLOAT h \"  1\""), r("INCRBYFLOAT i \"1 \""),
+        r("INCRBYFLOAT j 0x1p3"), r("INCRBYFLOAT k infinity"), r("INCRBYFLOAT l 1e5000"),
+        r("SET m 1e5000"), r("INCRBYFLOAT m 1"), r("SET n 1e4000"), r("INCRBYFLOAT n 1"),
+        r("SET o 1e4931"), r("INCRBYFLOAT o 1"), r("SET p 1.5"), r("INCRBYFLOAT p -1.5"),
+        r("GET p"), r("SET q -0"), r("INCRBYFLOAT q -0"), r("INCRBYFLOAT r 0.1"),
+        r("INCRBYFLOAT r 0.1"), r("INCRBYFLOAT r 0.1"), r("INCRBYFLOAT s 1.1e-5"),
+        r("INCRBYFLOAT t 123.456e-3"), r("INCRBYFLOAT u 9007199254740993"),
+        r("INCRBYFLOAT v 18446744073709551616"), r("INCRBYFLOAT w -1e-17"),
+        r("INCRBYFLOAT x 1.00000000000000000001"), r("SET y 1.5e"), r("INCRBYFLOAT y 1"),
+    ]),
     // --- keys -----------------------------------------------------------------
     case("exists touch type dbsize", &[
         r("EXISTS k"), r("DBSIZE"), r("MSET k 1 j 2"), r("EXISTS k"), r("EXISTS k k k"),
@@ -306,14 +319,16 @@ const CASES: &[Case] = &[
     ]),
     case("keys patterns", &[
         r("MSET hello 1 hallo 2 hxllo 3 hllo 4 heeeello 5 hillo 6 \"h*llo\" 7 \"h?llo\" 8 a 9"),
-        r("MSET \"[x]\" 10 \"a\\\\b\" 11 x-y 12 \"\" 13"),
+        r("MSET \"[x]\" 10 \"a\\\\b\" 11 x-y 12 \"\" 13 \"\\xc3\\xa9\" 14 x-c-y 15"),
         sorted("KEYS *"), sorted("KEYS h?llo"), sorted("KEYS h*llo"), sorted("KEYS h[ae]llo"),
         sorted("KEYS h[^e]llo"), sorted("KEYS h[a-b]llo"), sorted("KEYS h[b-a]llo"),
         sorted("KEYS h[!e]llo"), sorted("KEYS h\\*llo"), sorted("KEYS h\\?llo"),
         sorted("KEYS \\[x\\]"), sorted("KEYS [[]x]"), sorted("KEYS h[ae"), sorted("KEYS a\\"),
         sorted("KEYS \"a\\\\\\\\b\""), sorted("KEYS *llo*"), sorted("KEYS **"),
         sorted("KEYS x[-]y"), sorted("KEYS x[a-]y"), sorted("KEYS nothing*"), sorted("KEYS \"\""),
-        sorted("KEYS H*"), sorted("KEYS h[\\]]llo"), sorted("KEYS ?"), r("KEYS"),
+        sorted("KEYS H*"), sorted("KEYS h[\\]]llo"), sorted("KEYS ?"), sorted("KEYS ??"),
+        sorted("KEYS x[a-c-e]y"), sorted("KEYS x[]y"), sorted("KEYS x[^]y"), sorted("KEYS ["),
+        sorted("KEYS *[-]*"), sorted("KEYS *a*b*"), sorted("KEYS h*l*l*o"), sorted("KEYS \\h*"), r("KEYS"),
         r("KEYS a b"),
     ]),
     case("scan", &[
