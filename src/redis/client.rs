@@ -18,10 +18,12 @@ const RETRY_FOR: Duration = Duration::from_secs(10);
 /// The most MOVED redirects one call follows.
 const MAX_REDIRECTS: usize = 5;
 
-/// The commands [`Client`] wraps in `SEQ`.
-const WRITES: &[&str] = &[
-    "SET", "DEL", "CAS", "INCR", "INCRBY", "DECR", "DECRBY", "APPEND",
-];
+/// Whether [`Client`] wraps `name` (in capitals) in `SEQ`: every command
+/// the command table flags as a write on the store.
+fn is_write(name: &str) -> bool {
+    name != "SEQ"
+        && super::catalog::find(name.as_bytes()).is_some_and(|spec| spec.flags.contains(&"write"))
+}
 
 /// Why a call got no reply.
 #[derive(Debug)]
@@ -162,7 +164,7 @@ impl Client {
         let in_transaction = self.transaction.is_some();
         let sequenced = match name.as_str() {
             "EXEC" => in_transaction,
-            _ => !in_transaction && WRITES.contains(&name.as_str()),
+            _ => !in_transaction && is_write(&name),
         };
         let reply = self.call_sequenced(command, sequenced)?;
         match (name.as_str(), &reply) {

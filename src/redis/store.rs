@@ -645,7 +645,15 @@ mod tests {
         assert_eq!(parse_cursor(b"+7"), Some(7));
         assert_eq!(parse_cursor(b"-1"), Some(u64::MAX));
         assert_eq!(parse_cursor(b"18446744073709551615"), Some(u64::MAX));
-        for bad in [&b"18446744073709551616"[..], b"x", b" 1", b"1 ", b"+", b"-", b"1.5"] {
+        for bad in [
+            &b"18446744073709551616"[..],
+            b"x",
+            b" 1",
+            b"1 ",
+            b"+",
+            b"-",
+            b"1.5",
+        ] {
             assert_eq!(parse_cursor(bad), None, "{bad:?}");
         }
     }
