@@ -331,8 +331,9 @@ pub enum Outcome {
 }
 
 /// A read served by the leader without the log (ReadIndex or lease), at
-/// the leader's wall-clock time `now_ms`: a key whose deadline has passed
-/// by then is not there, whether or not its deletion has been applied yet.
+/// the leader's wall-clock time when it answers — at least `now_ms`, its
+/// time when the read started: a key whose deadline has passed by then is
+/// not there, whether or not its deletion has been applied yet.
 /// Queries never reach the disk, so their encoding may change freely.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Query {

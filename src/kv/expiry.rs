@@ -17,9 +17,10 @@
 //! * **Deadlines are absolute**: `EX 10` becomes "the entry's clock plus
 //!   10 s" when applied. Every write that touches a key first deletes it
 //!   if its deadline is not after the clock (lazy expiry, as Redis does).
-//! * **Reads are evaluated at the leader's time**: a query carries the
-//!   leader's [`now_ms`] when it was started, and a key whose deadline is
-//!   not after `max(that, clock)` is absent, deleted or not.
+//! * **Reads are evaluated at the leader's time**: the leader answers a
+//!   query at its [`now_ms`] (or the store's clock, if that is later), and
+//!   a key whose deadline is not after that is absent, deleted or not.
+//!   Queries are not replicated, so reading a clock there is safe.
 //! * **The leader deletes expired keys itself** ([`super::expirer`], Redis's
 //!   active expiry): ten times a second it looks up the keys whose
 //!   deadlines have passed by its clock, in deadline order, and proposes

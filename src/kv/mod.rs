@@ -201,9 +201,13 @@ impl StateMachine for Kv {
         encode_reply(&outcome)
     }
 
+    /// Answered on the leader, at its clock now if that is later than when
+    /// the read started: a read never returns a key whose deadline has
+    /// passed by the leader's clock when it answers (queries are not
+    /// replicated, so reading a clock here is safe; applying never does).
     fn query(&self, query: &[u8]) -> Vec<u8> {
         let reply = match Query::decode(query) {
-            Ok(query) => self.read(query.now_ms, &query.read),
+            Ok(query) => self.read(query.now_ms.max(now_ms()), &query.read),
             Err(e) => QueryReply::Refused(format!("undecodable query: {e}")),
         };
         encode_reply(&reply)
