@@ -24,6 +24,16 @@ pub(super) enum CliError {
         addr: String,
         source: io::Error,
     },
+    /// The metrics port could not be opened.
+    MetricsPort {
+        addr: String,
+        source: io::Error,
+    },
+    /// The metrics endpoint's threads could not be started.
+    ServeMetrics {
+        addr: String,
+        source: io::Error,
+    },
     Dev(DevError),
     /// `run --join`: the cluster definitely refused to add this node.
     JoinRefused {
@@ -50,6 +60,12 @@ impl fmt::Display for CliError {
             }
             CliError::ServeClients { addr, source } => {
                 write!(f, "cannot serve clients on {addr}: {source}")
+            }
+            CliError::MetricsPort { addr, source } => {
+                write!(f, "cannot listen for metrics scrapes on {addr}: {source}")
+            }
+            CliError::ServeMetrics { addr, source } => {
+                write!(f, "cannot serve metrics on {addr}: {source}")
             }
             CliError::Dev(e) => e.fmt(f),
             CliError::JoinRefused { via, reason } => {
