@@ -47,6 +47,8 @@ pub(super) enum CliError {
     },
     /// `cli` got no reply.
     Client(ClientError),
+    /// `cli status` could not list the members.
+    Status(StatusError),
     Stdin(io::Error),
 }
 
@@ -75,6 +77,7 @@ impl fmt::Display for CliError {
                 write!(f, "cannot start the {name} thread: {source}")
             }
             CliError::Client(e) => e.fmt(f),
+            CliError::Status(e) => e.fmt(f),
             CliError::Stdin(e) => write!(f, "reading standard input: {e}"),
         }
     }
@@ -140,6 +143,24 @@ impl fmt::Display for DevError {
             DevError::StartNode { id, source } => write!(f, "cannot start node {id}: {source}"),
             DevError::NodeExited { id, status } => {
                 write!(f, "node {id} exited ({status}); stopped the other nodes")
+            }
+        }
+    }
+}
+
+/// What `status` could not do at all.
+#[derive(Debug)]
+pub(super) enum StatusError {
+    /// No `--addr` answered RAFT.NODES: what each said.
+    NoMembers { tried: Vec<(String, String)> },
+}
+
+impl fmt::Display for StatusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatusError::NoMembers { tried } => {
+                let tried: Vec<String> = tried.iter().map(|(a, e)| format!("{a}: {e}")).collect();
+                write!(f, "cannot list the members: {}", tried.join("; "))
             }
         }
     }
