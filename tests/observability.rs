@@ -7,7 +7,7 @@ use raftnode::redis::resp::Reply;
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 use support::process::{error_starting, ok, ProcCluster, BIN};
 use support::{wait_for, WAIT};
@@ -300,8 +300,34 @@ fn metrics_of_a_running_cluster_are_scraped_and_count_what_happened() {
                 ),
                 30.0
             );
+            promtool_check(body);
         }
     }
+}
+
+/// Prometheus's own linter on the page, where it is installed (Debian's
+/// `prometheus` package has it); skipped with one line where it is not.
+fn promtool_check(page: &str) {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        eprintln!("promtool not found; skipping its check of the page");
+        return;
+    };
+    let mut stdin = child.stdin.take().expect("promtool's stdin");
+    stdin.write_all(page.as_bytes()).expect("write to promtool");
+    drop(stdin);
+    let out = child.wait_with_output().expect("promtool's verdict");
+    assert!(
+        out.status.success() && out.stdout.is_empty() && out.stderr.is_empty(),
+        "promtool check metrics: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// `raftnode cli --addr A --addr B status`: its exit status, standard
