@@ -62,7 +62,10 @@ pub(crate) fn run<L: LogStore>(
         let mut batch = vec![first];
         batch.extend(jobs.try_iter());
         match persist(&mut store, &batch) {
-            Ok((last_written, sync_took)) => {
+            Ok(Persisted {
+                last_written,
+                sync_took,
+            }) => {
                 let synced = sync_took.is_some();
                 if let Some(took) = sync_took {
                     count_sync(&shared, took);
@@ -118,15 +121,19 @@ fn count_appended(shared: &Shared, batch: &[Ready]) {
     }
 }
 
+/// What writing a batch did.
+struct Persisted {
+    /// The last entry written, if any.
+    last_written: Option<(Index, Term)>,
+    /// How long the log sync took, if there was one.
+    sync_took: Option<Duration>,
+}
+
 /// Writes a batch of readies with one log sync (and the commit index and
-/// compactions they carry, which need none of their own); returns the last
-/// entry written, if any, and how long the sync took, if it synced. The hard state goes first: it is monotonic (terms only
+/// compactions they carry, which need none of their own). The hard state goes first: it is monotonic (terms only
 /// grow, a vote is cast once per term), so the newest one covers every
 /// earlier ready, and it must never lag the log.
-fn persist<L: LogStore>(
-    store: &mut L,
-    batch: &[Ready],
-) -> Result<(Option<(Index, Term)>, Option<Duration>), StorageError> {
+fn persist<L: LogStore>(store: &mut L, batch: &[Ready]) -> Result<Persisted, StorageError> {
     if let Some(hard_state) = batch.iter().rev().find_map(|r| r.hard_state) {
         store.save_hard_state(&hard_state)?;
     }
@@ -168,5 +175,8 @@ fn persist<L: LogStore>(
         store.sync()?;
         sync_took = Some(started.elapsed());
     }
-    Ok((last_written, sync_took))
+    Ok(Persisted {
+        last_written,
+        sync_took,
+    })
 }
