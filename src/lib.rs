@@ -6,6 +6,7 @@
 //!
 //! ```text
 //!   cli      the `raftnode` command line: run, dev, cli
+//!   metrics  the Prometheus endpoint: what is on the page, and its HTTP
 //!   redis    the client port: RESP, commands, redirects, the cli's client
 //!   kv       the key-value state machine, sessions, typed operations
 //!   node     threads, peer wire and sockets driving a core; generic over
@@ -20,6 +21,7 @@
 pub mod cli;
 pub mod codec;
 pub mod kv;
+pub mod metrics;
 pub mod node;
 pub mod raft;
 pub mod redis;

@@ -1,7 +1,7 @@
 //! The layers' import rules, checked on the source itself.
 //!
 //! Every file under `src/` belongs to a layer: the folder it is in (`raft`,
-//! `storage`, `node`, `kv`, `redis`, `cli`), or `codec` for the one shared
+//! `storage`, `node`, `kv`, `redis`, `metrics`, `cli`), or `codec` for the one shared
 //! module at the top. A layer may only name the layers listed for it in
 //! [`ALLOWED`]: the Raft rules depend on nothing, storage only on Raft's
 //! types, the node never on the application above it. Every path a file
@@ -22,10 +22,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
     ("node", &["raft", "storage", "codec"]),
     ("kv", &["node", "raft", "codec"]),
     ("redis", &["kv", "node", "raft", "codec"]),
-    ("cli", &["redis", "kv", "node", "storage", "raft", "codec"]),
+    (
+        "metrics",
+        &["redis", "kv", "node", "storage", "raft", "codec"],
+    ),
+    (
+        "cli",
+        &["metrics", "redis", "kv", "node", "storage", "raft", "codec"],
+    ),
     (
         "lib",
-        &["cli", "redis", "kv", "node", "storage", "raft", "codec"],
+        &[
+            "cli", "metrics", "redis", "kv", "node", "storage", "raft", "codec",
+        ],
     ),
 ];
 

@@ -329,6 +329,20 @@ fn redis_py_cluster_client_through_a_follower_survives_leader_kill_9() {
     );
 }
 
+/// redis-py's own methods for the string, key and expiry commands
+/// (`set(nx=True, ex=10)`, `mget`, `scan_iter`, `expire(gt=True)`,
+/// `incrbyfloat`, ...), standalone and through its cluster client, get
+/// what they expect (`tests/python/commands.py`).
+#[test]
+fn redis_py_methods_for_strings_keys_and_expiry_work() {
+    let Some(python) = redis_py() else { return };
+    let cluster = ProcCluster::start(3);
+    let leader = cluster.wait_for_leader();
+    let mut script = Script::start(&python, "commands.py", &[addr(&cluster, leader)]);
+    let report = script.expect_pass(Duration::from_secs(60));
+    assert!(report.contains("cluster: ok"), "{report}");
+}
+
 /// Runs redis-cli with `args`, failing the test (and killing it) if it does
 /// not end within [`WAIT`], or if it exits non-zero; returns its stdout,
 /// trimmed.

@@ -24,6 +24,16 @@ pub(super) enum CliError {
         addr: String,
         source: io::Error,
     },
+    /// The metrics port could not be opened.
+    MetricsPort {
+        addr: String,
+        source: io::Error,
+    },
+    /// The metrics endpoint's threads could not be started.
+    ServeMetrics {
+        addr: String,
+        source: io::Error,
+    },
     Dev(DevError),
     /// `run --join`: the cluster definitely refused to add this node.
     JoinRefused {
@@ -37,6 +47,8 @@ pub(super) enum CliError {
     },
     /// `cli` got no reply.
     Client(ClientError),
+    /// `cli status` could not list the members.
+    Status(StatusError),
     Stdin(io::Error),
 }
 
@@ -51,6 +63,12 @@ impl fmt::Display for CliError {
             CliError::ServeClients { addr, source } => {
                 write!(f, "cannot serve clients on {addr}: {source}")
             }
+            CliError::MetricsPort { addr, source } => {
+                write!(f, "cannot listen for metrics scrapes on {addr}: {source}")
+            }
+            CliError::ServeMetrics { addr, source } => {
+                write!(f, "cannot serve metrics on {addr}: {source}")
+            }
             CliError::Dev(e) => e.fmt(f),
             CliError::JoinRefused { via, reason } => {
                 write!(f, "cannot join the cluster via {via}: {reason}")
@@ -59,6 +77,7 @@ impl fmt::Display for CliError {
                 write!(f, "cannot start the {name} thread: {source}")
             }
             CliError::Client(e) => e.fmt(f),
+            CliError::Status(e) => e.fmt(f),
             CliError::Stdin(e) => write!(f, "reading standard input: {e}"),
         }
     }
@@ -124,6 +143,24 @@ impl fmt::Display for DevError {
             DevError::StartNode { id, source } => write!(f, "cannot start node {id}: {source}"),
             DevError::NodeExited { id, status } => {
                 write!(f, "node {id} exited ({status}); stopped the other nodes")
+            }
+        }
+    }
+}
+
+/// What `status` could not do at all.
+#[derive(Debug)]
+pub(super) enum StatusError {
+    /// No `--addr` answered RAFT.NODES: what each said.
+    NoMembers { tried: Vec<(String, String)> },
+}
+
+impl fmt::Display for StatusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StatusError::NoMembers { tried } => {
+                let tried: Vec<String> = tried.iter().map(|(a, e)| format!("{a}: {e}")).collect();
+                write!(f, "cannot list the members: {}", tried.join("; "))
             }
         }
     }

@@ -1,6 +1,7 @@
 //! The `raftnode` command line: `run` one node (`run.rs`, and `join.rs` for
 //! `--join`), start a `dev` cluster on this machine (`dev.rs`), talk to a
-//! cluster with `cli` (`shell.rs`), or measure one with `bench` (`bench.rs`).
+//! cluster with `cli` (`shell.rs`) or see all its members at once with `cli
+//! status` (`status.rs`), or measure one with `bench` (`bench.rs`).
 //!
 //! The subcommand and flag names are a contract that scripts and tools depend
 //! on: extend them, never rename them. This module sits above every layer:
@@ -15,6 +16,7 @@ mod error;
 mod join;
 mod run;
 mod shell;
+mod status;
 
 use args::usage;
 use error::CliError;
@@ -28,8 +30,10 @@ Usage:
                [--peer ID=HOST:PORT]... [--join HOST:PORT] [--cluster-id NAME]
                [--election-timeout-ms MIN-MAX] [--heartbeat-ms MS]
                [--read-mode read-index|lease] [--pre-vote on|off] [--check-quorum on|off]
+               [--metrics-addr HOST:PORT]
   raftnode dev [--nodes N] [--data-dir DIR] [--base-port P]
   raftnode cli [--addr HOST:PORT]... [COMMAND ARG...]
+  raftnode cli [--addr HOST:PORT]... status [--json]
   raftnode bench [--addr HOST:PORT]... [--clients N[,N...]] [--secs S] [--op set|get]
                  [--pipeline P] [--nodes N] [--read-mode read-index|lease] [...]
   raftnode --version

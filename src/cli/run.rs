@@ -4,6 +4,7 @@ use super::args::{check_addr, init_logging, parse_node_id, usage, Flags};
 use super::error::CliError;
 use super::join;
 use crate::kv::Kv;
+use crate::metrics::{self, MetricsServer};
 use crate::node::{Config, Node, ReadMode};
 use crate::raft::message::NodeId;
 use crate::redis::port::ClientLimits;
@@ -27,6 +28,7 @@ Usage:
                [--read-mode read-index|lease] [--pre-vote on|off] [--check-quorum on|off]
                [--snapshot-entries N] [--snapshot-keep N] [--max-clients N]
                [--client-output-limit SIZE] [--max-client-memory SIZE]
+               [--metrics-addr HOST:PORT]
 
 Membership is kept in the data dir. A new data dir either forms a cluster
 (the node and its --peers, all voters) or, with --join, joins a running one.
@@ -80,6 +82,9 @@ Options:
                                 [default: 64mb]
   --max-client-memory SIZE      what all clients together may hold in large
                                 requests and unsent replies [default: 1gb]
+  --metrics-addr HOST:PORT      serve Prometheus metrics at http://HOST:PORT/metrics
+                                (port 0: any free port, named in the log line
+                                saying the node is up) [default: none]
   --exit-on-stdin-eof           exit when standard input closes (used by `dev`, so
                                 nodes never outlive it)
   -h, --help                    this help
@@ -118,6 +123,8 @@ struct Options {
     join: Option<String>,
     /// `--max-clients` and the other limits of the client port.
     clients: ClientLimits,
+    /// `--metrics-addr`: where to serve metrics, if anywhere.
+    metrics_addr: Option<String>,
 }
 
 /// `raftnode run`: starts the node and its client port, then serves until
@@ -132,6 +139,7 @@ pub(super) fn run(args: &[String]) -> Result<ExitCode, CliError> {
         exit_on_eof,
         join,
         mut clients,
+        metrics_addr,
     }) = parse(args)?
     else {
         return Ok(ExitCode::SUCCESS);
@@ -143,6 +151,19 @@ pub(super) fn run(args: &[String]) -> Result<ExitCode, CliError> {
     };
     let client_listener = TcpListener::bind(&client_addr).map_err(client_port_error)?;
     let bound = client_listener.local_addr().map_err(client_port_error)?;
+    // Bound before the node starts, as the client port is, so that a port
+    // in use is reported before anything else happens.
+    let metrics_listener = match &metrics_addr {
+        Some(addr) => {
+            let metrics_port_error = |source| CliError::MetricsPort {
+                addr: addr.clone(),
+                source,
+            };
+            let listener = TcpListener::bind(addr).map_err(metrics_port_error)?;
+            Some(listener)
+        }
+        None => None,
+    };
     // Advertise what the operator wrote (it is what other machines can reach),
     // unless the port was left to the OS.
     let advertised = match client_addr.ends_with(":0") {
@@ -162,8 +183,26 @@ pub(super) fn run(args: &[String]) -> Result<ExitCode, CliError> {
             source,
         }
     })?;
+    // Kept until `run` returns: dropping it closes the endpoint.
+    let metrics_server = match metrics_listener {
+        Some(listener) => {
+            let render = metrics::renderer(node.clone(), server.stats());
+            let serving = MetricsServer::start(listener, render).map_err(|source| {
+                CliError::ServeMetrics {
+                    addr: metrics_addr.clone().unwrap_or_default(),
+                    source,
+                }
+            })?;
+            Some(serving)
+        }
+        None => None,
+    };
+    let metrics_note = match &metrics_server {
+        Some(m) => format!(", metrics on http://{}/metrics", m.local_addr()),
+        None => String::new(),
+    };
     log::info!(
-        "node {id}: up; peers on {}, clients on {bound}",
+        "node {id}: up; peers on {}, clients on {bound}{metrics_note}",
         node.raft_addr()
     );
     let mut joining = match join {
@@ -264,6 +303,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
             "--max-clients",
             "--client-output-limit",
             "--max-client-memory",
+            "--metrics-addr",
         ],
         &["-h", "--help", "--exit-on-stdin-eof"],
         false,
@@ -310,12 +350,17 @@ fn parse(args: &[String]) -> Result<Option<Options>, CliError> {
     config.snapshot_keep = flags.number("--snapshot-keep", config.snapshot_keep)?;
     config.core_config().map_err(|e| usage(e.to_string()))?;
     let clients = parse_client_limits(&flags)?;
+    let metrics_addr = flags.get("--metrics-addr").map(str::to_string);
+    if let Some(addr) = &metrics_addr {
+        check_addr(addr, "--metrics-addr")?;
+    }
     Ok(Some(Options {
         config,
         client_addr,
         exit_on_eof: flags.has("--exit-on-stdin-eof"),
         join,
         clients,
+        metrics_addr,
     }))
 }
 

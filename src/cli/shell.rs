@@ -2,6 +2,7 @@
 
 use super::args::{check_addr, Flags};
 use super::error::CliError;
+use super::status;
 use crate::redis::client::Client;
 use crate::redis::resp::{self, Reply};
 use std::io::{self, BufRead, Write};
@@ -12,6 +13,7 @@ raftnode cli: send commands to a raftnode cluster
 
 Usage:
   raftnode cli [--addr HOST:PORT]... [COMMAND ARG...]
+  raftnode cli [--addr HOST:PORT]... status [--json] [--timeout-ms MS]
 
 With a command, sends it, prints the reply and exits (status 1 on an error
 reply). Without one, opens an interactive prompt. Follows MOVED redirects to
@@ -20,6 +22,10 @@ writes go out as SEQ n under a random CLIENT ID, so a retry is never applied
 twice. INFO, CLUSTER NODES and CLUSTER INFO are printed as plain text, as
 redis-cli prints them; RAFT.NODES as a table (ID, RAFT ADDR, CLIENT ADDR, ROLE,
 FLAGS, MATCH, LAG, CONNECTED).
+
+`status` prints one row per member (ID, CLIENT ADDR, ROLE, TERM, COMMIT,
+APPLIED, LAG, REACHABLE) and exits non-zero when no leader is known; see
+`raftnode cli status --help`.
 
 Cluster administration (sent to the leader, following MOVED):
   RAFT.NODE ADD ID RAFT-ADDR CLIENT-ADDR [LEARNER]   add a member
@@ -47,6 +53,13 @@ pub(super) fn cli(args: &[String]) -> Result<ExitCode, CliError> {
     }
     for addr in &seeds {
         check_addr(addr, "--addr")?;
+    }
+    // `status` is ours, not a command for the cluster (Redis has none of
+    // that name).
+    if let Some((first, rest)) = flags.rest.split_first() {
+        if first.eq_ignore_ascii_case("status") {
+            return status::status(&seeds, rest);
+        }
     }
     let mut client = Client::with_seeds(seeds).on_retry(|e| eprintln!("({e}; retrying)"));
     if !flags.rest.is_empty() {

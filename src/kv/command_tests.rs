@@ -746,7 +746,7 @@ fn replicas_decide_expiry_identically_including_from_a_snapshot() {
     let command = |i: u64| -> (u64, Command) {
         let x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 11;
         // Stamps mostly rising, sometimes 30 ms behind (a lagging leader).
-        let stamp = T + i * 3 - (x % 4 == 0) as u64 * 30;
+        let stamp = T + i * 3 - u64::from(x.is_multiple_of(4)) * 30;
         let key = format!("k{}", x % 40);
         let command = match x % 9 {
             0 | 1 => set_with(&key, "v", Condition::Always, false, Expiry::In(x % 50)),
@@ -792,5 +792,8 @@ fn replicas_decide_expiry_identically_including_from_a_snapshot() {
         assert_eq!(a.kv.expiries().clock(), b_.kv.expiries().clock());
     }
     assert!(deleted > 10, "active expiry deleted keys {deleted} times");
-    assert!(a.kv.expiries().len() > 0, "some keys still have deadlines");
+    assert!(
+        !a.kv.expiries().is_empty(),
+        "some keys still have deadlines"
+    );
 }

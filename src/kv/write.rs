@@ -17,7 +17,7 @@ pub(super) const TOO_LONG: &str = "string exceeds maximum allowed size (proto-ma
 impl Kv {
     /// Deletes `key` if its deadline has come by the store's clock.
     pub(super) fn expire_if_due(&mut self, key: &[u8]) {
-        if self.expiries.is_due(key, self.expiries.clock()) {
+        if !self.expiries.is_empty() && self.expiries.is_due(key, self.expiries.clock()) {
             self.remove_key(key);
         }
     }
@@ -43,7 +43,12 @@ impl Kv {
     /// deadline already passed leaves the key absent, as if it had been set
     /// and had expired at once.
     fn store(&mut self, key: Vec<u8>, value: Vec<u8>, expiry: Expiry) {
-        match self.deadline(expiry, self.expiries.get(&key)) {
+        // Only KEEPTTL needs the deadline the key had.
+        let current = match expiry {
+            Expiry::Keep => self.expiries.get(&key),
+            _ => None,
+        };
+        match self.deadline(expiry, current) {
             Some(deadline) if deadline <= self.expiries.clock() => {
                 self.remove_key(&key);
             }
@@ -52,7 +57,9 @@ impl Kv {
                 self.map.insert(key, value);
             }
             None => {
-                self.expiries.remove(&key);
+                if !self.expiries.is_empty() {
+                    self.expiries.remove(&key);
+                }
                 self.map.insert(key, value);
             }
         }

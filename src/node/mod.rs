@@ -34,6 +34,7 @@ pub mod config;
 pub mod error;
 pub mod sockets;
 pub mod state_machine;
+pub mod stats;
 pub mod wire;
 
 mod answer;
@@ -50,6 +51,7 @@ mod writer;
 pub use config::{Config, ConfigError, ReadMode};
 pub use error::{Error, StartError};
 pub use state_machine::{RestoreError, StateMachine, StateSnapshot};
+pub use stats::HistogramSnapshot;
 
 use crate::raft::membership::Configuration;
 use crate::raft::membership::{ChangeError, ConfChange, Suffrage};
@@ -67,8 +69,9 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-/// Counters a node keeps for INFO.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Counters a node keeps for INFO and the metrics endpoint. Each counts
+/// from the process's start.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Metrics {
     /// Linearizable reads answered.
     pub reads_served: u64,
@@ -82,6 +85,25 @@ pub struct Metrics {
     /// Syncs (fsync) of the log: each makes a whole batch of writes durable
     /// (group commit), so under load there are far fewer than writes.
     pub log_syncs: u64,
+    /// Terms in which this node learnt of a leader (itself included): each
+    /// election it saw won, the first after start too.
+    pub leader_changes: u64,
+    /// Entries this node appended as leader: client commands and
+    /// membership changes (a new leader's no-op is not one).
+    pub proposals: u64,
+    /// Entries this node learnt were committed.
+    pub entries_committed: u64,
+    /// Entries written to this node's log, whatever its role, and their
+    /// size (each entry's [`Entry::size`]: its payload and 36 bytes).
+    pub entries_appended: u64,
+    pub bytes_appended: u64,
+    /// How long each log sync took, in microseconds
+    /// ([`stats::FSYNC_MICROS`]); its count is `log_syncs`, give or take
+    /// one in progress.
+    pub fsync_micros: HistogramSnapshot,
+    /// How many entries each log write that appended any made durable with
+    /// its one sync (the group commit's batch, [`stats::BATCH_ENTRIES`]).
+    pub append_batch: HistogramSnapshot,
 }
 
 /// What a node knows about its snapshots and compacted log, for INFO.
@@ -547,6 +569,7 @@ impl<S: StateMachine> Node<S> {
         let deadline = Instant::now() + self.shared.config.proposal_timeout;
         let appended = self.shared.with_core(|core| {
             let key = append(core)?;
+            self.shared.stats.proposals.fetch_add(1, Ordering::Relaxed);
             // Registered under the core lock, so it is in place before the
             // entry can possibly be applied.
             self.shared.waiters.lock().insert(key, tx);
@@ -832,15 +855,31 @@ impl<S> Node<S> {
         self.shared.durable_term.load(Ordering::Acquire)
     }
 
-    /// Counters for INFO.
+    /// Counters for INFO and the metrics endpoint.
     pub fn metrics(&self) -> Metrics {
         let core = self.shared.core.lock();
+        let (read_rounds, lease_reads, followers_repaired) = (
+            core.read_rounds(),
+            core.lease_reads_served(),
+            core.followers_repaired(),
+        );
+        // The rest are atomics: no need to hold up the core for them.
+        drop(core);
+        let stats = &self.shared.stats;
+        let count = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
         Metrics {
-            reads_served: self.shared.reads_served.load(Ordering::Relaxed),
-            read_rounds: core.read_rounds(),
-            lease_reads: core.lease_reads_served(),
-            followers_repaired: core.followers_repaired(),
-            log_syncs: self.shared.log_syncs.load(Ordering::Relaxed),
+            reads_served: count(&self.shared.reads_served),
+            read_rounds,
+            lease_reads,
+            followers_repaired,
+            log_syncs: count(&self.shared.log_syncs),
+            leader_changes: count(&stats.leader_changes),
+            proposals: count(&stats.proposals),
+            entries_committed: count(&stats.entries_committed),
+            entries_appended: count(&stats.entries_appended),
+            bytes_appended: count(&stats.bytes_appended),
+            fsync_micros: stats.fsync.snapshot(),
+            append_batch: stats.append_batch.snapshot(),
         }
     }
 

@@ -6,6 +6,7 @@ use super::config::Config;
 use super::error::Error;
 use super::snapshot_state::{Incoming, SnapshotStats};
 use super::sockets::Sockets;
+use super::stats::NodeStats;
 use crate::raft::membership::Configuration;
 use crate::raft::message::{Entry, Envelope, Index, NodeId, Term};
 use crate::raft::{RaftCore, Ready};
@@ -84,6 +85,8 @@ pub(crate) struct Shared {
     pub(crate) reads_served: AtomicU64,
     /// Syncs of the log by the writer: each makes a whole batch durable.
     pub(crate) log_syncs: AtomicU64,
+    /// What the threads count for the metrics endpoint.
+    pub(crate) stats: NodeStats,
     pub(crate) last_applied: AtomicU64,
     /// The term of the hard state storage last made durable.
     pub(crate) durable_term: AtomicU64,
@@ -162,6 +165,7 @@ impl Shared {
             next_read_id: AtomicU64::new(1),
             reads_served: AtomicU64::new(0),
             log_syncs: AtomicU64::new(0),
+            stats: NodeStats::default(),
             last_applied: AtomicU64::new(0),
             durable_term: AtomicU64::new(0),
             to_writer,
@@ -263,6 +267,7 @@ impl Shared {
     /// threads, and everything that must be written — with the messages that
     /// must wait for that write — to the writer.
     fn dispatch(&self, core: &mut RaftCore) {
+        self.count_leader(core);
         let mut ready = core.take_ready();
         if let Some((index, term)) = ready.install.take() {
             // Before any entry committed after it.
@@ -270,6 +275,7 @@ impl Shared {
         }
         if !ready.committed.is_empty() {
             let entries = std::mem::take(&mut ready.committed);
+            (self.stats.entries_committed).fetch_add(entries.len() as u64, Ordering::Relaxed);
             let _ = self.to_apply.send(ApplyWork::Entries(entries));
         }
         if !ready.reads.is_empty() {
@@ -314,6 +320,18 @@ impl Shared {
         }
         if ready.has_storage_work() || !ready.messages.is_empty() {
             let _ = self.to_writer.send(ready);
+        }
+    }
+
+    /// Counts a leader the first time this node knows one in a term (a
+    /// leader re-elected in a later term counts again: it is a new
+    /// election all the same). Called with the core locked, so the last
+    /// counted term needs no more than a relaxed load and store.
+    fn count_leader(&self, core: &RaftCore) {
+        let term = core.current_term();
+        if core.leader_id().is_some() && term > self.stats.leader_term.load(Ordering::Relaxed) {
+            self.stats.leader_term.store(term, Ordering::Relaxed);
+            self.stats.leader_changes.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -20,7 +20,7 @@ use crate::storage::{LogStore, StorageError};
 use crossbeam_channel::{select, Receiver};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// How long the writer waits, idle, before syncing a saved commit index.
 const COMMIT_SYNC_DELAY: Duration = Duration::from_millis(20);
@@ -50,21 +50,27 @@ pub(crate) fn run<L: LogStore>(
             recv(shutdown) -> _ => return,
             default(idle) => {
                 commit_unsynced = false;
+                let started = Instant::now();
                 if let Err(e) = store.sync() {
                     shared.fail(e);
                     return;
                 }
-                shared.log_syncs.fetch_add(1, Ordering::Relaxed);
+                count_sync(&shared, started.elapsed());
                 continue;
             }
         };
         let mut batch = vec![first];
         batch.extend(jobs.try_iter());
         match persist(&mut store, &batch) {
-            Ok((last_written, synced)) => {
-                if synced {
-                    shared.log_syncs.fetch_add(1, Ordering::Relaxed);
+            Ok(Persisted {
+                last_written,
+                sync_took,
+            }) => {
+                let synced = sync_took.is_some();
+                if let Some(took) = sync_took {
+                    count_sync(&shared, took);
                 }
+                count_appended(&shared, &batch);
                 if let Some(hs) = batch.iter().rev().find_map(|r| r.hard_state) {
                     (shared.durable_term).fetch_max(hs.current_term, Ordering::Release);
                 }
@@ -90,15 +96,44 @@ pub(crate) fn run<L: LogStore>(
     }
 }
 
+/// One log sync done, which took `took`.
+fn count_sync(shared: &Shared, took: Duration) {
+    shared.log_syncs.fetch_add(1, Ordering::Relaxed);
+    let micros = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+    shared.stats.fsync.observe(micros);
+}
+
+/// The entries a batch wrote to the log: how many, their size (each
+/// entry's [`Entry::size`](crate::raft::message::Entry::size), a bound a
+/// few dozen bytes above what its record takes on disk), and how many one
+/// write made durable together.
+fn count_appended(shared: &Shared, batch: &[Ready]) {
+    let (mut entries, mut bytes) = (0u64, 0u64);
+    for ready in batch {
+        entries += ready.entries.len() as u64;
+        bytes += ready.entries.iter().map(|e| e.size() as u64).sum::<u64>();
+    }
+    if entries > 0 {
+        let stats = &shared.stats;
+        stats.entries_appended.fetch_add(entries, Ordering::Relaxed);
+        stats.bytes_appended.fetch_add(bytes, Ordering::Relaxed);
+        stats.append_batch.observe(entries);
+    }
+}
+
+/// What writing a batch did.
+struct Persisted {
+    /// The last entry written, if any.
+    last_written: Option<(Index, Term)>,
+    /// How long the log sync took, if there was one.
+    sync_took: Option<Duration>,
+}
+
 /// Writes a batch of readies with one log sync (and the commit index and
-/// compactions they carry, which need none of their own); returns the last
-/// entry written, if any, and whether it synced. The hard state goes first: it is monotonic (terms only
+/// compactions they carry, which need none of their own). The hard state goes first: it is monotonic (terms only
 /// grow, a vote is cast once per term), so the newest one covers every
 /// earlier ready, and it must never lag the log.
-fn persist<L: LogStore>(
-    store: &mut L,
-    batch: &[Ready],
-) -> Result<(Option<(Index, Term)>, bool), StorageError> {
+fn persist<L: LogStore>(store: &mut L, batch: &[Ready]) -> Result<Persisted, StorageError> {
     if let Some(hard_state) = batch.iter().rev().find_map(|r| r.hard_state) {
         store.save_hard_state(&hard_state)?;
     }
@@ -134,8 +169,14 @@ fn persist<L: LogStore>(
             store.compact(through)?;
         }
     }
+    let mut sync_took = None;
     if log_changed {
+        let started = Instant::now();
         store.sync()?;
+        sync_took = Some(started.elapsed());
     }
-    Ok((last_written, log_changed))
+    Ok(Persisted {
+        last_written,
+        sync_took,
+    })
 }

@@ -1,10 +1,12 @@
 //! The client port's shared state and each connection's own: the node the
 //! port serves, its address, limits and counters (behind INFO's `# Clients`
-//! and `# Stats`), the memory budget its clients share, and what a
-//! connection has set (protocol, name, session, transaction).
+//! and `# Stats`, and the metrics endpoint's commands by name and outcome),
+//! the memory budget its clients share, and what a connection has set
+//! (protocol, name, session, transaction).
 
 use crate::kv::KvNode;
-use crate::redis::resp::Protocol;
+use crate::redis::catalog;
+use crate::redis::resp::{Protocol, Reply};
 use crate::redis::transaction::Transaction;
 use parking_lot::Mutex;
 use std::collections::VecDeque;
@@ -18,7 +20,9 @@ use std::time::{Duration, Instant};
 pub struct Port {
     pub node: Arc<KvNode>,
     pub addr: SocketAddr,
-    pub stats: Stats,
+    /// Shared with whoever reports them (the metrics endpoint), which may
+    /// outlive the port.
+    pub stats: Arc<Stats>,
     pub limits: ClientLimits,
     /// The budget for what clients hold beyond their allowances.
     pub memory: ClientMemory,
@@ -30,7 +34,7 @@ impl Port {
         Port {
             node,
             addr,
-            stats: Stats::default(),
+            stats: Arc::new(Stats::default()),
             memory: ClientMemory::new(limits.max_memory),
             limits,
             next_connection_id: AtomicU64::new(1),
@@ -188,6 +192,8 @@ pub struct Stats {
     connections_received: AtomicU64,
     connections_rejected: AtomicU64,
     commands_processed: AtomicU64,
+    /// Replies by command and outcome.
+    commands: CommandCounts,
     /// When the last sample was taken, in milliseconds since `started`.
     last_sample_ms: AtomicU64,
     /// `(when, commands_processed)`, oldest first, at least `SAMPLE_EVERY`
@@ -203,6 +209,7 @@ impl Default for Stats {
             connections_received: AtomicU64::new(0),
             connections_rejected: AtomicU64::new(0),
             commands_processed: AtomicU64::new(0),
+            commands: CommandCounts::default(),
             last_sample_ms: AtomicU64::new(0),
             samples: Mutex::new(VecDeque::new()),
         }
@@ -288,6 +295,156 @@ impl Stats {
     pub fn commands_processed(&self) -> u64 {
         self.commands_processed.load(Ordering::Relaxed)
     }
+
+    /// Which counter a command named `name` (its first word, any case)
+    /// counts under: its entry in the command table, or the one for names
+    /// outside it, so that no client can grow the label set.
+    pub fn command_slot(&self, name: &[u8]) -> CommandSlot {
+        self.commands.slot(name)
+    }
+
+    /// Counts `reply`, about to be written to a client, as the answer to a
+    /// command of `slot`, by its [`Outcome`].
+    pub fn replied(&self, slot: CommandSlot, reply: &Reply) {
+        self.commands.count(slot, Outcome::of(reply));
+    }
+
+    /// Every command and outcome counted at least once, in the command
+    /// table's order (names outside it last, as `unknown`), with its count.
+    pub fn replies(&self) -> Vec<(&'static str, Outcome, u64)> {
+        self.commands.nonzero()
+    }
+}
+
+/// What a reply tells a client, for counting: done, go elsewhere, try again
+/// later, not known in time, or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Anything but an error reply (a nil or a 0 included).
+    Ok,
+    /// `-MOVED`: ask the leader.
+    Moved,
+    /// `-TRYAGAIN`: no leader known, or leadership changing.
+    TryAgain,
+    /// `-TIMEOUT`: not seen through in time; a write may yet apply.
+    Timeout,
+    /// Any other error: syntax, arity, wrong type, overflow, ...
+    Error,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 5] = [
+        Outcome::Ok,
+        Outcome::Moved,
+        Outcome::TryAgain,
+        Outcome::Timeout,
+        Outcome::Error,
+    ];
+
+    /// The reply's outcome, from its error code if it is an error.
+    pub fn of(reply: &Reply) -> Outcome {
+        let Reply::Error(text) = reply else {
+            return Outcome::Ok;
+        };
+        let code = text.split(' ').next().unwrap_or_default();
+        match code {
+            "MOVED" => Outcome::Moved,
+            "TRYAGAIN" => Outcome::TryAgain,
+            "TIMEOUT" => Outcome::Timeout,
+            _ => Outcome::Error,
+        }
+    }
+
+    /// Its name as a metrics label: `ok`, `moved`, `tryagain`, `timeout`,
+    /// `error`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Moved => "moved",
+            Outcome::TryAgain => "tryagain",
+            Outcome::Timeout => "timeout",
+            Outcome::Error => "error",
+        }
+    }
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+/// Which counters of [`Stats`] a command counts under ([`Stats::command_slot`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommandSlot(usize);
+
+/// The longest command name looked up; longer ones are unknown (the
+/// longest in the table is under 30 bytes).
+const MAX_NAME: usize = 32;
+
+/// Replies counted by command and outcome: one row of counters for each
+/// entry of the command table, and a last row for everything else.
+#[derive(Debug)]
+struct CommandCounts {
+    /// The table's names with their rows, sorted by name, for a binary
+    /// search that needs no allocation.
+    index: Vec<(&'static str, usize)>,
+    rows: Box<[[AtomicU64; 5]]>,
+}
+
+impl Default for CommandCounts {
+    fn default() -> Self {
+        let mut index: Vec<(&'static str, usize)> = catalog::COMMANDS
+            .iter()
+            .enumerate()
+            .map(|(row, spec)| (spec.name, row))
+            .collect();
+        index.sort_unstable();
+        let rows = (0..=catalog::COMMANDS.len())
+            .map(|_| Default::default())
+            .collect();
+        CommandCounts { index, rows }
+    }
+}
+
+impl CommandCounts {
+    fn unknown(&self) -> CommandSlot {
+        CommandSlot(self.rows.len() - 1)
+    }
+
+    fn slot(&self, name: &[u8]) -> CommandSlot {
+        // The table's names are lower case; the name is lowered into a
+        // buffer on the stack.
+        if name.len() > MAX_NAME {
+            return self.unknown();
+        }
+        let mut buf = [0u8; MAX_NAME];
+        let lower = &mut buf[..name.len()];
+        lower.copy_from_slice(name);
+        lower.make_ascii_lowercase();
+        match (self.index).binary_search_by(|(n, _)| n.as_bytes().cmp(lower)) {
+            Ok(at) => CommandSlot(self.index[at].1),
+            Err(_) => self.unknown(),
+        }
+    }
+
+    fn count(&self, slot: CommandSlot, outcome: Outcome) {
+        if let Some(row) = self.rows.get(slot.0) {
+            row[outcome.index()].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn nonzero(&self) -> Vec<(&'static str, Outcome, u64)> {
+        let mut out = Vec::new();
+        for (row, counters) in self.rows.iter().enumerate() {
+            let name = catalog::COMMANDS.get(row).map_or("unknown", |s| s.name);
+            for outcome in Outcome::ALL {
+                let n = counters[outcome.index()].load(Ordering::Relaxed);
+                if n > 0 {
+                    out.push((name, outcome, n));
+                }
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -328,6 +485,50 @@ mod tests {
         let long_ago = Instant::now() - Duration::from_secs(5);
         stats.samples.lock().push_back((long_ago, 0));
         assert_eq!(stats.ops_per_sec(), 0);
+    }
+
+    #[test]
+    fn replies_are_counted_by_command_and_outcome_and_strangers_as_unknown() {
+        let stats = Stats::default();
+        let set = stats.command_slot(b"SeT");
+        assert_eq!(set, stats.command_slot(b"set"));
+        stats.replied(set, &Reply::ok());
+        stats.replied(set, &Reply::ok());
+        stats.replied(set, &Reply::Error("MOVED 1 127.0.0.1:7001".into()));
+        stats.replied(set, &Reply::Error("TRYAGAIN no leader".into()));
+        stats.replied(set, &Reply::Error("TIMEOUT not applied".into()));
+        let get = stats.command_slot(b"get");
+        stats.replied(get, &Reply::NullBulk);
+        stats.replied(get, &Reply::Error("ERR wrong number of arguments".into()));
+        // Names outside the table, however many, share one row.
+        for name in [&b"nosuch"[..], b"", &[b'x'; 100], b"\xff\xfe"] {
+            let slot = stats.command_slot(name);
+            stats.replied(slot, &Reply::Error("ERR unknown command".into()));
+        }
+        let mut replies = stats.replies();
+        replies.sort_by_key(|&(name, outcome, _)| (name, outcome.name()));
+        assert_eq!(
+            replies,
+            vec![
+                ("get", Outcome::Error, 1),
+                ("get", Outcome::Ok, 1),
+                ("set", Outcome::Moved, 1),
+                ("set", Outcome::Ok, 2),
+                ("set", Outcome::Timeout, 1),
+                ("set", Outcome::TryAgain, 1),
+                ("unknown", Outcome::Error, 4),
+            ]
+        );
+    }
+
+    #[test]
+    fn every_command_in_the_table_has_its_own_counters() {
+        let stats = Stats::default();
+        let unknown = stats.command_slot(b"nosuch");
+        for spec in catalog::COMMANDS {
+            let slot = stats.command_slot(spec.name.to_ascii_uppercase().as_bytes());
+            assert_ne!(slot, unknown, "{}", spec.name);
+        }
     }
 
     #[test]

@@ -9,7 +9,10 @@
 //! once the burst has been read, so a pipelining client costs one write per
 //! burst rather than one per request.
 //! A client that sends something malformed gets `-ERR Protocol error: ...` and
-//! its connection is closed; everyone else is unaffected. Each connection has
+//! its connection is closed; everyone else is unaffected. Every reply to a
+//! command is counted by command and outcome ([`Stats::replied`]) where it
+//! is written, whichever way the command ran (alone, pipelined, queued in a
+//! transaction); a protocol error answers no command and is not counted. Each connection has
 //! its own thread, so a slow or vanished client only ever blocks itself: the
 //! node's own threads never wait on a client socket.
 //!
@@ -44,7 +47,7 @@ use crate::kv::expirer::Expirer;
 use crate::kv::KvNode;
 use crate::node::sockets::{self, Sockets};
 use crate::redis::commands::{self, After, Started};
-use crate::redis::port::{Charge, ClientLimits, Connection, Port};
+use crate::redis::port::{Charge, ClientLimits, CommandSlot, Connection, Port, Stats};
 use crate::redis::resp::{self, Limits, Reply, RespError};
 use log::{debug, info, warn};
 use parking_lot::Mutex;
@@ -169,6 +172,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The port's counters, which outlive it.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.state.port.stats.clone()
     }
 
     /// Closes the port and every client connection, and joins their threads.
@@ -339,6 +347,7 @@ fn serve(port: &Port, stream: &TcpStream) {
                     }
                     Err(args) if inflight.is_empty() => {
                         let (reply, after) = commands::execute(port, &mut conn, &args);
+                        port.stats.replied(command_slot(port, &args), &reply);
                         reply.write_to(&mut out, conn.protocol);
                         after
                     }
@@ -429,10 +438,18 @@ const MAX_INFLIGHT: usize = 256;
 /// keeps its request, in case it must run again after a change of leader).
 const MAX_INFLIGHT_BYTES: usize = 1024 * 1024;
 
-/// A connection's started, unanswered requests, oldest first: all writes
-/// or all reads. Their requests are charged to the clients' shared budget.
+/// Which counters a request's reply counts under: its command's, by its
+/// first word.
+fn command_slot(port: &Port, args: &[Vec<u8>]) -> CommandSlot {
+    port.stats
+        .command_slot(args.first().map_or(&[][..], Vec::as_slice))
+}
+
+/// A connection's started, unanswered requests, oldest first, each with the
+/// counters its reply counts under: all writes or all reads. Their requests
+/// are charged to the clients' shared budget.
 struct Inflight<'a> {
-    requests: VecDeque<Started<'a>>,
+    requests: VecDeque<(Started<'a>, CommandSlot)>,
     bytes: usize,
     charge: Charge<'a>,
 }
@@ -469,13 +486,16 @@ impl<'a> Inflight<'a> {
             || self
                 .requests
                 .front()
-                .is_some_and(|s| s.is_read() != is_read)
+                .is_some_and(|(s, _)| s.is_read() != is_read)
         {
             return Err(args);
         }
+        // Before `start` takes the arguments: the reply is counted when it
+        // is written, after them.
+        let slot = command_slot(port, &args);
         let started = commands::start(port, conn, args)?;
         self.bytes += started.bytes();
-        self.requests.push_back(started);
+        self.requests.push_back((started, slot));
         Ok(self.charge.hold(self.bytes))
     }
 
@@ -484,9 +504,10 @@ impl<'a> Inflight<'a> {
     /// big values is written out as it is answered, not held whole).
     fn finish_some(&mut self, port: &Port, conn: &mut Connection, out: &mut Vec<u8>) -> After {
         let mut after = After::Continue;
-        while let Some(started) = self.requests.pop_front() {
+        while let Some((started, slot)) = self.requests.pop_front() {
             self.bytes -= started.bytes();
             let (reply, then) = commands::finish(port, conn, started);
+            port.stats.replied(slot, &reply);
             reply.write_to(out, conn.protocol);
             if then == After::Close {
                 after = After::Close;

@@ -226,7 +226,7 @@ fn build(name: &str, args: &[Vec<u8>]) -> Result<Request, Reply> {
         }),
         "getdel" => write(Command::GetDel { key: key(args) }),
         "mset" | "msetnx" => {
-            if n % 2 == 0 {
+            if n.is_multiple_of(2) {
                 return Err(Reply::wrong_arity(name));
             }
             write(Command::MSet {
@@ -451,7 +451,7 @@ fn expire(name: &str, args: &[Vec<u8>]) -> Result<Request, Reply> {
     let when = int(&args[2])?;
     let seconds = !name.starts_with('p');
     let relative = !name.ends_with("at");
-    if seconds && (when > i64::MAX / 1000 || when < i64::MIN / 1000) {
+    if seconds && !(i64::MIN / 1000..=i64::MAX / 1000).contains(&when) {
         return Err(invalid_expire(name));
     }
     let when = if seconds { when * 1000 } else { when };
