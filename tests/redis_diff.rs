@@ -333,7 +333,7 @@ const CASES: &[Case] = &[
         sorted("KEYS \\[x\\]"), sorted("KEYS [[]x]"), sorted("KEYS h[ae"), sorted("KEYS a\\"),
         sorted("KEYS \"a\\\\\\\\b\""), sorted("KEYS *llo*"), sorted("KEYS **"),
         sorted("KEYS x[-]y"), sorted("KEYS x[a-]y"), sorted("KEYS nothing*"), sorted("KEYS \"\""),
-        sorted("KEYS H*"), sorted("KEYS h[\\]]llo"), sorted("KEYS ?"), sorted("KEYS ??"),
+        sorted("KEYS H*"), sorted("KEYS h[\\]]llo"), sorted("KEYS ?"), sorted("KEYS ??"), scan("MATCH *"), scan("MATCH **"), scan("MATCH \"\""),
         sorted("KEYS x[a-c-e]y"), sorted("KEYS x[]y"), sorted("KEYS x[^]y"), sorted("KEYS ["),
         sorted("KEYS *[-]*"), sorted("KEYS *a*b*"), sorted("KEYS h*l*l*o"), sorted("KEYS \\h*"), r("KEYS"),
         r("KEYS a b"),
