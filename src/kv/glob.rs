@@ -1,6 +1,6 @@
 //! Redis's glob patterns, for `KEYS pattern` and `SCAN … MATCH pattern`.
 //!
-//! [`matches`] answers exactly what Redis 7.0's `stringmatchlen` (util.c,
+//! [`matches()`] answers exactly what Redis 7.0's `stringmatchlen` (util.c,
 //! case-sensitive) answers, byte for byte, including the corners where
 //! Redis's rules are not the shell's:
 //!
@@ -94,7 +94,7 @@ pub fn matches(pattern: &[u8], text: &[u8]) -> bool {
 
 /// What KEYS and SCAN's MATCH select: Redis lists every key, the empty one
 /// included, for the pattern `*` without matching, and otherwise asks
-/// [`matches`].
+/// [`matches()`].
 pub fn key_matches(pattern: &[u8], key: &[u8]) -> bool {
     pattern == b"*" || matches(pattern, key)
 }
@@ -621,5 +621,88 @@ mod tests {
             last = next;
         }
         all
+    }
+}
+
+/// Random patterns against a live redis-server; ignored by default
+/// (`cargo test --release --lib kv::glob::differential -- --ignored`).
+#[cfg(test)]
+mod differential {
+    use super::key_matches;
+    use crate::kv::float::redis_reference::{RedisServer, Reply};
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    fn random(rng: &mut StdRng, alphabet: &[u8], max_len: usize) -> Vec<u8> {
+        let len = rng.gen_range(0..=max_len);
+        (0..len)
+            .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+            .collect()
+    }
+
+    /// 400 random keys (the empty one among them) in one database, and
+    /// for each of 20,000 random patterns, KEYS's list compared with the
+    /// keys [`key_matches`] selects.
+    #[test]
+    #[ignore = "needs redis-server"]
+    fn random_patterns_select_what_a_live_redis_server_selects() {
+        let mut redis = RedisServer::start().expect("redis-server");
+        // DIFFERENTIAL_SEED=n runs another sample.
+        let seed = std::env::var("DIFFERENTIAL_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok());
+        let mut rng = StdRng::seed_from_u64(seed.unwrap_or(14));
+        let key_alphabet = b"abc*?[]^-\\\x00\xff\x80";
+        let pattern_alphabet = key_alphabet;
+        let mut keys: Vec<Vec<u8>> = (0..400)
+            .map(|_| random(&mut rng, key_alphabet, 7))
+            .collect();
+        keys.push(Vec::new());
+        keys.sort();
+        keys.dedup();
+        let mut setup: Vec<Vec<&[u8]>> = vec![vec![b"FLUSHALL"]];
+        setup.extend(keys.iter().map(|key| vec![b"SET".as_slice(), key, b"v"]));
+        redis.pipeline(&setup);
+        let (mut patterns_compared, mut pairs, mut selected) = (0, 0, 0);
+        for _ in 0..40 {
+            let patterns: Vec<Vec<u8>> = (0..500)
+                .map(|_| random(&mut rng, pattern_alphabet, 9))
+                .collect();
+            let commands: Vec<Vec<&[u8]>> = patterns
+                .iter()
+                .map(|p| vec![b"KEYS".as_slice(), p])
+                .collect();
+            for (pattern, reply) in patterns.iter().zip(redis.pipeline(&commands)) {
+                let Reply::Array(listed) = reply else {
+                    panic!("KEYS answered {reply:?}")
+                };
+                let mut theirs: Vec<Vec<u8>> = listed
+                    .into_iter()
+                    .map(|r| match r {
+                        Reply::Bulk(Some(key)) => key,
+                        other => panic!("KEYS listed {other:?}"),
+                    })
+                    .collect();
+                theirs.sort();
+                let ours: Vec<Vec<u8>> = keys
+                    .iter()
+                    .filter(|k| key_matches(pattern, k))
+                    .cloned()
+                    .collect();
+                assert_eq!(
+                    ours,
+                    theirs,
+                    "pattern {:?}",
+                    String::from_utf8_lossy(pattern)
+                );
+                patterns_compared += 1;
+                pairs += keys.len();
+                selected += ours.len();
+            }
+        }
+        eprintln!(
+            "{patterns_compared} patterns × {} keys = {pairs} pairs agree ({selected} matches)",
+            keys.len()
+        );
     }
 }
