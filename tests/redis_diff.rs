@@ -35,9 +35,13 @@
 //! - **One database** ([`ONE_DB`]): `COPY src dst DB n` with `n` other than
 //!   0 answers `-ERR DB index is out of range` (Redis has 16 databases and
 //!   copies); inside `EXEC` that error stands in the command's place.
-//! - **Values of at most 1 MiB** ([`SIZES`]): `SETRANGE` and `APPEND` past
-//!   1 MiB answer Redis's own `string exceeds maximum allowed size
-//!   (proto-max-bulk-len)`, which Redis gives only past 512 MB.
+//! - **Values of at most 1 MiB, keys of at most 64 KiB** ([`SIZES`]):
+//!   `SETRANGE` and `APPEND` past 1 MiB answer Redis's own `string exceeds
+//!   maximum allowed size (proto-max-bulk-len)`, which Redis gives only past
+//!   512 MB; a longer key is refused ([`KEY_TOO_LONG`]).
+//! - **At most 4096 keys in one command** ([`MANY`]): `MSET`, `MSETNX`,
+//!   `MGET`, `EXISTS`, `TOUCH`, `DEL` and `UNLINK` naming more answer `-ERR
+//!   too many arguments (MSET takes at most 4096 keys)`.
 //!
 //! Not covered, because raftnode has no such thing: other data types (so no
 //! `WRONGTYPE`; `TYPE` and `SCAN ... TYPE` only ever meet strings),
@@ -167,7 +171,14 @@ const EXPIRY_WAIT: Duration = Duration::from_secs(3);
 /// Why raftnode has no databases but 0 (README, "Differences from Redis").
 const ONE_DB: &str = "one database: the store is one replicated keyspace";
 /// Why raftnode caps a value at 1 MiB (README, "Differences from Redis").
-const SIZES: &str = "a value is at most 1 MiB: every value is in log entries and snapshots";
+const SIZES: &str =
+    "a value is at most 1 MiB and a key 64 KiB: each is in log entries and snapshots";
+/// Why raftnode caps the keys one command names (README, "Differences from
+/// Redis").
+const MANY: &str =
+    "at most 4096 keys in one command: it is one log entry, and one reply held by the leader";
+/// What raftnode answers a key over 64 KiB.
+const KEY_TOO_LONG: &str = "-ERR key of 65537 bytes is over the 65536-byte limit";
 /// Redis's own error, which raftnode gives at its smaller limit.
 const TOO_BIG: &str = "-ERR string exceeds maximum allowed size (proto-max-bulk-len)";
 
@@ -477,6 +488,36 @@ const CASES: &[Case] = &[
         r("set k v exat {s+100}"), secs("expiretime k"), r("copy k j replace"), scan("match * count 5 type STRING"),
         r("flushall async"), r("dbsize"),
     ]),
+    case("exact ttl rounding", &[
+        r("SET k v"), r("PEXPIRE k 100900"), r("TTL k"), r("PEXPIRE k 100400"), r("TTL k"),
+        r("PEXPIREAT k 4102444800600"), r("EXPIRETIME k"), r("PEXPIRETIME k"),
+        r("PEXPIREAT k 4102444800400"), r("EXPIRETIME k"), r("EXPIREAT k 4102444800"),
+        r("EXPIREAT k 4102444800 GT"), r("EXPIREAT k 4102444800 LT"), r("EXPIREAT k 4102444800 NX"),
+        r("EXPIREAT k 4102444800 XX"), r("PEXPIREAT k 4102444800001 GT"), r("PEXPIRETIME k"),
+        r("PEXPIREAT k 4102444800000 LT"), r("PEXPIRETIME k"), r("GETEX k PXAT 4102444800999"),
+        r("EXPIRETIME k"), r("SET k v PXAT 4102444800499"), r("EXPIRETIME k"),
+        r("SET j v EXAT 4102444800 GET"), r("PEXPIRETIME j"), r("COPY j i"), r("PEXPIRETIME i"),
+        r("RENAME i h"), r("PEXPIRETIME h"), r("SET k v PX 100"), r("TTL k"),
+    ]),
+    case("binary and long values", &[
+        r("SET k \"\\x00\\xff\\r\\n\""), r("GET k"), r("STRLEN k"), r("APPEND k \"\\x00\""),
+        r("GETRANGE k 1 2"), r("SETRANGE k 1 \"\\x00\""), r("GET k"), r("MGET k k"),
+        r("SET n 99999999999999999999"), r("INCR n"), r("INCRBYFLOAT n 1"),
+        r("SET {rep:x:65536} v"), r("STRLEN {rep:x:65536}"), r("SET v {rep:ab:100000}"),
+        r("GETRANGE v 199990 -1"), r("SETRANGE v 199999 xyz"), r("STRLEN v"), r("DBSIZE"),
+        r("SET {rep:x:65537} v").differs(KEY_TOO_LONG, SIZES),
+    ]),
+    case("many keys in one command", &[
+        r("MSET {seq:k:8192}"), r("DBSIZE"), r("EXISTS {seq:k:4096}"), r("TOUCH {seq:k:4096}"),
+        r("MSETNX {seq:k:8192}"), r("DEL {seq:k:4096}"), r("DBSIZE"), r("MSET {seq:j:100}"),
+        r("MSET {seq:k:8194}").differs("-ERR too many arguments (MSET takes at most 4096 keys)", MANY),
+        r("MGET {seq:k:4097}").differs("-ERR too many arguments (MGET takes at most 4096 keys)", MANY),
+        r("EXISTS {seq:k:4097}").differs("-ERR too many arguments (EXISTS takes at most 4096 keys)", MANY),
+        r("TOUCH {seq:k:4097}").differs("-ERR too many arguments (TOUCH takes at most 4096 keys)", MANY),
+        r("DEL {seq:j:4097}").differs("-ERR too many arguments (DEL takes at most 4096 keys)", MANY),
+        r("UNLINK {seq:j:4097}").differs("-ERR too many arguments (UNLINK takes at most 4096 keys)", MANY),
+        r("MSETNX {seq:k:8194}").differs("-ERR too many arguments (MSETNX takes at most 4096 keys)", MANY),
+    ]),
     // --- transactions ---------------------------------------------------------------
     case("multi exec", &[
         r("MULTI"), r("MSET a 1 b 2"), r("SET c 3 EX 100 GET"), r("INCRBYFLOAT a 0.5"),
@@ -591,7 +632,11 @@ fn show(reply: &Reply) -> String {
 
 /// `show`, cut short for a one-line report.
 fn brief(reply: &Reply) -> String {
-    let text = show(reply);
+    cut(show(reply))
+}
+
+/// `text` cut to 160 characters.
+fn cut(text: String) -> String {
     match text.char_indices().nth(160) {
         Some((at, _)) => format!("{}...", &text[..at]),
         None => text,
@@ -612,44 +657,56 @@ fn near(a: &Reply, b: &Reply, tolerance: i64) -> bool {
     }
 }
 
-/// The request's text with its time placeholders filled in: `{s+N}` /
-/// `{s-N}` are unix seconds from `start`, `{ms+N}` / `{ms-N}` milliseconds.
-fn fill_times(request: &str, start: SystemTime) -> String {
-    let since_epoch = start.duration_since(UNIX_EPOCH).unwrap();
+/// The request's text with its placeholders filled in:
+///
+/// - `{s+N}` / `{s-N}`: the unix time in seconds `N` s after / before
+///   `start`; `{ms+N}` / `{ms-N}` the same in milliseconds;
+/// - `{rep:TEXT:N}`: `TEXT` `N` times, as one word (a long key or value);
+/// - `{seq:PREFIX:N}`: `N` words `PREFIX0 PREFIX1 ...` (many keys).
+///
+/// Anything else in braces is left as it is.
+fn fill(request: &str, start: SystemTime) -> String {
     let mut out = String::new();
     let mut rest = request;
     while let Some(open) = rest.find('{') {
         let Some(close) = rest[open..].find('}').map(|c| open + c) else {
             break;
         };
-        let inner = &rest[open + 1..close];
-        let parsed = ["s", "ms"].iter().find_map(|unit| {
-            let offset = inner.strip_prefix(unit)?;
-            let (sign, n) = offset.split_at(1);
-            let n: i64 = n.parse().ok()?;
-            let n = if sign == "-" {
-                -n
-            } else if sign == "+" {
-                n
-            } else {
-                None?
-            };
-            let base = if *unit == "s" {
-                since_epoch.as_secs() as i64
-            } else {
-                since_epoch.as_millis() as i64
-            };
-            Some(base + n)
-        });
         out.push_str(&rest[..open]);
-        match parsed {
-            Some(value) => out.push_str(&value.to_string()),
+        match placeholder(&rest[open + 1..close], start) {
+            Some(text) => out.push_str(&text),
             None => out.push_str(&rest[open..=close]),
         }
         rest = &rest[close + 1..];
     }
     out.push_str(rest);
     out
+}
+
+/// What one placeholder of [`fill`] stands for, if it is one.
+fn placeholder(inner: &str, start: SystemTime) -> Option<String> {
+    let since_epoch = start.duration_since(UNIX_EPOCH).unwrap();
+    if let Some(spec) = inner.strip_prefix("rep:") {
+        let (text, n) = spec.rsplit_once(':')?;
+        return Some(text.repeat(n.parse().ok()?));
+    }
+    if let Some(spec) = inner.strip_prefix("seq:") {
+        let (prefix, n) = spec.rsplit_once(':')?;
+        let n: usize = n.parse().ok()?;
+        let words: Vec<String> = (0..n).map(|i| format!("{prefix}{i}")).collect();
+        return Some(words.join(" "));
+    }
+    let (base, offset) = if let Some(offset) = inner.strip_prefix("ms") {
+        (since_epoch.as_millis() as i64, offset)
+    } else {
+        (since_epoch.as_secs() as i64, inner.strip_prefix('s')?)
+    };
+    let n: i64 = if let Some(n) = offset.strip_prefix('+') {
+        n.parse().ok()?
+    } else {
+        -offset.strip_prefix('-')?.parse::<i64>().ok()?
+    };
+    Some((base + n).to_string())
 }
 
 fn words(request: &str) -> Vec<Vec<u8>> {
@@ -743,22 +800,10 @@ fn same(check: Check, theirs: &Reply, ours: &Reply) -> bool {
     }
 }
 
-/// Empties a server between cases. FLUSHALL where it works; where it does
-/// not (raftnode before it had FLUSHALL), every word of the case's requests
-/// is deleted as a key, which removes every key the case can have made.
-fn reset(conn: &mut Conn, case: &Case) {
-    if conn.call_str(&["FLUSHALL"]) == Reply::ok() {
-        return;
-    }
-    let mut keys: BTreeSet<Vec<u8>> = BTreeSet::new();
-    for step in case.steps {
-        keys.extend(words(step.request));
-    }
-    for chunk in keys.into_iter().collect::<Vec<_>>().chunks(1000) {
-        let mut del = vec![b"DEL".to_vec()];
-        del.extend_from_slice(chunk);
-        conn.call(&del);
-    }
+/// Empties a server between cases.
+fn reset(conn: &mut Conn) {
+    let reply = conn.call_str(&["FLUSHALL"]);
+    assert_eq!(reply, Reply::ok(), "FLUSHALL before a case");
 }
 
 /// A fresh connection to `server`, in RESP3 if asked.
@@ -780,13 +825,13 @@ fn compare(theirs: &dyn Server, ours: &dyn Server, resp3: bool, start: SystemTim
     for case in CASES {
         let mut t = open(theirs, resp3);
         let mut o = open(ours, resp3);
-        reset(&mut t, case);
-        reset(&mut o, case);
+        reset(&mut t);
+        reset(&mut o);
         for (i, step) in case.steps.iter().enumerate() {
-            let request = fill_times(step.request, start);
+            let request = fill(step.request, start);
             let shown = match step.check {
-                Check::Scan => format!("SCAN * {request}"),
-                _ => request.clone(),
+                Check::Scan => cut(format!("SCAN * {request}")),
+                _ => cut(request.clone()),
             };
             let their_reply = normalise(step.check, run_step(&mut t, step, &request));
             let our_reply = normalise(step.check, run_step(&mut o, step, &request));
