@@ -13,8 +13,8 @@
 //! is one entry ([`Command::Multi`]) applied in one step, so it is atomic
 //! on every node.
 //!
-//! What each command does is in [`write`] (Redis's semantics, with its
-//! error texts), what each read answers in [`read`]; [`glob`] is Redis's
+//! What each command does is in `write.rs` (Redis's semantics, with its
+//! error texts), what each read answers in `read.rs`; [`glob`] is Redis's
 //! pattern matcher for KEYS and SCAN, [`float`] INCRBYFLOAT's arithmetic.
 //!
 //! The keys and the sessions live in copy-on-write [`map`]s, so that a
