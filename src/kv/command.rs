@@ -47,7 +47,7 @@ pub enum Command {
     },
     /// Reads `key` through the log: its outcome is the value as of this
     /// entry. Valid anywhere, but the client port only proposes it inside a
-    /// [`Command::Multi`] (a lone GET is served by [`Query::Get`], which
+    /// [`Command::Multi`] (a lone GET is served by a [`Query`], which
     /// writes nothing to the log).
     Get {
         key: Vec<u8>,

@@ -6,9 +6,16 @@
 //! effect exactly once. Writes reach it only through the log, so every node
 //! applies the same [`Command`]s in the same order and ends in the same
 //! state. Applying is deterministic: it depends on nothing but the state,
-//! the command and the entry's index — never on a clock. A transaction is
-//! one entry ([`Command::Multi`]) applied in one step, so it is atomic on
-//! every node.
+//! the command and the entry's index — never on a replica's clock. Keys
+//! may have a time to live: time reaches the store only as the leader's
+//! stamp on each entry ([`expiry`] tells how), and the leader deletes the
+//! keys past their deadlines through the log ([`expirer`]). A transaction
+//! is one entry ([`Command::Multi`]) applied in one step, so it is atomic
+//! on every node.
+//!
+//! What each command does is in `write.rs` (Redis's semantics, with its
+//! error texts), what each read answers in `read.rs`; [`glob`] is Redis's
+//! pattern matcher for KEYS and SCAN, [`float`] INCRBYFLOAT's arithmetic.
 //!
 //! The keys and the sessions live in copy-on-write [`map`]s, so that a
 //! snapshot of the store costs O(shards) on the apply thread, is written

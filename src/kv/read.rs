@@ -48,7 +48,7 @@ impl Kv {
                 let mut keys = Vec::new();
                 let mut bytes = 0usize;
                 for (key, _) in self.map.iter() {
-                    if !glob::matches(pattern, key) || self.expiries.is_due(key, now) {
+                    if !glob::key_matches(pattern, key) || self.expiries.is_due(key, now) {
                         continue;
                     }
                     bytes += key.len();
@@ -74,7 +74,7 @@ impl Kv {
                 let keys = batch
                     .into_iter()
                     .filter(|(key, _)| typed && !self.expiries.is_due(key, now))
-                    .filter(|(key, _)| pattern.as_ref().is_none_or(|p| glob::matches(p, key)))
+                    .filter(|(key, _)| pattern.as_ref().is_none_or(|p| glob::key_matches(p, key)))
                     .map(|(key, _)| key.clone())
                     .collect();
                 QueryReply::Scan { cursor: next, keys }
