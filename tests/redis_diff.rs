@@ -1,6 +1,8 @@
 //! A differential test: the same requests go to a real `redis-server` (the
 //! reference, Debian's 7.0) and to the leader of a 3-node raftnode cluster,
-//! once in RESP2 and once after `HELLO 3`, and every pair of replies must be
+//! once in RESP2, once after `HELLO 3`, and once pipelined (each case's
+//! requests in one burst before any reply is read, which is where raftnode
+//! keeps reads and writes apart), and every pair of replies must be
 //! equal as parsed RESP values, so types count (a bulk `"1"` is not `:1`, a
 //! null bulk is not a null array in RESP2) and so do error texts.
 //!
