@@ -150,7 +150,7 @@ impl Started<'_> {
         self.args.iter().map(Vec::len).sum()
     }
 
-    /// Whether it is a `GET`, rather than a write.
+    /// Whether it is a read, rather than a write.
     pub fn is_read(&self) -> bool {
         matches!(self.op, Op::Read(_))
     }
@@ -168,10 +168,16 @@ impl Started<'_> {
 /// one heartbeat round. It answers them in order with [`finish`], and never
 /// has reads and writes started at once (see `server.rs`), so every request
 /// of a burst sees exactly the writes before it.
+///
+/// `reads`, if set, says which kind may start: a read (`true`) or a write
+/// (`false`), as those in flight are; one of the other kind comes back
+/// unstarted. The kind is what the request parses into, not its name
+/// (GETEX is a read without options and a write with one).
 pub fn start<'a>(
     port: &'a Port,
     conn: &Connection,
     args: Vec<Vec<u8>>,
+    reads: Option<bool>,
 ) -> Result<Started<'a>, Vec<Vec<u8>>> {
     if conn.transaction.is_some() {
         return Err(args);
@@ -180,10 +186,17 @@ pub fn start<'a>(
         return Err(args);
     };
     let name = String::from_utf8_lossy(name).to_ascii_uppercase();
-    let started = match store::parse(&name, &args) {
-        Some(Ok(Request::Read(read))) => port.node.start_lookup(read).map(Op::Read),
-        Some(Ok(Request::Write(command))) => port.node.start_write(command).map(Op::Write),
+    let request = match store::parse(&name, &args) {
+        Some(Ok(request)) => request,
         Some(Err(_)) | None => return Err(args),
+    };
+    let is_read = matches!(request, Request::Read(_));
+    if reads.is_some_and(|reads| reads != is_read) {
+        return Err(args);
+    }
+    let started = match request {
+        Request::Read(read) => port.node.start_lookup(read).map(Op::Read),
+        Request::Write(command) => port.node.start_write(command).map(Op::Write),
     };
     match started {
         Ok(op) => {

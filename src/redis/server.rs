@@ -480,20 +480,15 @@ impl<'a> Inflight<'a> {
         conn: &Connection,
         args: Vec<Vec<u8>>,
     ) -> Result<bool, Vec<Vec<u8>>> {
-        let is_read = args.first().is_some_and(|n| n.eq_ignore_ascii_case(b"GET"));
-        if self.requests.len() >= MAX_INFLIGHT
-            || self.bytes >= MAX_INFLIGHT_BYTES
-            || self
-                .requests
-                .front()
-                .is_some_and(|(s, _)| s.is_read() != is_read)
-        {
+        if self.requests.len() >= MAX_INFLIGHT || self.bytes >= MAX_INFLIGHT_BYTES {
             return Err(args);
         }
+        // The kind in flight; `start` gives back one of the other kind.
+        let reads = self.requests.front().map(|(s, _)| s.is_read());
         // Before `start` takes the arguments: the reply is counted when it
         // is written, after them.
         let slot = command_slot(port, &args);
-        let started = commands::start(port, conn, args)?;
+        let started = commands::start(port, conn, args, reads)?;
         self.bytes += started.bytes();
         self.requests.push_back((started, slot));
         Ok(self.charge.hold(self.bytes))
