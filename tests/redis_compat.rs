@@ -13,6 +13,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::time::Duration;
 use support::process::{bulk, free_port, ProcCluster, BIN};
+use support::redis_server::RedisServer;
 
 /// Sends `request` on a fresh connection and reads exactly `expected.len()`
 /// bytes back.
@@ -550,49 +551,27 @@ fn replies_from(port: u16, resp3: bool) -> Vec<String> {
 
 #[test]
 fn replies_are_byte_for_byte_those_of_a_real_redis_server() {
-    if Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        eprintln!("redis-server not installed; skipping (CI installs it)");
-        return;
-    }
     let redis_port = free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let log = dir.path().join("redis.log");
     let (port, bus_port) = (redis_port.to_string(), free_port().to_string());
-    let redis = Command::new("redis-server")
-        .args(["--port", &port, "--save", "", "--appendonly", "yes"])
-        .args(["--enable-debug-command", "yes"])
-        .args(["--logfile", log.to_str().unwrap()])
-        // A one-node Redis Cluster, its bus on a port reserved for it (the
-        // default, port + 10000, is nobody's to take).
-        .args([
-            "--cluster-enabled",
-            "yes",
-            "--cluster-config-file",
-            "nodes.conf",
-        ])
-        .args(["--cluster-port", &bus_port])
-        .current_dir(dir.path())
-        .spawn()
-        .unwrap();
-    struct KillOnDrop(std::process::Child);
-    impl Drop for KillOnDrop {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let mut redis = KillOnDrop(redis);
-    support::wait_for(support::WAIT, "redis-server to listen", || {
-        if let Ok(Some(status)) = redis.0.try_wait() {
-            let log = std::fs::read_to_string(&log).unwrap_or_default();
-            panic!("redis-server exited ({status}):\n{log}");
-        }
-        TcpStream::connect(("127.0.0.1", redis_port)).ok()
-    });
+    // Besides its unix socket, a TCP port: a one-node Redis Cluster, its bus
+    // on a port reserved for it (the default, port + 10000, is nobody's to
+    // take). Later flags override the helper's `--port 0 --appendonly no`.
+    let Some(_redis) = RedisServer::start(&[
+        "--port",
+        &port,
+        "--appendonly",
+        "yes",
+        "--enable-debug-command",
+        "yes",
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        "nodes.conf",
+        "--cluster-port",
+        &bus_port,
+    ]) else {
+        return;
+    };
     // A one-node Redis Cluster owning every slot, like a raftnode cluster.
     let mut admin = support::process::Resp::connect(redis_port).unwrap();
     assert_eq!(

@@ -626,3 +626,4 @@ impl Drop for RoleWatch {
 }
 pub mod fuzz;
 pub mod process;
+pub mod redis_server;
