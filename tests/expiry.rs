@@ -433,8 +433,9 @@ fn deadlines_and_the_clock_survive_restarts_and_snapshots() {
     catch_up_keeping_the_clock(&f, applied_before, clock_before);
     let commit = c.node(c.wait_for_leader()).unwrap().status().commit_index;
     catch_up_keeping_the_clock(&f, commit, clock_before);
+    let installed = f.snapshot_status().installed;
     assert!(
-        f.snapshot_status().installed > 0,
+        installed > 0,
         "node {follower} caught up without a snapshot"
     );
     f.with_state(|kv| {
@@ -505,7 +506,11 @@ fn deadlines_and_the_clock_survive_restarts_and_snapshots() {
             "node {id}"
         );
     }
-    eprintln!("expiry: restarts: every replica agrees at {applied}");
+    eprintln!(
+        "expiry: restarts: node {follower} restarted at clock {restored} (its snapshot's at \
+         least {saved_clock}), installed {installed} snapshot(s) and caught up; after the power \
+         cut every replica agrees at {applied}"
+    );
     c.finish();
 }
 
