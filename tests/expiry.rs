@@ -18,7 +18,7 @@ mod chaos;
 mod support;
 
 use chaos::{seed, Chaos, RECOVER};
-use raftnode::kv::expiry::EXPIRE_BATCH;
+use raftnode::kv::expirer::EXPIRE_BATCH;
 use raftnode::kv::{
     now_ms, Command, Condition, Expiry, KeyValue, Kv, KvNode, Outcome, QueryReply, Read, Wire,
 };

@@ -24,8 +24,9 @@
 //! just before it is started (`call_ms`) and just after its answer
 //! (`ret_ms`). Then, with no slack needed for skew or granularity:
 //!
-//! * a read is evaluated at the `now_ms()` its node took when starting it, or
-//!   at the store's clock if that is later: never before its `call_ms`;
+//! * a read is evaluated at the leader's `now_ms()` when it answers (which is
+//!   no earlier than when the read was started), or at the store's clock if
+//!   that is later: never before its `call_ms`;
 //! * a key's deadline is *not after* the time a read is evaluated at means
 //!   the key is absent;
 //! * `PXAT d` and `PEXPIREAT d` set the deadline `d`; `PX t` and `PEXPIRE t`
@@ -51,7 +52,7 @@
 //!
 //! After the scenario the harness waits for every key with a deadline to be
 //! deleted on every replica by active expiry (the harness runs an
-//! [`raftnode::kv::Expirer`] beside every node, as the client port does),
+//! [`raftnode::kv::expirer::Expirer`] beside every node, as the client port does),
 //! then for the replicas to agree again (see `Chaos::finish`).
 
 use super::{definite_failure, Inner};
