@@ -162,11 +162,15 @@ fn isolated_leader_acknowledges_nothing_and_its_entries_are_overwritten() {
 /// (bursts of up to 8 writes or reads started before the first is waited
 /// for): a leader crashing under a burst leaves its waits with an unknown
 /// outcome, and a new leader may overwrite the entries it did not commit.
+/// Two clients write keys with short times to live: with leaders crashing
+/// while they expire, no read sees one past its deadline (see
+/// `support/chaos/ttl.rs`).
 #[test]
 fn figure_8_leaders_crash_at_random_moments_under_load() {
     let mut c = Chaos::with_config(5, seed(15), |config| config.max_append_bytes = 1);
     c.start_clients(4, 2);
     c.start_pipelined_clients(2, 2);
+    c.start_ttl_clients(2, 32);
     let iterations = 100 * soak();
     for _ in 0..iterations {
         if let Some(leader) = c.leader_within(Duration::from_millis(500)) {
@@ -234,13 +238,15 @@ fn backup_minority_leader_entries_are_replaced_quickly() {
     c.finish();
 }
 
-/// Two of the clients pipeline (see the Figure 8 scenario).
+/// Two of the clients pipeline, two write keys with short times to live
+/// (see the Figure 8 scenario).
 #[test]
 fn random_partitions_including_one_way_cuts() {
     let mut c = Chaos::new(5, seed(17));
     c.wait_for_leader();
     c.start_clients(5, 3);
     c.start_pipelined_clients(2, 3);
+    c.start_ttl_clients(2, 32);
     let until = Instant::now() + Duration::from_secs(20) * soak();
     while Instant::now() < until {
         c.net().heal();
@@ -267,7 +273,8 @@ fn random_partitions_including_one_way_cuts() {
     c.finish();
 }
 
-/// Two of the clients pipeline (see the Figure 8 scenario).
+/// Two of the clients pipeline, two write keys with short times to live
+/// (see the Figure 8 scenario).
 #[test]
 fn unreliable_network_with_crashes_and_restarts() {
     let mut c = Chaos::new(5, seed(18));
@@ -284,6 +291,7 @@ fn unreliable_network_with_crashes_and_restarts() {
     }
     c.start_clients(4, 3);
     c.start_pipelined_clients(2, 3);
+    c.start_ttl_clients(2, 32);
     let until = Instant::now() + Duration::from_secs(12) * soak();
     while Instant::now() < until {
         let running = c.running();

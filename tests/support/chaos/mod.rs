@@ -18,6 +18,13 @@
 //! * with membership changes (`membership.rs`): a configuration seen
 //!   committed is never undone, removed nodes stay out, and a transfer that
 //!   reports success handed leadership to the node asked for.
+//! * with clients of keys with short times to live (`ttl.rs`): no read sees
+//!   a key past its deadline, and after healing, active expiry alone deletes
+//!   every key that has a deadline on every replica, which then agree again.
+//!
+//! Every node runs its active expiry beside it ([`Expirer`], the leader's
+//! deletion of expired keys), as the client port runs it in a `raftnode`
+//! process; it stops when the node crashes or is let go.
 //!
 //! # Pools of ids
 //!
@@ -41,6 +48,7 @@ pub mod linearizability;
 pub mod membership;
 pub mod netproxy;
 pub mod power;
+pub mod ttl;
 
 use crate::support::{init_logging, wait_for};
 use linearizability::{CheckResult, History, Input, Output};
@@ -48,6 +56,7 @@ use membership::{Plan, Report};
 use netproxy::Net;
 use parking_lot::Mutex;
 use power::{PowerCutStore, PowerSwitch};
+use raftnode::kv::expirer::Expirer;
 use raftnode::kv::{KeyValue, Kv, KvNode};
 use raftnode::node::Membership;
 use raftnode::raft::membership::{Configuration, Member};
@@ -140,8 +149,14 @@ struct Inner {
     hung_halts: Mutex<Vec<(NodeId, JoinHandle<()>)>>,
     /// The power switch of each node's current run.
     switches: Mutex<BTreeMap<NodeId, PowerSwitch>>,
+    /// Each running node's active expiry, as the client port runs it beside
+    /// a node: stopped when the node is.
+    expirers: Mutex<BTreeMap<NodeId, Expirer>>,
     paused: Mutex<BTreeSet<NodeId>>,
     history: History,
+    /// The operations on keys with a time to live ([`ttl`]), which the
+    /// linearizability checker never sees.
+    ttl: ttl::TtlHistory,
     leaders: Mutex<Leaders>,
     /// Every committed entry ever observed on any node: index -> (term, entry).
     committed: Mutex<BTreeMap<Index, Entry>>,
@@ -274,8 +289,10 @@ impl Chaos {
             refused_restarts: Mutex::new(BTreeMap::new()),
             hung_halts: Mutex::new(Vec::new()),
             switches: Mutex::new(BTreeMap::new()),
+            expirers: Mutex::new(BTreeMap::new()),
             paused: Mutex::new(BTreeSet::new()),
             history: History::new(),
+            ttl: ttl::TtlHistory::default(),
             leaders: Mutex::new(BTreeMap::new()),
             committed: Mutex::new(BTreeMap::new()),
             max_term: Mutex::new(BTreeMap::new()),
@@ -306,7 +323,7 @@ impl Chaos {
         for id in 1..=initial {
             let listener = inner.listener(id);
             let node = start_node(&inner, id, listener).unwrap();
-            inner.nodes.lock().insert(id, Some(Arc::new(node)));
+            inner.run(id, node);
         }
         let monitor = {
             let inner = inner.clone();
@@ -481,6 +498,20 @@ impl Chaos {
         }
     }
 
+    /// Starts `count` clients of `keys` keys with short times to live, in a
+    /// key space of their own (see [`ttl`]): [`Chaos::finish`] checks that
+    /// no read saw one past its deadline, and that active expiry deleted
+    /// every one on every replica.
+    pub fn start_ttl_clients(&mut self, count: usize, keys: usize) {
+        for client in 0..count {
+            let inner = self.inner.clone();
+            let seed = self.seed.wrapping_mul(89).wrapping_add(client as u64);
+            self.clients.push(thread::spawn(move || {
+                ttl::run_ttl_client(inner, 800 + client, keys, seed)
+            }));
+        }
+    }
+
     /// What the pipelining clients saw so far.
     pub fn pipeline_stats(&self) -> PipelineStats {
         self.inner.pipeline.snapshot()
@@ -549,6 +580,7 @@ impl Chaos {
     pub fn finish(mut self) -> Option<Report> {
         let report = self.stop_membership_changes();
         self.stop_clients();
+        let stopped = Instant::now();
         self.inner.net.heal();
         for id in self.down() {
             self.restart(id);
@@ -573,7 +605,7 @@ impl Chaos {
             });
         }
         // Everyone converges: one configuration, the same applied state.
-        let view = self.converge();
+        let (view, ..) = self.converge();
         self.check_invariants();
         if let Some(report) = &report {
             eprintln!("chaos: seed {}: membership: {report}", self.seed);
@@ -581,6 +613,7 @@ impl Chaos {
                 panic!("seed {}: {e}", self.seed);
             }
         }
+        self.finish_ttl(stopped);
         let ops = self.inner.history.ops();
         let completed = ops.iter().filter(|op| op.is_completed()).count();
         let hung: Vec<NodeId> = self.inner.hung_halts.lock().iter().map(|h| h.0).collect();
@@ -605,6 +638,58 @@ impl Chaos {
             other => panic!("seed {}: history not linearizable:\n{other}", self.seed),
         }
         report
+    }
+
+    /// The end of a scenario with TTL clients (nothing without): every
+    /// deadline they set is at most [`ttl::TTL_MS`] after its operation, so
+    /// with the clients stopped (at `stopped`) and the cluster healed,
+    /// active expiry alone must delete every key that has one, on every
+    /// replica, within about a tick of the last deadline; then the replicas
+    /// agree again. And no read saw a key past its deadline ([`ttl::check`]).
+    fn finish_ttl(&self, stopped: Instant) {
+        let ops = self.inner.ttl.ops();
+        if ops.is_empty() {
+            return;
+        }
+        wait_for(
+            Duration::from_secs(5),
+            "active expiry to delete every key with a time to live on every replica",
+            || {
+                let held = |id| {
+                    self.node(id)
+                        .is_some_and(|n| n.with_state(|kv| kv.expiries().is_empty()))
+                };
+                self.running().into_iter().all(held).then_some(())
+            },
+        );
+        let took = stopped.elapsed();
+        let (_, applied, _) = self.converge();
+        let report = ttl::check(&ops, self.inner.ttl.base_ms);
+        eprintln!(
+            "chaos: seed {}: ttl: {report}; no key had a deadline on any replica {took:?} after \
+             the clients stopped (then all agreed at entry {applied})",
+            self.seed
+        );
+        assert!(
+            report.violations.is_empty(),
+            "seed {}: reads saw keys past their deadlines ({report}):\n{}",
+            self.seed,
+            report.violations.join("\n")
+        );
+        assert!(
+            report.writes > 0 && report.gets_value > 0,
+            "seed {}: the TTL clients did too little to check anything: {report}",
+            self.seed
+        );
+    }
+
+    /// Waits until the cluster is quiet and agrees (see [`Chaos::finish`]):
+    /// one configuration, every member applied every entry and holds the
+    /// same state. Returns the entry they applied up to and the digest of
+    /// their state.
+    pub fn wait_converged(&self) -> (Index, String) {
+        let (_, applied, digest) = self.converge();
+        (applied, digest)
     }
 
     /// Adds node `id` through the leader (retrying while it is busy or
@@ -642,17 +727,18 @@ impl Chaos {
 
     /// Waits until the cluster is quiet and agrees (see [`Chaos::converged`]),
     /// starting members that do not run and letting go of nodes that are no
-    /// members on the way; returns the final configuration.
-    fn converge(&self) -> membership::Settled {
+    /// members on the way; returns the final configuration, the entry every
+    /// member applied up to, and the digest of their state.
+    fn converge(&self) -> (membership::Settled, Index, String) {
         let deadline = Instant::now() + RECOVER;
         loop {
             for id in self.down() {
                 self.restart(id);
             }
             let problem = match self.converged() {
-                Ok((view, summary)) => {
+                Ok((view, summary, applied, digest)) => {
                     eprintln!("chaos: seed {}: converged: {summary}", self.seed);
-                    return view;
+                    return (view, applied, digest);
                 }
                 Err(problem) => problem,
             };
@@ -673,7 +759,7 @@ impl Chaos {
     /// configuration (committed), has applied everything, and holds the same
     /// state. `Err` says what is still missing; diverging states at the same
     /// applied index fail the test.
-    fn converged(&self) -> Result<(membership::Settled, String), String> {
+    fn converged(&self) -> Result<(membership::Settled, String, Index, String), String> {
         let view = self.inner.settled().ok_or("no settled leader")?;
         self.inner.check_removal_reports(&view);
         self.inner.reconcile(&view);
@@ -730,6 +816,7 @@ impl Chaos {
             digests.insert(id, digest);
         }
         let distinct: BTreeSet<&String> = digests.values().collect();
+        let digest = distinct.first().map_or_else(String::new, |d| (*d).clone());
         assert!(
             distinct.len() == 1,
             "seed {}: members applied the same {} entries but hold different states: \
@@ -745,7 +832,7 @@ impl Chaos {
             view.config_index,
             lstatus.commit_index
         );
-        Ok((view, summary))
+        Ok((view, summary, lstatus.commit_index, digest))
     }
 
     fn check_invariants(&self) {
@@ -922,7 +1009,7 @@ impl Inner {
             term >= before,
             "node {id} restarted in term {term}, had reached {before}"
         );
-        self.nodes.lock().insert(id, Some(Arc::new(node)));
+        self.run(id, node);
     }
 
     /// Starts node `id`, which the harness does not run, with an empty data
@@ -945,7 +1032,7 @@ impl Inner {
         }
         let node = start_node(self, id, self.listener(id))
             .unwrap_or_else(|e| panic!("node {id} failed to start with an empty data dir: {e}"));
-        self.nodes.lock().insert(id, Some(Arc::new(node)));
+        self.run(id, node);
     }
 
     /// Stops running node `id`, which is no member (removed, or its addition
@@ -961,8 +1048,25 @@ impl Inner {
         }
     }
 
-    /// Halts `node`, waiting at most [`HALT_WAIT`] (see there).
+    /// Runs `node` as node `id`, with its active expiry beside it.
+    fn run(&self, id: NodeId, node: KvNode) {
+        let node = Arc::new(node);
+        let expirer = Expirer::start(node.clone()).expect("start the active expiry thread");
+        // A previous run's was stopped with it (see `halt`).
+        self.expirers.lock().insert(id, expirer);
+        self.nodes.lock().insert(id, Some(node));
+    }
+
+    /// Halts `node`, waiting at most [`HALT_WAIT`] (see there), then stops
+    /// its active expiry: after the halt, so that a deletion it is waiting
+    /// for fails at once instead of running out its timeout.
     fn halt(&self, node: &Arc<KvNode>) {
+        self.halt_node(node);
+        let expirer = self.expirers.lock().remove(&node.id());
+        drop(expirer);
+    }
+
+    fn halt_node(&self, node: &Arc<KvNode>) {
         let (done, halted) = crossbeam_channel::bounded(1);
         let halting = {
             let node = node.clone();
@@ -1008,6 +1112,8 @@ impl Drop for Chaos {
         for node in nodes {
             self.inner.halt(&node);
         }
+        let expirers = std::mem::take(&mut *self.inner.expirers.lock());
+        drop(expirers);
         self.inner.net.shutdown();
         // With every proxy closed, a hung halt's connection ends, and so
         // does the halt.
@@ -1130,17 +1236,26 @@ fn recorded_read(
 /// Maps a node error to the history: definite failures leave the history;
 /// anything that may have taken effect stays, with an unknown outcome.
 fn record_failure(history: &History, op: linearizability::OpId, e: &Error) {
+    match definite_failure(e) {
+        true => history.fail(op),
+        false => history.indefinite(op),
+    }
+}
+
+/// Whether a write that failed with `e` definitely did not take effect;
+/// otherwise it may have.
+fn definite_failure(e: &Error) -> bool {
     match e {
         Error::NotLeader { .. }
         | Error::CommandTooLarge { .. }
         | Error::Transferring { .. }
         | Error::Change(_)
-        | Error::Transfer(_) => history.fail(op),
+        | Error::Transfer(_) => true,
         Error::Timeout
         | Error::ShutDown
         | Error::Storage(_)
         | Error::Codec(_)
-        | Error::TransferTimedOut { .. } => history.indefinite(op),
+        | Error::TransferTimedOut { .. } => false,
     }
 }
 
