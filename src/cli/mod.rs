@@ -14,6 +14,7 @@ mod bench;
 mod dev;
 mod error;
 mod join;
+mod json;
 mod run;
 mod shell;
 mod status;

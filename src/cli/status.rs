@@ -10,6 +10,7 @@
 
 use super::args::Flags;
 use super::error::{CliError, StatusError};
+use super::json::quote;
 use crate::raft::message::NodeId;
 use crate::redis::resp::{self, Limits, Reply, RespError};
 use std::fmt::Write as _;
@@ -325,23 +326,6 @@ fn json(rows: &[Row], leader: Option<usize>) -> String {
         );
     }
     out.push_str("]}");
-    out
-}
-
-/// A JSON string.
-fn quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
     out
 }
 

@@ -24,7 +24,7 @@
 
 use crate::node::sockets::{self, Sockets};
 use crossbeam_channel::{bounded, Receiver};
-use log::{debug, warn};
+use log::debug;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -342,23 +342,9 @@ fn request_line(line: &[u8]) -> Option<(&str, &str)> {
 /// Reads and drops what the client still sends, for a moment, after our
 /// answer (see [`serve`]).
 fn drain(stream: &TcpStream) {
-    if stream.shutdown(std::net::Shutdown::Write).is_err() {
-        return;
+    if !sockets::linger(stream, DRAIN_FOR, DRAIN_BYTES) {
+        debug!("metrics: a client did not close within {DRAIN_FOR:?} of its answer");
     }
-    let deadline = Instant::now() + DRAIN_FOR;
-    let mut buf = [0u8; 16 * 1024];
-    let mut drained = 0;
-    while drained < DRAIN_BYTES {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match (&*stream).read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => drained += n,
-        }
-    }
-    warn!("metrics: a client sent over {DRAIN_BYTES} bytes after its answer; closing");
 }
 
 #[cfg(test)]

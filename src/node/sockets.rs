@@ -8,11 +8,12 @@ use log::{debug, info, warn};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::io;
+use std::io::Read;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The first pause after an accept failed for want of resources; it doubles
 /// with each further failure up to [`MAX_ACCEPT_BACKOFF`].
@@ -211,6 +212,33 @@ pub fn wake_listener(addr: SocketAddr) {
         });
     }
     let _ = TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+}
+
+/// Lets the peer read our last bytes before the connection closes, and
+/// returns whether it closed its side in time. Closing a socket that still
+/// holds unread input makes the kernel answer with a reset, and a reset can
+/// destroy what is still unread at the peer (seen after a protocol error,
+/// whose request is left half-read). So: send FIN, then read and drop what
+/// the peer sends until it closes too — for at most `how_long` and
+/// `max_bytes`. Used by the client port and the metrics endpoint.
+pub fn linger(stream: &TcpStream, how_long: Duration, max_bytes: usize) -> bool {
+    if stream.shutdown(std::net::Shutdown::Write).is_err() {
+        return true;
+    }
+    let deadline = Instant::now() + how_long;
+    let mut buf = [0u8; 16 * 1024];
+    let mut drained = 0;
+    while drained < max_bytes {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return false;
+        }
+        match (&*stream).read(&mut buf) {
+            Ok(0) | Err(_) => return true,
+            Ok(n) => drained += n,
+        }
+    }
+    false
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[cfg(doc)]
 use crate::redis::port::{ClientMemory, CLIENT_ALLOWANCE};
@@ -531,27 +531,8 @@ const LINGER_FOR: Duration = Duration::from_millis(500);
 /// How much a closing connection may still send before it is cut off.
 const LINGER_BYTES: usize = 1024 * 1024;
 
-/// Lets the client read our last reply before the connection closes. Closing
-/// a socket that still holds unread input makes the kernel answer with a
-/// reset, and a reset can destroy the reply still unread at the client (seen
-/// after a protocol error, whose request is left half-read). So: send FIN
-/// after the reply, then read and drop what the client sends until it
-/// closes too — for at most `LINGER_FOR` and `LINGER_BYTES`.
+/// Lets the client read our last reply before the connection closes
+/// ([`sockets::linger`]).
 fn linger(stream: &TcpStream) {
-    if stream.shutdown(std::net::Shutdown::Write).is_err() {
-        return;
-    }
-    let deadline = Instant::now() + LINGER_FOR;
-    let mut buf = [0u8; 16 * 1024];
-    let mut drained = 0;
-    while drained < LINGER_BYTES {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
-            return;
-        }
-        match (&*stream).read(&mut buf) {
-            Ok(0) | Err(_) => return,
-            Ok(n) => drained += n,
-        }
-    }
+    sockets::linger(stream, LINGER_FOR, LINGER_BYTES);
 }

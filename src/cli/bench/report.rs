@@ -4,6 +4,7 @@
 use super::cpu::Usage;
 use super::floors::{Floor, Floors};
 use super::load::{Op, Outcome};
+use crate::cli::json::quote;
 use std::fmt::Write;
 
 /// Above this share of the machine's CPU taken by other processes during a
@@ -236,32 +237,4 @@ pub(crate) fn json(row: &Row) -> String {
         num(row.floor_ratio()),
     );
     out
-}
-
-/// A JSON string.
-fn quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::quote;
-
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(quote("TIMEOUT"), "\"TIMEOUT\"");
-        assert_eq!(quote("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
-    }
 }
