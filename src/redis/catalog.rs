@@ -558,6 +558,16 @@ pub fn find(name: &[u8]) -> Option<&'static Spec> {
 }
 
 impl Spec {
+    /// Whether a request of `words` words (the name included) has the
+    /// command's arity.
+    pub fn takes(&self, words: usize) -> bool {
+        let n = words as i64;
+        match self.arity {
+            a if a >= 0 => n == a,
+            a => n >= -a,
+        }
+    }
+
     /// The ten-element entry of `COMMAND` / `COMMAND INFO`: name, arity,
     /// flags, first key, last key, step, ACL categories, tips, key specs,
     /// subcommands. Flags, categories, tips, key specs and subcommands are
@@ -680,11 +690,7 @@ fn getkeys(command: &[Vec<u8>]) -> Reply {
     let Some(spec) = find(&command[0]) else {
         return Reply::error("Invalid command specified");
     };
-    let arity_ok = match spec.arity {
-        n if n >= 0 => command.len() as i64 == n,
-        n => command.len() as i64 >= -n,
-    };
-    if !arity_ok {
+    if !spec.takes(command.len()) {
         return Reply::error("Invalid number of arguments specified for command");
     }
     let keys = spec.keys(command);

@@ -89,20 +89,16 @@ const STORE_COMMANDS: &[&str] = &[
 /// of arguments (the caller answers those), an error reply if its
 /// arguments are refused.
 pub fn parse(name: &str, args: &[Vec<u8>]) -> Option<Result<Request, Reply>> {
-    let lower = name.to_ascii_lowercase();
-    if !STORE_COMMANDS.contains(&lower.as_str()) {
-        return None;
-    }
+    // One lookup, and the table's lower-case name for the rest: nothing is
+    // allocated to lower the request's.
     let spec = catalog::find(name.as_bytes())?;
-    let n = args.len() as i64;
-    let arity_ok = match spec.arity {
-        a if a >= 0 => n == a,
-        a => n >= -a,
-    };
-    if !arity_ok {
+    if !STORE_COMMANDS.contains(&spec.name) {
         return None;
     }
-    Some(build(&lower, args).and_then(|request| check_sizes(&lower, args, request)))
+    if !spec.takes(args.len()) {
+        return None;
+    }
+    Some(build(spec.name, args).and_then(|request| check_sizes(spec.name, args, request)))
 }
 
 fn err(msg: &str) -> Reply {
