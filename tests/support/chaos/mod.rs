@@ -441,6 +441,26 @@ impl Chaos {
         }
     }
 
+    /// Starts `count` threads running `run(inner, id, keys, seed)`: ids
+    /// from `first_id` up, seeds from the scenario's seed times `seed_mul`,
+    /// so each kind of client has its own.
+    fn spawn_clients(
+        &mut self,
+        count: usize,
+        keys: usize,
+        seed_mul: u64,
+        first_id: usize,
+        run: fn(Arc<Inner>, usize, usize, u64),
+    ) {
+        for client in 0..count {
+            let inner = self.inner.clone();
+            let seed = self.seed.wrapping_mul(seed_mul).wrapping_add(client as u64);
+            self.clients.push(thread::spawn(move || {
+                run(inner, first_id + client, keys, seed)
+            }));
+        }
+    }
+
     /// Starts the thread that changes the membership at random moments
     /// (see `membership.rs`), through whichever node leads.
     pub fn start_membership_changes(&mut self, plan: Plan) {
@@ -462,12 +482,7 @@ impl Chaos {
 
     /// Starts `count` client threads working on `keys` keys.
     pub fn start_clients(&mut self, count: usize, keys: usize) {
-        for client in 0..count {
-            let inner = self.inner.clone();
-            let seed = self.seed.wrapping_mul(31).wrapping_add(client as u64);
-            self.clients
-                .push(thread::spawn(move || run_client(inner, client, keys, seed)));
-        }
+        self.spawn_clients(count, keys, 31, 0, run_client);
     }
 
     /// Starts `count` clients that INCR and APPEND under client sessions,
@@ -475,13 +490,7 @@ impl Chaos {
     /// any double application shows as a counter or a string that no
     /// linearization explains.
     pub fn start_session_clients(&mut self, count: usize, keys: usize) {
-        for client in 0..count {
-            let inner = self.inner.clone();
-            let seed = self.seed.wrapping_mul(97).wrapping_add(client as u64);
-            self.clients.push(thread::spawn(move || {
-                run_session_client(inner, 500 + client, keys, seed)
-            }));
-        }
+        self.spawn_clients(count, keys, 97, 500, run_session_client);
     }
 
     /// Starts `count` clients that pipeline: each burst starts 1 to 8 unique
@@ -489,13 +498,7 @@ impl Chaos {
     /// before waiting for the first, then waits for each in turn (see
     /// [`Chaos::pipeline_stats`] for what they saw).
     pub fn start_pipelined_clients(&mut self, count: usize, keys: usize) {
-        for client in 0..count {
-            let inner = self.inner.clone();
-            let seed = self.seed.wrapping_mul(61).wrapping_add(client as u64);
-            self.clients.push(thread::spawn(move || {
-                run_pipelined_client(inner, 700 + client, keys, seed)
-            }));
-        }
+        self.spawn_clients(count, keys, 61, 700, run_pipelined_client);
     }
 
     /// Starts `count` clients of `keys` keys with short times to live, in a
@@ -503,13 +506,7 @@ impl Chaos {
     /// no read saw one past its deadline, and that active expiry deleted
     /// every one on every replica.
     pub fn start_ttl_clients(&mut self, count: usize, keys: usize) {
-        for client in 0..count {
-            let inner = self.inner.clone();
-            let seed = self.seed.wrapping_mul(89).wrapping_add(client as u64);
-            self.clients.push(thread::spawn(move || {
-                ttl::run_ttl_client(inner, 800 + client, keys, seed)
-            }));
-        }
+        self.spawn_clients(count, keys, 89, 800, ttl::run_ttl_client);
     }
 
     /// What the pipelining clients saw so far.
@@ -893,6 +890,40 @@ impl Inner {
         self.nodes.lock().get(&id).cloned().flatten()
     }
 
+    /// A client's next node: the leader as last seen, or one at random
+    /// one time in ten. `None` if that node is down, after pointing the
+    /// hint at a random node and pausing a moment.
+    fn pick_node(&self, rng: &mut StdRng) -> Option<(NodeId, Arc<KvNode>)> {
+        let mut target = self.leader_hint.load(Ordering::Relaxed);
+        if rng.gen_bool(0.1) {
+            target = rng.gen_range(1..=self.n);
+        }
+        let node = self.node(target);
+        if node.is_none() {
+            self.leader_hint
+                .store(rng.gen_range(1..=self.n), Ordering::Relaxed);
+            thread::sleep(Duration::from_millis(5));
+        }
+        node.map(|node| (target, node))
+    }
+
+    /// After a client's attempt through `target`: follow a redirect to
+    /// another leader, or, on any other error, point the hint at a random
+    /// node and back off a little.
+    fn after_attempt(&self, rng: &mut StdRng, target: NodeId, result: Result<(), Error>) {
+        match result {
+            Ok(()) => {}
+            Err(Error::NotLeader { leader: Some(l) }) if l != target => {
+                self.leader_hint.store(l, Ordering::Relaxed)
+            }
+            Err(_) => {
+                self.leader_hint
+                    .store(rng.gen_range(1..=self.n), Ordering::Relaxed);
+                thread::sleep(Duration::from_millis(rng.gen_range(1..10)));
+            }
+        }
+    }
+
     fn running(&self) -> Vec<NodeId> {
         let nodes = self.nodes.lock();
         nodes
@@ -1266,16 +1297,7 @@ fn run_client(inner: Arc<Inner>, client: usize, keys: usize, seed: u64) {
     let mut last_read: BTreeMap<String, Option<String>> = BTreeMap::new();
     while !inner.stop_clients.load(Ordering::Acquire) {
         let key = format!("k{}", rng.gen_range(0..keys));
-        let mut target = inner.leader_hint.load(Ordering::Relaxed);
-        if rng.gen_bool(0.1) {
-            target = rng.gen_range(1..=inner.n);
-        }
-        let node = inner.nodes.lock().get(&target).cloned().flatten();
-        let Some(node) = node else {
-            inner
-                .leader_hint
-                .store(rng.gen_range(1..=inner.n), Ordering::Relaxed);
-            thread::sleep(Duration::from_millis(5));
+        let Some((target, node)) = inner.pick_node(&mut rng) else {
             continue;
         };
         let result = match rng.gen_range(0..10) {
@@ -1318,18 +1340,7 @@ fn run_client(inner: Arc<Inner>, client: usize, keys: usize, seed: u64) {
                 }
             }
         };
-        match result {
-            Ok(()) => {}
-            Err(Error::NotLeader { leader: Some(l) }) if l != target => {
-                inner.leader_hint.store(l, Ordering::Relaxed)
-            }
-            Err(_) => {
-                inner
-                    .leader_hint
-                    .store(rng.gen_range(1..=inner.n), Ordering::Relaxed);
-                thread::sleep(Duration::from_millis(rng.gen_range(1..10)));
-            }
-        }
+        inner.after_attempt(&mut rng, target, result);
     }
 }
 
@@ -1526,16 +1537,7 @@ impl PipelineCounters {
 fn run_pipelined_client(inner: Arc<Inner>, client: usize, keys: usize, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     while !inner.stop_clients.load(Ordering::Acquire) {
-        let mut target = inner.leader_hint.load(Ordering::Relaxed);
-        if rng.gen_bool(0.1) {
-            target = rng.gen_range(1..=inner.n);
-        }
-        let node = inner.nodes.lock().get(&target).cloned().flatten();
-        let Some(node) = node else {
-            inner
-                .leader_hint
-                .store(rng.gen_range(1..=inner.n), Ordering::Relaxed);
-            thread::sleep(Duration::from_millis(5));
+        let Some((target, node)) = inner.pick_node(&mut rng) else {
             continue;
         };
         let burst: Vec<String> = (0..rng.gen_range(1..=8))
@@ -1546,18 +1548,7 @@ fn run_pipelined_client(inner: Arc<Inner>, client: usize, keys: usize, seed: u64
         } else {
             pipelined_reads(&inner, client, &node, &burst)
         };
-        match result {
-            Ok(()) => {}
-            Err(Error::NotLeader { leader: Some(l) }) if l != target => {
-                inner.leader_hint.store(l, Ordering::Relaxed)
-            }
-            Err(_) => {
-                inner
-                    .leader_hint
-                    .store(rng.gen_range(1..=inner.n), Ordering::Relaxed);
-                thread::sleep(Duration::from_millis(rng.gen_range(1..10)));
-            }
-        }
+        inner.after_attempt(&mut rng, target, result);
     }
 }
 

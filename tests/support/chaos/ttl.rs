@@ -68,8 +68,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 /// The shortest and longest time to live the clients ask for, in ms.
 pub const TTL_MS: (u64, u64) = (20, 300);
@@ -528,15 +527,7 @@ fn check_key(ops: &[&TtlOp], base: u64, report: &mut TtlReport) {
 pub(super) fn run_ttl_client(inner: Arc<Inner>, client: usize, keys: usize, seed: u64) {
     let mut rng = StdRng::seed_from_u64(seed);
     while !inner.stop_clients.load(Ordering::Acquire) {
-        let mut target = inner.leader_hint.load(Ordering::Relaxed);
-        if rng.gen_bool(0.1) {
-            target = rng.gen_range(1..=inner.n);
-        }
-        let Some(node) = inner.node(target) else {
-            inner
-                .leader_hint
-                .store(rng.gen_range(1..=inner.n), Ordering::Relaxed);
-            thread::sleep(Duration::from_millis(5));
+        let Some((target, node)) = inner.pick_node(&mut rng) else {
             continue;
         };
         let key = format!("t{}", rng.gen_range(0..keys));
@@ -604,18 +595,7 @@ pub(super) fn run_ttl_client(inner: Arc<Inner>, client: usize, keys: usize, seed
                 ttl_write(&inner, client, &node, &key, TtlInput::Persist, command)
             }
         };
-        match result {
-            Ok(()) => {}
-            Err(Error::NotLeader { leader: Some(l) }) if l != target => {
-                inner.leader_hint.store(l, Ordering::Relaxed)
-            }
-            Err(_) => {
-                inner
-                    .leader_hint
-                    .store(rng.gen_range(1..=inner.n), Ordering::Relaxed);
-                thread::sleep(Duration::from_millis(rng.gen_range(1..10)));
-            }
-        }
+        inner.after_attempt(&mut rng, target, result);
     }
 }
 
